@@ -1,0 +1,136 @@
+"""Benchmarks that print figures (`vigil bench ...`); nothing here asserts a speed.
+
+Ratios are measured in the same process on the same lines, because shared machines are noisy.
+"""
+
+from __future__ import annotations
+
+import gc
+import resource
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from detector.config import VigilConfig
+from detector.pipeline import Pipeline
+from detector.simulate.fleet import Fleet, Truth, render
+from detector.simulate.judge import Verdict, judge
+from detector.simulate.scenarios import SCENARIOS, plan
+from detector.sources.files import iter_batches
+
+
+@dataclass(slots=True)
+class PipelineFigures:
+    events: int
+    bytes_per_line: float
+    parse_eps: float  # bare orjson.loads loop keeping each batch's dicts, best of 3
+    parse_discard_eps: float  # the same loop throwing each dict away at once, best of 3
+    pipeline_eps: float  # whole pipeline, one pass
+    ratio: float  # pipeline / parse
+    ratio_discard: float  # pipeline / parse_discard
+    peak_rss_mib: float
+    series: int
+    state_bytes_per_series: float
+    state_breakdown: dict[str, int]
+    anomalies: int
+    incidents: int
+
+
+def simulated_lines(events: int, seed: int = 0, scenario: str = "none", shape: str = "plain",
+                    ) -> tuple[list[bytes], Truth]:
+    """`events` JSON lines from the simulator, kept in memory, with their ground truth."""
+    faults, _ = plan(scenario, events)
+    recs = Fleet(faults, seed=seed).records(events)
+    lines = [render(r, shape) for _, r in recs]
+    ts = [r["ts"] for _, r in recs]
+    truth = Truth(scenario, seed, len(lines), min(ts), max(ts), 10.0, faults)
+    return lines, truth
+
+
+def bench_pipeline(lines: list[bytes], cfg: VigilConfig) -> PipelineFigures:
+    """Pipeline events/s against a bare `orjson.loads` loop over the same lines."""
+    n = len(lines)
+    loads = orjson.loads
+    bs = cfg.batch_size
+    keep = discard = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for i in range(0, n, bs):
+            parsed = [loads(line) for line in lines[i:i + bs]]
+        keep = min(keep, time.perf_counter() - t0)
+        del parsed
+        t0 = time.perf_counter()
+        for line in lines:
+            loads(line)
+        discard = min(discard, time.perf_counter() - t0)
+    parse_eps, parse_discard_eps = n / keep, n / discard
+
+    gc.collect()
+    pipe = Pipeline(cfg)
+    t0 = time.perf_counter()
+    for i in range(0, n, bs):
+        pipe.process(lines[i:i + bs], "bench", range(i + 1, i + 1 + min(bs, n - i)))
+    pipe.finish()
+    elapsed = time.perf_counter() - t0
+    pipeline_eps = n / elapsed
+
+    series = max(pipe.scorer.series_count, 1)
+    breakdown = {
+        "model": pipe.scorer.model.nbytes(),
+        "series_index": sys.getsizeof(pipe.scorer._series)  # noqa: SLF001 - measured, not used
+        + sum(sys.getsizeof(k) for k in pipe.scorer._series),  # noqa: SLF001
+        "windows": pipe.windows.state_nbytes(),
+    }
+    return PipelineFigures(
+        events=n,
+        bytes_per_line=sum(map(len, lines)) / max(n, 1),
+        parse_eps=parse_eps,
+        parse_discard_eps=parse_discard_eps,
+        pipeline_eps=pipeline_eps,
+        ratio=pipeline_eps / parse_eps,
+        ratio_discard=pipeline_eps / parse_discard_eps,
+        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        series=series,
+        state_bytes_per_series=sum(breakdown.values()) / series,
+        state_breakdown=breakdown,
+        anomalies=pipe.stats.anomalies,
+        incidents=pipe.stats.incidents_opened,
+    )
+
+
+def file_lines(path: Path, batch_size: int = 65536) -> list[bytes]:
+    out: list[bytes] = []
+    for b in iter_batches(path, batch_size):
+        out.extend(b.lines)
+    return out
+
+
+def bench_detection(
+    cfg: VigilConfig, events: int, seeds: Iterable[int], scenarios: Iterable[str] | None = None,
+) -> list[Verdict]:
+    """Run each scenario for each seed and judge the incidents against the ground truth."""
+    verdicts = []
+    for scenario in scenarios or SCENARIOS:
+        for seed in seeds:
+            lines, truth = simulated_lines(events, seed=seed, scenario=scenario)
+            incidents = run_incidents(lines, cfg)
+            verdicts.append(judge(truth, incidents, cfg.window.seconds, cfg.incidents.gap_seconds))
+    return verdicts
+
+
+def run_incidents(lines: list[bytes], cfg: VigilConfig) -> list[dict[str, Any]]:
+    """The last state of every incident a pipeline opens on `lines`."""
+    pipe = Pipeline(cfg)
+    bs = cfg.batch_size
+    for i in range(0, len(lines), bs):
+        pipe.process(lines[i:i + bs], "sim")
+    pipe.finish()
+    latest: dict[str, dict[str, Any]] = {}
+    for rec in pipe.incident_sink.records:  # type: ignore[attr-defined]
+        latest[rec["id"]] = rec
+    return list(latest.values())

@@ -1,0 +1,189 @@
+"""The `vigil` command line: replay, simulate, bench and config. Thin: each command calls a module."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from detector.config import ConfigError, VigilConfig, config_as_yaml, load_config
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+config_app = typer.Typer(no_args_is_help=True, help="Inspect the configuration.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures.")
+app.add_typer(config_app, name="config")
+app.add_typer(bench_app, name="bench")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config file (VIGIL_* env overrides it)")
+]
+
+
+def _config(path: Path | None) -> VigilConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@config_app.command("show")
+def config_show(config: ConfigOpt = None) -> None:
+    """Print the effective configuration (file, then environment overrides) as YAML."""
+    out.print(config_as_yaml(_config(config)), markup=False, highlight=False, end="")
+
+
+@app.command()
+def replay(
+    files: Annotated[list[str], typer.Argument(help="JSONL files (.gz too), or - for stdin")],
+    config: ConfigOpt = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="output directory")] = None,
+) -> None:
+    """Replay JSON logs through the detector; write anomalies, incidents and dead letters."""
+    from detector.replay import InputError, replay as run
+
+    cfg = _config(config)
+    target = out_dir or cfg.output.dir
+    show_bar = sys.stderr.isatty()
+    try:
+        with Progress(
+            "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+            TimeRemainingColumn(), console=err, disable=not show_bar, transient=True,
+        ) as bar:
+            task = bar.add_task("replaying", total=None)
+
+            def tick(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total or None)
+
+            result = run(files, cfg, target, tick)
+    except InputError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    _print_summary(result.stats.as_dict(), result.incidents, target)
+
+
+def _print_summary(stats: dict[str, object], incidents: list[dict[str, object]], target: Path,
+                   ) -> None:
+    t = Table(title="Replay summary", show_header=False)
+    for key in ("lines", "events", "windows_closed", "anomalies", "incidents_opened",
+                "dead_letters_total", "seconds"):
+        t.add_row(key.replace("_", " "), str(stats[key]))
+    dead = stats["dead_letters"]
+    assert isinstance(dead, dict)
+    for reason, n in dead.items():
+        if n:
+            t.add_row(f"  dead: {reason}", str(n))
+    out.print(t)
+    if incidents:
+        it = Table(title="Incidents")
+        for col in ("id", "service", "status", "opened (UTC)", "anomalies", "top explanation"):
+            it.add_column(col)
+        from detector.simulate.fleet import rfc3339
+
+        for inc in incidents:
+            it.add_row(str(inc["id"]), str(inc["service"]), str(inc["status"]),
+                       rfc3339(float(inc["opened_at"])), str(inc["anomaly_count"]),  # type: ignore[arg-type]
+                       str(inc["top_explanation"]))
+        out.print(it)
+    else:
+        out.print("No incidents.")
+    out.print(f"Outputs in {target}/ (anomalies.jsonl, incidents.jsonl, dead_letter.jsonl)")
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[str, typer.Option(help="error_burst, latency_regression, crash_loop, "
+                                          "new_exception, traffic_spike or none")] = "error_burst",
+    events: Annotated[int, typer.Option(min=1, help="number of log lines")] = 200_000,
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="output JSONL (.gz compresses)")
+                        ] = Path("sim.jsonl"),
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    shape: Annotated[str, typer.Option(help="plain, ecs or otel")] = "plain",
+) -> None:
+    """Write a microservice fleet's JSON logs with an injected fault, plus OUT.truth.json."""
+    from detector.simulate.scenarios import SCENARIOS, truth_path, write_run
+
+    if scenario not in SCENARIOS:
+        err.print(f"[red]error:[/red] unknown scenario {scenario!r}; choose from "
+                  f"{', '.join(SCENARIOS)}")
+        raise typer.Exit(2)
+    if shape not in ("plain", "ecs", "otel"):
+        err.print(f"[red]error:[/red] unknown shape {shape!r}; choose plain, ecs or otel")
+        raise typer.Exit(2)
+    truth = write_run(out_file, scenario, events, seed=seed, shape=shape)
+    for f in truth.faults:
+        out.print(f"fault {f.kind} on {f.service}: {f.start - truth.start:.0f}s to "
+                  f"{f.end - truth.start:.0f}s into the run")
+    out.print(f"wrote {truth.events} lines to {out_file} and the truth to {truth_path(out_file)}")
+
+
+@bench_app.command("pipeline")
+def bench_pipeline_cmd(
+    events: Annotated[int, typer.Option(min=1000, help="lines to generate")] = 1_000_000,
+    input_file: Annotated[Path | None, typer.Option("--input", help="read lines from a JSONL "
+                                                    "file instead")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Pipeline events/s against a bare orjson.loads loop on the same lines, RSS and state size."""
+    from detector.bench import bench_pipeline, file_lines, simulated_lines
+
+    cfg = _config(config)
+    lines = file_lines(input_file) if input_file else simulated_lines(events, seed=7)[0]
+    f = bench_pipeline(lines, cfg)
+    t = Table(title=f"vigil bench pipeline ({f.events:,} events, {f.bytes_per_line:.0f} B/line)",
+              show_header=False)
+    t.add_row("pipeline events/s", f"{f.pipeline_eps:,.0f}")
+    t.add_row("orjson.loads loop, batch kept (events/s)", f"{f.parse_eps:,.0f}")
+    t.add_row("ratio pipeline / orjson (target >= 0.5)", f"{f.ratio:.2f}")
+    t.add_row("orjson.loads loop, each dict dropped (events/s)", f"{f.parse_discard_eps:,.0f}")
+    t.add_row("ratio pipeline / orjson-dropped", f"{f.ratio_discard:.2f}")
+    t.add_row("peak RSS (MiB, includes the lines held in memory)", f"{f.peak_rss_mib:,.0f}")
+    t.add_row("tracked (service, feature) series", str(f.series))
+    t.add_row("state bytes per series (target <= 2048)", f"{f.state_bytes_per_series:,.0f}")
+    for k, v in f.state_breakdown.items():
+        t.add_row(f"  state: {k} (bytes)", f"{v:,}")
+    t.add_row("anomalies / incidents on this run", f"{f.anomalies} / {f.incidents}")
+    out.print(t)
+
+
+@bench_app.command("detection")
+def bench_detection_cmd(
+    events: Annotated[int, typer.Option(min=10_000, help="lines per run")] = 200_000,
+    seeds: Annotated[int, typer.Option(min=1, help="runs per scenario")] = 3,
+    config: ConfigOpt = None,
+) -> None:
+    """Each simulator scenario, several seeds: detection, onset delay, false incidents."""
+    from detector.bench import bench_detection
+
+    cfg = _config(config)
+    verdicts = bench_detection(cfg, events, range(seeds))
+    t = Table(title=f"vigil bench detection ({events:,} events per run)")
+    for col in ("scenario", "seed", "root cause", "detected", "onset (windows)",
+                "delay (s)", "false incidents", "false / 100k events"):
+        t.add_column(col)
+    for i, v in enumerate(verdicts):
+        t.add_row(v.scenario, str(i % seeds), v.root_cause or "-", "yes" if v.detected else
+                  ("-" if not v.root_cause else "NO"),
+                  "-" if v.onset_windows is None else str(v.onset_windows),
+                  "-" if v.delay_seconds is None else f"{v.delay_seconds:.1f}",
+                  str(v.false_incidents), f"{v.false_per_100k:.2f}")
+    out.print(t)
+    total_events = sum(v.events for v in verdicts)
+    total_false = sum(v.false_incidents for v in verdicts)
+    out.print(f"false incidents per 100k events overall: {1e5 * total_false / total_events:.3f}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""Vigil's configuration: one typed tree, read from a YAML file and `VIGIL_*` environment overrides.
+
+Environment overrides use `__` between levels: `VIGIL_WINDOW__SECONDS=5`,
+`VIGIL_PARSING__MAX_RECORD_BYTES=65536`. This module only describes settings; it does no work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+
+class ConfigError(ValueError):
+    """The configuration file or an override is invalid; the message names the field."""
+
+
+class FieldMapping(BaseModel):
+    """Where each `LogEvent` field is found in a JSON record, as candidate paths in priority order.
+
+    A path is dotted: `resource.service.name` matches `{"resource": {"service.name": ...}}`,
+    `{"resource": {"service": {"name": ...}}}` and a flat `{"resource.service.name": ...}` alike.
+    The defaults recognise OpenTelemetry log records, ECS and the common plain shape.
+    """
+
+    timestamp: list[str] = Field(
+        default=[
+            "ts", "timestamp", "time", "@timestamp", "timeUnixNano", "observedTimeUnixNano",
+        ]
+    )
+    service: list[str] = Field(
+        default=["service", "service.name", "resource.service.name", "resource.attributes.service.name"]
+    )
+    level: list[str] = Field(
+        default=["level", "log.level", "severityText", "severity", "severityNumber"]
+    )
+    message: list[str] = Field(default=["msg", "message", "body", "body.stringValue"])
+    request_id: list[str] = Field(
+        default=["request_id", "requestId", "trace_id", "traceId", "trace.id"]
+    )
+    span_id: list[str] = Field(default=["span_id", "spanId", "span.id"])
+    parent_id: list[str] = Field(
+        default=["parent_id", "parentSpanId", "parent_span_id", "parent.id"]
+    )
+    latency_ms: list[str] = Field(
+        default=["latency_ms", "duration_ms", "attributes.latency_ms", "event.duration_ms"]
+    )
+    status: list[str] = Field(
+        default=[
+            "status", "status_code", "http.response.status_code", "attributes.http.status_code",
+        ]
+    )
+    attrs: list[str] = Field(
+        default=["event", "version", "host", "caller", "callee"],
+        description="extra top-level keys kept in LogEvent.attrs",
+    )
+
+
+class ParsingConfig(BaseModel):
+    fields: FieldMapping = Field(default_factory=FieldMapping)
+    required: list[Literal["timestamp", "service", "message"]] = Field(
+        default=["timestamp", "service"]
+    )
+    max_record_bytes: int = Field(default=1 << 20, gt=0)
+    max_message_chars: int = Field(
+        default=8192, gt=0, description="longer messages are truncated before template mining"
+    )
+
+
+class TemplatesConfig(BaseModel):
+    max_templates: int = Field(default=5000, gt=0)
+    similarity: float = Field(default=0.5, ge=0.0, le=1.0)
+    depth: int = Field(default=4, ge=1)
+    max_children: int = Field(default=100, gt=1)
+    cache_size: int = Field(default=200_000, gt=0, description="exact message -> template cache")
+    rare_count: int = Field(
+        default=10, ge=1, description="a template seen fewer times than this is rare"
+    )
+    masks: list[tuple[str, str]] = Field(
+        default=[
+            (r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",
+             "<UUID>"),
+            (r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b", "<IP>"),
+            (r"\b0[xX][0-9a-fA-F]+\b", "<HEX>"),
+            (r"\b[0-9a-fA-F]{8,}\b", "<HEX>"),
+            (r"\b[-+]?\d+(?:\.\d+)?(?:ms|us|ns|s)?\b", "<NUM>"),
+        ],
+        description="(regex, token) pairs applied in order before clustering; Rust regex syntax "
+        "(no look-around), as polars runs them over whole batches",
+    )
+
+
+class WindowConfig(BaseModel):
+    seconds: float = Field(default=10.0, gt=0)
+    allowed_lateness: float = Field(default=5.0, ge=0)
+    min_events: int = Field(
+        default=8, ge=1, description="ratio and latency features need this many events in a window"
+    )
+    silence_after: int = Field(
+        default=30, ge=1, description="a known service stays tracked for this many silent windows"
+    )
+
+
+class FeatureRule(BaseModel):
+    """How one feature is judged: which direction is bad and how small a change is noise."""
+
+    direction: Literal["up", "down", "both"] = "up"
+    abs_floor: float = Field(default=0.0, ge=0)
+    rel_floor: float = Field(default=0.0, ge=0)
+    enabled: bool = True
+
+
+def _default_features() -> dict[str, FeatureRule]:
+    return {
+        "rate": FeatureRule(direction="both", rel_floor=0.15),
+        "error_ratio": FeatureRule(direction="up", abs_floor=0.03),
+        "latency_p50": FeatureRule(direction="up", abs_floor=5.0, rel_floor=0.1),
+        "latency_p95": FeatureRule(direction="up", abs_floor=10.0, rel_floor=0.15),
+        "latency_p99": FeatureRule(direction="up", abs_floor=20.0, rel_floor=0.2),
+        "new_template_share": FeatureRule(direction="up", abs_floor=0.02),
+        "rare_template_share": FeatureRule(direction="up", abs_floor=0.05),
+    }
+
+
+class ScoringConfig(BaseModel):
+    model: Literal["ewma", "robust"] = "ewma"
+    alpha: float = Field(default=0.05, gt=0, le=1, description="EWMA weight of a new window")
+    warmup: int = Field(default=12, ge=2, description="windows per series before it may alarm")
+    robust_window: int = Field(default=64, ge=8, description="values kept by the median/MAD model")
+    threshold: float = Field(
+        default=0.99999, gt=0.5, lt=1, description="score at or above which a window is anomalous"
+    )
+    clip_z: float = Field(
+        default=3.0, gt=0, description="values beyond mean +/- clip_z*std are clipped before "
+        "they update a baseline, so an incident does not become the new normal at once"
+    )
+    features: dict[str, FeatureRule] = Field(default_factory=_default_features)
+
+
+class IncidentConfig(BaseModel):
+    gap_seconds: float = Field(
+        default=60.0, gt=0, description="an incident resolves after this long with no anomaly"
+    )
+
+
+class OutputConfig(BaseModel):
+    dir: Path = Path("vigil-out")
+
+
+class VigilConfig(BaseSettings):
+    """The whole effective configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VIGIL_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    parsing: ParsingConfig = Field(default_factory=ParsingConfig)
+    templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
+    window: WindowConfig = Field(default_factory=WindowConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    incidents: IncidentConfig = Field(default_factory=IncidentConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    batch_size: int = Field(default=32768, gt=0, description="lines decoded and scored together")
+
+    @field_validator("batch_size")
+    @classmethod
+    def _sane_batch(cls, v: int) -> int:
+        if v > 1_000_000:
+            raise ValueError("batch_size above 1,000,000 holds too much in memory; use 8192")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the file: the file's values arrive as init kwargs.
+        return env_settings, init_settings
+
+
+def load_config(path: Path | str | None = None) -> VigilConfig:
+    """Read `path` (YAML) if given, then apply `VIGIL_*` environment overrides.
+
+    >>> load_config().window.seconds
+    10.0
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {p} does not exist") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p} must hold a mapping at the top, not {type(loaded).__name__}")
+        data = loaded
+    try:
+        return VigilConfig(**data)
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+
+
+def config_as_yaml(cfg: VigilConfig) -> str:
+    """The effective configuration as YAML, as `vigil config show` prints it."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

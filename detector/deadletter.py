@@ -1,0 +1,51 @@
+"""Dead letters: records Vigil could not use, kept with the reason, source and original bytes.
+
+Nothing here decides what is bad (the decoder and the windowing do) or where letters are written
+(any `RecordSink`); this module describes and counts them.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+# Every reason a record can be dead-lettered for; the counters always carry all of them.
+REASONS = ("undecodable", "not_object", "missing_field", "wrong_type", "oversize", "too_late")
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    reason: str
+    detail: str
+    source: str  # "file.jsonl:LINE", "topic/partition@offset", ...
+    raw: bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"reason": self.reason, "detail": self.detail, "source": self.source}
+        try:
+            out["raw"] = self.raw.decode("utf-8")
+        except UnicodeDecodeError:
+            out["raw_b64"] = base64.b64encode(self.raw).decode("ascii")
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DeadLetter:
+        raw = d["raw"].encode("utf-8") if "raw" in d else base64.b64decode(d["raw_b64"])
+        return cls(reason=d["reason"], detail=d["detail"], source=d["source"], raw=raw)
+
+
+class DeadLetterCounter:
+    """Counts per reason; shared by every sink so a summary never depends on the sink."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter({r: 0 for r in REASONS})
+
+    def add(self, letters: list[DeadLetter]) -> None:
+        for letter in letters:
+            self.counts[letter.reason] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())

@@ -1,0 +1,1 @@
+"""The workload simulator: a microservice fleet's JSON logs with labeled faults (ground truth)."""

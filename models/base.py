@@ -1,0 +1,96 @@
+"""The protocol every per-series detector follows, and the z -> [0, 1] score mapping they share."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from scipy import special
+
+Direction = Literal["up", "down", "both"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(slots=True)
+class Scored:
+    """What a detector says of each value of a batch, judged before the value was learned."""
+
+    z: FloatArray  # signed standardised deviation from the baseline
+    mean: FloatArray  # baseline centre
+    std: FloatArray  # baseline spread, floor included
+    seen: IntArray  # values of that series learned before this one
+
+
+class SeriesDetector(Protocol):
+    """Scores values of many independent series at once, then learns them.
+
+    `series` holds small non-negative ids; each id appears at most once per call, so one call is
+    one time step. The spread used for z is at least `max(floor, rel_floor * |baseline centre|)`,
+    so a series that never moved does not alarm on noise. Checkpoints are plain arrays and numbers: no pickle.
+    """
+
+    name: str
+
+    def score_learn(
+        self,
+        series: IntArray,
+        values: FloatArray,
+        floor: FloatArray | None = None,
+        rel_floor: FloatArray | None = None,
+    ) -> Scored: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state(self, state: dict[str, Any]) -> None: ...
+
+    def nbytes(self) -> int: ...
+
+
+def tail_score(z: FloatArray, direction: Direction) -> FloatArray:
+    """Map z-scores to [0, 1]: the probability mass of a standard normal below the deviation.
+
+    "up" and "down" are one-sided (only that direction is bad); "both" is two-sided.
+
+    >>> tail_score(np.array([0.0, 3.0, -3.0]), "up").round(4).tolist()
+    [0.5, 0.9987, 0.0013]
+    >>> tail_score(np.array([0.0, 3.0, -3.0]), "both").round(4).tolist()
+    [0.0, 0.9973, 0.9973]
+    """
+    z = np.nan_to_num(np.asarray(z, dtype=np.float64), nan=0.0)
+    if direction == "both":
+        out: FloatArray = _erf(np.abs(z) / math.sqrt(2.0))
+        return out
+    if direction == "down":
+        z = -z
+    res: FloatArray = 0.5 * (1.0 + _erf(z / math.sqrt(2.0)))
+    return res
+
+
+def _erf(x: FloatArray) -> FloatArray:
+    out: FloatArray = special.erf(x)
+    return out
+
+
+def effective_floor(
+    centre: FloatArray, floor: FloatArray | None, rel_floor: FloatArray | None
+) -> FloatArray:
+    """max(floor, rel_floor * |centre|), with absent parts taken as 0."""
+    out = np.zeros_like(centre) if floor is None else np.asarray(floor, dtype=np.float64)
+    if rel_floor is not None:
+        out = np.maximum(out, np.asarray(rel_floor, dtype=np.float64) * np.abs(centre))
+    return out
+
+
+def grow(arr: npt.NDArray[Any], size: int, fill: float) -> npt.NDArray[Any]:
+    """`arr` extended along axis 0 to at least `size` rows (doubling), new rows set to `fill`."""
+    if len(arr) >= size:
+        return arr
+    new_len = max(size, 2 * len(arr), 16)
+    out = np.full((new_len, *arr.shape[1:]), fill, dtype=arr.dtype)
+    out[: len(arr)] = arr
+    return out
