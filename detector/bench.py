@@ -82,8 +82,8 @@ def bench_pipeline(lines: list[bytes], cfg: VigilConfig) -> PipelineFigures:
     series = max(pipe.scorer.series_count, 1)
     breakdown = {
         "model": pipe.scorer.model.nbytes(),
-        "series_index": sys.getsizeof(pipe.scorer._series)  # noqa: SLF001 - measured, not used
-        + sum(sys.getsizeof(k) for k in pipe.scorer._series),  # noqa: SLF001
+        "series_index": sys.getsizeof(pipe.scorer._series)
+        + sum(sys.getsizeof(k) for k in pipe.scorer._series),
         "windows": pipe.windows.state_nbytes(),
     }
     return PipelineFigures(

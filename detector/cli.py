@@ -48,7 +48,8 @@ def replay(
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="output directory")] = None,
 ) -> None:
     """Replay JSON logs through the detector; write anomalies, incidents and dead letters."""
-    from detector.replay import InputError, replay as run
+    from detector.replay import InputError
+    from detector.replay import replay as run
 
     cfg = _config(config)
     target = out_dir or cfg.output.dir

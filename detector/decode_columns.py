@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from detector.config import ParsingConfig
@@ -152,7 +153,7 @@ class ColumnarDecoder:
 
     # ---- fields -------------------------------------------------------------------------
     @staticmethod
-    def _timestamps(s: pl.Series, missing: int) -> np.ndarray:  # type: ignore[type-arg]
+    def _timestamps(s: pl.Series, missing: int) -> npt.NDArray[np.float64]:
         if missing == len(s):
             return np.zeros(len(s), dtype=np.float64)
         first = s.drop_nulls()[0]
@@ -168,12 +169,12 @@ class ColumnarDecoder:
                 epoch = epoch.fill_null(dt.dt.epoch("us").cast(pl.Float64) / 1e6)
         if epoch.null_count() != missing:
             raise ColumnarMiss("a timestamp polars cannot read", bisect=True)
-        arr = epoch.fill_null(0.0).to_numpy()
+        arr: npt.NDArray[np.float64] = epoch.fill_null(0.0).to_numpy()
         if not np.isfinite(arr).all():
             raise ColumnarMiss("a timestamp is not finite", bisect=True)
-        return arr  # type: ignore[no-any-return]
+        return arr
 
-    def _levels(self, s: pl.Series) -> np.ndarray:  # type: ignore[type-arg]
+    def _levels(self, s: pl.Series) -> npt.NDArray[np.int16]:
         if s.null_count() == len(s):
             return np.full(len(s), LEVEL_UNKNOWN, dtype=np.int16)
         distinct = s.drop_nulls().unique().to_list()  # a handful: map them in Python

@@ -5,6 +5,7 @@ then fields are checked a column at a time. It handles every shape and explains 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -28,7 +29,7 @@ _LEAF_TYPES: dict[str, Any] = {
     "timestamp": str | int | float | None,
     "service": str | None,
     "level": str | int | None,
-    "message": str | None,
+    "message": str | dict[str, Any] | list[Any] | None,  # structured bodies become JSON text
     "request_id": str | None,
     "span_id": str | None,
     "parent_id": str | None,
@@ -104,7 +105,16 @@ class RowDecoder:
             return ("undecodable", f"not valid JSON: {err}")
         if not isinstance(value, dict):
             return ("not_object", f"a log record must be a JSON object, got {json_kind(value)}")
-        return ("wrong_type", str(exc))
+        return ("wrong_type", self._explain(str(exc)))
+
+    def _explain(self, msg: str) -> str:
+        """msgspec's 'Expected `int`, got `str` - at `$.status`' in the user's terms."""
+        m = re.match(r"Expected `(.+)`, got `(.+)` - at `\$\.?(.*)`", msg)
+        if not m:
+            return msg
+        want, got, key = m.group(1).replace(" | null", ""), m.group(2), m.group(3)
+        owner = next((f for f, alts in self._alts.items() if (key, ()) in alts), key)
+        return f"field {owner!r} (JSON key {key!r}) must be {want}, got {got}"
 
     # ---- columns --------------------------------------------------------------------------
     def _raw_column(self, recs: list[Any], fname: str) -> list[Any]:
@@ -134,7 +144,7 @@ class RowDecoder:
                 vals = [None if v is None else dig(v, rest) for v in vals]
             left = []
             for i, v in zip(todo, vals, strict=True):
-                if v is None or isinstance(v, dict | list) and unwrap(v) is v:
+                if v is None or (isinstance(v, dict | list) and unwrap(v) is v):
                     left.append(i)
                 else:
                     col[i] = v
@@ -249,8 +259,8 @@ class RowDecoder:
         cache = self._level_cache
         out = np.empty(len(col), dtype=np.int16)
         if set(map(type, col)) <= {str}:
-            codes = [cache.get(s) for s in col]
-            if None not in codes:
+            codes = [cache.get(s, -1) for s in col]
+            if -1 not in codes:
                 out[:] = codes
                 return out
         for i, v in enumerate(col):

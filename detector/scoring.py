@@ -7,6 +7,7 @@ and noise floor, and writes the explanation a person reads.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 
 from detector.config import ScoringConfig

@@ -35,7 +35,8 @@ class LogBuckets:
         """Bucket of each value (values <= lo share bucket 0; values >= hi share the last)."""
         with np.errstate(divide="ignore"):
             idx = np.ceil(np.log(np.maximum(values, 1e-300)) / self._log_gamma) - self._offset
-        return np.clip(idx, 0, self.size - 1).astype(np.int64)
+        out: npt.NDArray[np.int64] = np.clip(idx, 0, self.size - 1).astype(np.int64)
+        return out
 
     def counts(self, values: FloatArray) -> npt.NDArray[np.int64]:
         return np.bincount(self.index(values), minlength=self.size)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +23,8 @@ _ROUTES = (("GET", "/catalog", 0.40, "catalog"), ("GET", "/cart", 0.35, "cart"),
            ("POST", "/checkout", 0.25, "checkout"))
 _MEDIAN_MS = {"gateway": 2.0, "catalog": 8.0, "cart": 5.0, "checkout": 15.0, "payments": 40.0,
               "db": 3.0}
-_EVENTS_PER_REQUEST = 3.2  # measured mean of this fleet (background included), used to size a run from --events
+# Lines per request measured on this fleet (background included); sizes a run from --events.
+_EVENTS_PER_REQUEST = 3.2
 
 
 @dataclass(slots=True)

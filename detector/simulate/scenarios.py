@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
-from typing import IO
 
 import orjson
 
@@ -47,9 +46,12 @@ def write_run(
     recs = Fleet(faults, seed=seed, rate=rate).records(events)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fh: IO[bytes] = gzip.open(path, "wb") if path.suffix == ".gz" else path.open("wb")
-    with fh:
-        fh.write(b"".join(render(r, shape) + b"\n" for _, r in recs))
+    data = b"".join(render(r, shape) + b"\n" for _, r in recs)
+    if path.suffix == ".gz":
+        with gzip.open(path, "wb") as gz:
+            gz.write(data)
+    else:
+        path.write_bytes(data)
     ts = [r["ts"] for _, r in recs]
     truth = Truth(scenario=scenario, seed=seed, events=len(recs), start=min(ts), end=max(ts),
                   window_hint_seconds=10.0, faults=faults)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import BinaryIO, cast
 
 _CHUNK = 1 << 20
 
@@ -22,7 +22,7 @@ class LineBatch:
     line_numbers: Sequence[int]  # 1-based, in the source file
 
 
-def open_source(path: str | Path) -> tuple[IO[bytes], IO[bytes], int]:
+def open_source(path: str | Path) -> tuple[BinaryIO, BinaryIO, int]:
     """(reader, raw file for progress, total raw bytes or 0 when unknown)."""
     if str(path) == "-":
         return sys.stdin.buffer, sys.stdin.buffer, 0
@@ -32,7 +32,7 @@ def open_source(path: str | Path) -> tuple[IO[bytes], IO[bytes], int]:
     head = raw.read(2)
     raw.seek(0)
     if head == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw, mode="rb"), raw, size
+        return cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb")), raw, size
     return raw, raw, size
 
 

@@ -1,0 +1,35 @@
+# Set-up and everyday jobs. Every target installs what it needs into .venv first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	@$(PY) -c 'import sys; assert sys.version_info >= (3, 11), "Vigil needs Python 3.11 or newer"'
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Replays a generated incident (an error burst in payments) end to end and prints what it found.
+demo: install
+	$(BIN)/vigil simulate --scenario error_burst --events 200000 --seed 1 --out demo/error_burst.jsonl
+	$(BIN)/vigil replay demo/error_burst.jsonl --out demo/out
+
+test: install
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/vigil bench pipeline --events 1000000
+	$(BIN)/vigil bench detection --events 200000 --seeds 3
+
+clean:
+	rm -rf $(VENV) demo vigil-out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,41 @@
+"""Shared test helpers: small simulated runs and the shared datasets (skipped when absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from detector.config import VigilConfig
+from detector.pipeline import Pipeline
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def line(**fields: Any) -> bytes:
+    return orjson.dumps(fields)
+
+
+def run_pipeline(lines: list[bytes], cfg: VigilConfig | None = None, batch: int = 32768) -> Pipeline:
+    pipe = Pipeline(cfg or VigilConfig())
+    for i in range(0, len(lines), batch):
+        pipe.process(lines[i:i + batch], "test", range(i + 1, i + 1 + len(lines[i:i + batch])))
+    pipe.finish()
+    return pipe
+
+
+def latest_incidents(pipe: Pipeline) -> list[dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for rec in pipe.incident_sink.records:  # type: ignore[attr-defined]
+        latest[rec["id"]] = rec
+    return list(latest.values())
+
+
+@pytest.fixture
+def loghub() -> Path:
+    path = SHARED / "loghub"
+    if not path.is_dir():
+        pytest.skip(f"Loghub samples not found at {path} (they live in ../shared, beside the repo)")
+    return path

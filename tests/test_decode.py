@@ -1,0 +1,209 @@
+"""Decoding: every input shape, every timestamp form, and every dead-letter reason."""
+
+from __future__ import annotations
+
+import math
+
+import orjson
+import pytest
+
+from detector.config import ParsingConfig
+from detector.deadletter import DeadLetter
+from detector.decode import BatchDecoder
+from detector.decode_rows import RowDecoder
+from detector.events import LEVEL_ERROR, LEVEL_INFO, LEVEL_WARN, LogEvent
+from detector.simulate.fleet import Fleet, render
+from tests.conftest import line
+
+T0 = 1795435200.0  # 2026-11-23T12:00:00Z
+
+
+def decode_one(raw: bytes, cfg: ParsingConfig | None = None) -> LogEvent:
+    res = BatchDecoder(cfg or ParsingConfig()).decode([raw])
+    assert not res.dead, res.dead
+    (event,) = list(res.batch.events())
+    return event
+
+
+def test_plain_shape_with_common_names() -> None:
+    ev = decode_one(line(ts="2026-11-23T12:00:00Z", service="cart", level="ERROR", msg="boom",
+                         request_id="r1", span_id="s1", parent_id="p1", latency_ms=12.5,
+                         status=503))
+    assert ev == LogEvent(ts=T0, service="cart", level=LEVEL_ERROR, message="boom",
+                          request_id="r1", span_id="s1", parent_id="p1", latency_ms=12.5,
+                          status=503)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"timestamp": T0, "service": "cart", "message": "m", "requestId": "r1",
+         "duration_ms": 3, "status_code": 200},
+        {"time": T0 * 1000, "service": "cart", "message": "m", "trace_id": "r1",
+         "duration_ms": 3, "status_code": 200},
+    ],
+)
+def test_plain_shape_aliases(fields: dict[str, object]) -> None:
+    ev = decode_one(orjson.dumps(fields))
+    assert (ev.ts, ev.service, ev.message, ev.request_id, ev.latency_ms, ev.status) == (
+        T0, "cart", "m", "r1", 3.0, 200)
+
+
+def test_opentelemetry_log_record() -> None:
+    raw = line(
+        timeUnixNano=str(int(T0 * 1e9)), observedTimeUnixNano=str(int(T0 * 1e9) + 5),
+        severityText="WARN", severityNumber=13, body={"stringValue": "disk almost full"},
+        traceId="5b8efff798038103d269b633813fc60c", spanId="eee19b7ec3c1b174",
+        parentSpanId="eee19b7ec3c1b173",
+        resource={"attributes": [{"key": "service.name", "value": {"stringValue": "payments"}}]},
+        attributes=[{"key": "latency_ms", "value": {"doubleValue": 7.5}},
+                    {"key": "http.status_code", "value": {"intValue": "502"}}],
+    )
+    ev = decode_one(raw)
+    assert (ev.ts, ev.service, ev.level, ev.message) == (T0, "payments", LEVEL_WARN,
+                                                           "disk almost full")
+    assert (ev.request_id, ev.span_id, ev.parent_id) == (
+        "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174", "eee19b7ec3c1b173")
+    assert (ev.latency_ms, ev.status) == (7.5, 502)
+
+
+def test_opentelemetry_flattened_resource_and_severity_number() -> None:
+    ev = decode_one(line(timeUnixNano=int(T0 * 1e9), severityNumber=17, body="x",
+                         resource={"service.name": "db"}))
+    assert (ev.ts, ev.service, ev.level) == (T0, "db", LEVEL_ERROR)
+
+
+def test_ecs_nested() -> None:
+    ev = decode_one(line(**{"@timestamp": "2026-11-23T12:00:00.000Z", "log": {"level": "info"},
+                            "service": {"name": "gateway"}, "message": "GET /",
+                            "trace": {"id": "t1"}, "span": {"id": "s1"},
+                            "event": {"duration_ms": 4.0},
+                            "http": {"response": {"status_code": 200}}}))
+    assert (ev.ts, ev.service, ev.level, ev.message, ev.request_id, ev.span_id,
+            ev.latency_ms, ev.status) == (T0, "gateway", LEVEL_INFO, "GET /", "t1", "s1", 4.0, 200)
+
+
+def test_ecs_flat_dotted_keys() -> None:
+    ev = decode_one(line(**{"@timestamp": "2026-11-23T12:00:00Z", "log.level": "error",
+                            "service.name": "gateway", "message": "x", "trace.id": "t1"}))
+    assert (ev.service, ev.level, ev.request_id) == ("gateway", LEVEL_ERROR, "t1")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-11-23T12:00:00Z", "2026-11-23T12:00:00.000000000Z", "2026-11-23T13:00:00+01:00",
+        "2026-11-23T12:00:00", "2026-11-23 12:00:00", T0, T0 * 1e3, T0 * 1e6, T0 * 1e9,
+        int(T0), int(T0 * 1e3), str(int(T0 * 1e9)),
+    ],
+)
+def test_timestamp_forms(value: object) -> None:
+    assert decode_one(line(ts=value, service="a", msg="m")).ts == pytest.approx(T0, abs=1e-3)
+
+
+def test_fractional_rfc3339_keeps_microseconds() -> None:
+    ev = decode_one(line(ts="2026-11-23T12:00:00.123456789Z", service="a", msg="m"))
+    assert ev.ts == pytest.approx(T0 + 0.123456, abs=2e-6)
+
+
+@pytest.mark.parametrize("shape", ["plain", "ecs", "otel"])
+def test_batch_and_per_line_decoders_agree(shape: str) -> None:
+    recs = Fleet([], seed=4).records(3000)
+    lines = [render(r, shape) for _, r in recs]
+    batch = BatchDecoder(ParsingConfig()).decode(lines).batch
+    rows, errors, _ = RowDecoder(ParsingConfig()).decode(lines)
+    assert not errors
+    a, b = list(batch.events()), list(rows.events())
+    assert len(a) == len(b) == 3000
+    for x, y in zip(a, b, strict=True):
+        assert x.ts == pytest.approx(y.ts, abs=1e-6)
+        assert (x.service, x.level, x.message, x.request_id, x.span_id, x.status) == (
+            y.service, y.level, y.message, y.request_id, y.span_id, y.status)
+        assert (x.latency_ms is None and y.latency_ms is None) or x.latency_ms == y.latency_ms
+
+
+def test_plain_batches_take_the_columnar_path() -> None:
+    lines = [render(r, "plain") for _, r in Fleet([], seed=1).records(5000)]
+    dec = BatchDecoder(ParsingConfig())
+    dec.decode(lines)
+    assert dec.stats.columnar_lines == 5000 and dec.stats.row_lines == 0
+
+
+# ---- dead letters ---------------------------------------------------------------------------
+def reasons(letters: list[DeadLetter]) -> list[str]:
+    return [d.reason for d in letters]
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "words"),
+    [
+        (b'{"ts": 1, "service": "a", "msg": "x"', "undecodable", "not valid JSON"),
+        (b"\xff\xfe garbage", "undecodable", "not valid JSON"),
+        (b"", "undecodable", "not valid JSON"),
+        (b'["ts", 1]', "not_object", "must be a JSON object, got an array"),
+        (b'"just a string"', "not_object", "got a string"),
+        (b"42", "not_object", "got a number"),
+        (b'{"service": "a", "msg": "x"}', "missing_field", "'timestamp' is missing"),
+        (b'{"ts": 1795435200, "msg": "x"}', "missing_field", "'service' is missing"),
+        (b'{"ts": 1795435200, "service": "", "msg": "x"}', "missing_field", "'service'"),
+        (b'{"ts": 1795435200, "service": "a", "status": "abc"}', "wrong_type", "status"),
+        (b'{"ts": 1795435200, "service": "a", "latency_ms": "9"}', "wrong_type", "latency_ms"),
+        (b'{"ts": 1795435200, "service": "a", "latency_ms": -3}', "wrong_type", "non-negative"),
+        (b'{"ts": "yesterday", "service": "a"}', "wrong_type", "timestamp"),
+        (b'{"ts": 1795435200, "service": ["a"]}', "wrong_type", "service"),
+        (b'{"ts": 1795435200, "service": "a", "level": 99}', "wrong_type", "level"),
+        (b'{"ts": true, "service": "a"}', "wrong_type", "timestamp"),
+    ],
+)
+def test_bad_records_become_dead_letters_with_a_reason(raw: bytes, reason: str, words: str) -> None:
+    good = line(ts=T0, service="ok", msg="fine")
+    # In a large batch, so the columnar path meets the bad line and must corner it.
+    lines = [good] * 200 + [raw] + [good] * 200
+    res = BatchDecoder(ParsingConfig()).decode(lines, source="app.jsonl")
+    assert len(res.batch) == 400
+    (dead,) = res.dead
+    assert dead.reason == reason
+    assert words in dead.detail
+    assert dead.source == "app.jsonl:201"
+    assert dead.raw == raw
+
+
+def test_oversize_records_are_dead_lettered_before_parsing() -> None:
+    cfg = ParsingConfig(max_record_bytes=100)
+    big = line(ts=T0, service="a", msg="x" * 200)
+    res = BatchDecoder(cfg).decode([line(ts=T0, service="a", msg="ok"), big])
+    assert reasons(res.dead) == ["oversize"]
+    assert "cap is 100" in res.dead[0].detail and res.dead[0].raw == big
+    assert len(res.batch) == 1
+
+
+def test_huge_message_inside_the_cap_is_truncated_not_rejected() -> None:
+    cfg = ParsingConfig(max_message_chars=50)
+    ev = decode_one(line(ts=T0, service="a", msg="y" * 10_000), cfg)
+    assert ev.message == "y" * 50
+
+
+def test_structured_message_is_kept_as_json_text() -> None:
+    ev = decode_one(line(ts=T0, service="a", msg={"op": "charge", "ok": False}))
+    assert orjson.loads(ev.message) == {"op": "charge", "ok": False}
+
+
+def test_positions_name_the_offset_of_each_dead_letter() -> None:
+    res = BatchDecoder(ParsingConfig()).decode([b"{", line(ts=T0, service="a"), b"]"],
+                                               source="logs/0", positions=[100, 101, 102])
+    assert [d.source for d in res.dead] == ["logs/0:100", "logs/0:102"]
+    assert res.line_index.tolist() == [1]
+
+
+def test_dead_letter_record_round_trips_bytes_that_are_not_utf8() -> None:
+    d = DeadLetter("undecodable", "x", "f:1", b"\xff\x00abc")
+    assert DeadLetter.from_dict(orjson.loads(orjson.dumps(d.to_dict()))) == d
+
+
+def test_many_bad_lines_in_one_batch_are_all_accounted_for() -> None:
+    good = line(ts=T0, service="ok", msg="fine")
+    lines = [good if i % 97 else b"{broken" for i in range(5000)]
+    res = BatchDecoder(ParsingConfig()).decode(lines)
+    assert len(res.batch) + len(res.dead) == 5000
+    assert set(reasons(res.dead)) == {"undecodable"}
+    assert not math.isnan(float(res.batch.ts.sum()))
