@@ -20,7 +20,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(bench_app, name="bench")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file (VIGIL_* env overrides it)")

@@ -1,0 +1,105 @@
+"""The `vigil` command as a user runs it: simulate, replay, config show, errors."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from detector.cli import app
+
+runner = CliRunner()
+
+
+def vigil(*args: str, env: dict[str, str] | None = None) -> str:
+    result = runner.invoke(app, list(args), env=env)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def burst(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sim") / "burst.jsonl"
+    vigil("simulate", "--scenario", "error_burst", "--events", "60000", "--seed", "3",
+          "--out", str(path))
+    return path
+
+
+def test_simulate_writes_logs_and_ground_truth(burst: Path) -> None:
+    assert sum(1 for _ in burst.open("rb")) == 60000
+    truth = orjson.loads(burst.with_name(burst.name + ".truth.json").read_bytes())
+    (fault,) = truth["faults"]
+    assert (fault["kind"], fault["service"]) == ("error_burst", "payments")
+
+
+def test_replay_writes_outputs_and_prints_the_incidents(burst: Path, tmp_path: Path) -> None:
+    output = vigil("replay", str(burst), "--out", str(tmp_path))
+    assert "payments" in output and "Incidents" in output
+    incidents = [orjson.loads(x) for x in (tmp_path / "incidents.jsonl").read_bytes().splitlines()]
+    assert any(i["service"] == "payments" for i in incidents)
+    assert (tmp_path / "anomalies.jsonl").stat().st_size > 0
+    assert (tmp_path / "dead_letter.jsonl").read_bytes() == b""
+
+
+def test_replay_reads_gzip_and_keeps_bad_lines_as_dead_letters(burst: Path, tmp_path: Path,
+                                                                ) -> None:
+    gz = tmp_path / "mixed.jsonl.gz"
+    with gzip.open(gz, "wb") as fh:
+        fh.write(burst.read_bytes()[:200_000].rsplit(b"\n", 1)[0] + b"\n{not json\n\n[1]\n")
+    out_dir = tmp_path / "out"
+    output = vigil("replay", str(gz), "--out", str(out_dir))
+    assert "undecodable" in output and "not_object" in output
+    dead = [orjson.loads(x) for x in (out_dir / "dead_letter.jsonl").read_bytes().splitlines()]
+    assert [d["reason"] for d in dead] == ["undecodable", "not_object"]
+    assert dead[0]["raw"] == "{not json" and dead[0]["source"].startswith(str(gz))
+
+
+def test_replay_from_stdin(tmp_path: Path) -> None:
+    data = b'{"ts": 1795435200, "service": "a", "msg": "x"}\n'
+    result = subprocess.run(
+        [sys.executable, "-m", "detector", "replay", "-", "--out", str(tmp_path)],
+        input=data, capture_output=True, check=True,
+    )
+    assert b"events" in result.stdout
+    assert (tmp_path / "incidents.jsonl").exists()
+
+
+def test_replay_of_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["replay", str(tmp_path / "nope.jsonl")])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
+
+
+def test_config_show_applies_file_then_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "vigil.yaml"
+    cfg.write_text("window:\n  seconds: 30\nparsing:\n  max_record_bytes: 4096\n")
+    output = vigil("config", "show", "--config", str(cfg),
+                   env={"VIGIL_PARSING__MAX_RECORD_BYTES": "2048"})
+    assert "seconds: 30.0" in output
+    assert "max_record_bytes: 2048" in output
+
+
+def test_config_errors_name_the_field(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("window:\n  seconds: -1\n")
+    result = runner.invoke(app, ["config", "show", "--config", str(cfg)])
+    assert result.exit_code == 2
+    assert "window.seconds" in result.output or "seconds" in result.output
+
+
+def test_unknown_config_keys_are_rejected(tmp_path: Path) -> None:
+    cfg = tmp_path / "typo.yaml"
+    cfg.write_text("windw:\n  seconds: 5\n")
+    result = runner.invoke(app, ["config", "show", "--config", str(cfg)])
+    assert result.exit_code == 2 and "windw" in result.output
+
+
+def test_python_dash_m_detector_is_the_vigil_command() -> None:
+    result = subprocess.run([sys.executable, "-m", "detector", "--help"], capture_output=True,
+                            check=True, text=True)
+    assert "replay" in result.stdout and "simulate" in result.stdout

@@ -1,0 +1,100 @@
+"""Windows of event time: boundaries, lateness, silence, and the features themselves."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from detector.config import VigilConfig, WindowConfig
+from detector.events import EventBatch, LogEvent
+from detector.features import WindowAggregator, WindowRows
+from detector.pipeline import Pipeline
+from detector.templates import MinedBatch
+from tests.conftest import line
+
+
+def ev(ts: float, service: str = "cart", level: int = 9, latency: float | None = 10.0,
+       status: int | None = 200) -> LogEvent:
+    return LogEvent(ts=ts, service=service, level=level, message="m", latency_ms=latency,
+                    status=status)
+
+
+def add(agg: WindowAggregator, events: list[LogEvent], new: bool = False) -> np.ndarray:
+    n = len(events)
+    mined = MinedBatch(np.zeros(n, np.int64), np.full(n, new), np.zeros(n, bool))
+    return agg.add(EventBatch.from_events(events), mined)
+
+
+def by_start(rows: list[WindowRows]) -> dict[float, WindowRows]:
+    return {r.start: r for r in rows}
+
+
+def test_event_on_a_boundary_belongs_to_the_window_it_starts() -> None:
+    agg = WindowAggregator(WindowConfig(seconds=10, allowed_lateness=0, min_events=1))
+    add(agg, [ev(9.999), ev(10.0), ev(10.5), ev(25.0)])
+    rows = by_start(agg.close_ready())
+    assert rows[0.0].counts.tolist() == [1] and rows[10.0].counts.tolist() == [2]
+    assert 20.0 not in rows  # the watermark (25) has not passed its end (30)
+
+
+def test_out_of_order_events_within_lateness_are_folded_into_their_window() -> None:
+    agg = WindowAggregator(WindowConfig(seconds=10, allowed_lateness=5, min_events=1))
+    add(agg, [ev(1.0), ev(12.0)])
+    assert agg.close_ready() == []  # watermark 7: window [0, 10) still open
+    late_mask = add(agg, [ev(3.0), ev(14.9)])  # 3.0 is late but within the allowed 5 s
+    assert not late_mask.any()
+    add(agg, [ev(15.0)])  # watermark 10 closes [0, 10)
+    (row,) = agg.close_ready()
+    assert (row.start, row.counts.tolist()) == (0.0, [2])
+
+
+def test_events_behind_a_closed_window_are_reported_late_not_dropped() -> None:
+    agg = WindowAggregator(WindowConfig(seconds=10, allowed_lateness=0, min_events=1))
+    add(agg, [ev(1.0), ev(21.0)])
+    agg.close_ready()
+    late = add(agg, [ev(2.0), ev(22.0)])
+    assert late.tolist() == [True, False]
+    assert agg.late_events == 1
+
+
+def test_late_events_reach_the_dead_letter_sink_with_their_bytes() -> None:
+    pipe = Pipeline(VigilConfig())
+    pipe.process([line(ts=100.0, service="a", msg="x"), line(ts=200.0, service="a", msg="y")])
+    late = line(ts=101.0, service="a", msg="z")
+    out = pipe.process([late], "f.jsonl", [7])
+    assert [(d.reason, d.source, d.raw) for d in out.dead] == [("too_late", "f.jsonl:7", late)]
+    assert pipe.stats.dead.counts["too_late"] == 1
+
+
+def test_features_of_a_window() -> None:
+    agg = WindowAggregator(WindowConfig(seconds=10, allowed_lateness=0, min_events=4))
+    events = [ev(float(i), latency=float(10 * (i + 1))) for i in range(9)]
+    events.append(ev(9.5, level=17, latency=1000.0, status=503))
+    add(agg, events, new=True)
+    (row,) = agg.close_all()
+    assert row.value("cart", "rate") == pytest.approx(10 / 9.5)  # input ended at 9.5 s
+    assert row.value("cart", "error_ratio") == pytest.approx(0.1)
+    assert row.value("cart", "new_template_share") == pytest.approx(1.0)
+    assert row.value("cart", "latency_p50") == pytest.approx(50, rel=0.02)
+    assert row.value("cart", "latency_p99") == pytest.approx(1000, rel=0.02)
+
+
+def test_too_few_events_leave_ratios_unjudged() -> None:
+    agg = WindowAggregator(WindowConfig(seconds=10, allowed_lateness=0, min_events=5))
+    add(agg, [ev(1.0), ev(2.0, level=17), ev(15.0)])
+    (row,) = agg.close_ready()
+    assert row.value("cart", "rate") == pytest.approx(0.2)
+    assert math.isnan(row.value("cart", "error_ratio"))
+    assert math.isnan(row.value("cart", "latency_p99"))
+
+
+def test_a_silent_service_reports_zero_rate_windows() -> None:
+    agg = WindowAggregator(WindowConfig(seconds=10, allowed_lateness=0, min_events=1,
+                                        silence_after=3))
+    add(agg, [ev(1.0, "cart"), ev(1.0, "db")] + [ev(t, "db") for t in (11.0, 21.0, 31.0, 41.0,
+                                                                        51.0)])
+    rows = agg.close_ready()
+    cart = [r.value("cart", "rate") for r in rows if "cart" in r.services]
+    assert cart == [0.1, 0.0, 0.0, 0.0]  # tracked for three silent windows, then let go

@@ -1,0 +1,45 @@
+"""Incidents: grouping anomalies of a service within a gap, stable ids, resolution."""
+
+from __future__ import annotations
+
+from detector.config import IncidentConfig
+from detector.events import Anomaly
+from detector.incidents import IncidentTracker, incident_id
+
+
+def anomaly(service: str, start: float, feature: str = "error_ratio", score: float = 0.99999,
+            ) -> Anomaly:
+    return Anomaly(service, feature, start, start + 10, 0.3, 0.01, 0.01, score, "ewma",
+                   f"{feature} at {start}", 100)
+
+
+def test_anomalies_within_the_gap_join_one_incident() -> None:
+    t = IncidentTracker(IncidentConfig(gap_seconds=30))
+    opened = t.add([anomaly("cart", 0), anomaly("cart", 10, "latency_p99", 0.999999)])
+    assert [i.status for i in opened] == ["open"]
+    t.add([anomaly("cart", 40)])
+    (inc,) = t.snapshot_open()
+    assert inc.anomaly_count == 3 and inc.features == {"error_ratio": 2, "latency_p99": 1}
+    assert inc.top_explanation == "latency_p99 at 10"
+    assert inc.detected_at == 10.0 and inc.opened_at == 0.0
+
+
+def test_an_incident_resolves_after_a_quiet_gap_and_a_new_one_gets_a_new_id() -> None:
+    t = IncidentTracker(IncidentConfig(gap_seconds=30))
+    (first,) = t.add([anomaly("cart", 0)])
+    assert t.advance(40.0) == []
+    (resolved,) = t.advance(41.0)
+    assert (resolved.id, resolved.status, resolved.resolved_at) == (first.id, "resolved", 41.0)
+    (second,) = t.add([anomaly("cart", 100)])
+    assert second.id != first.id
+
+
+def test_services_get_separate_incidents() -> None:
+    t = IncidentTracker(IncidentConfig())
+    opened = t.add([anomaly("cart", 0), anomaly("db", 0)])
+    assert sorted(i.service for i in opened) == ["cart", "db"]
+
+
+def test_ids_are_stable_across_runs() -> None:
+    assert incident_id("cart", 1795435200.0) == incident_id("cart", 1795435200.0)
+    assert incident_id("cart", 1795435200.0) != incident_id("cart", 1795435210.0)

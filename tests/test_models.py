@@ -1,0 +1,84 @@
+"""The online baselines: scoring before learning, warm-up, floors, clipping and checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from models import EwmaZScore, RobustZScore, SeriesDetector, tail_score
+
+
+@pytest.fixture(params=["ewma", "robust"])
+def model(request: pytest.FixtureRequest) -> SeriesDetector:
+    return EwmaZScore(alpha=0.1) if request.param == "ewma" else RobustZScore(window=32)
+
+
+def feed(m: SeriesDetector, values: np.ndarray, series: int = 0) -> list[float]:
+    return [float(m.score_learn(np.array([series]), np.array([v])).z[0]) for v in values]
+
+
+def test_scores_a_value_before_learning_it(model: SeriesDetector) -> None:
+    feed(model, np.random.default_rng(1).normal(10, 1, 100))
+    s = model.score_learn(np.array([0]), np.array([30.0]))
+    assert s.z[0] > 10 and s.seen[0] == 100
+
+
+def test_series_are_independent_in_one_call(model: SeriesDetector) -> None:
+    rng = np.random.default_rng(2)
+    for _ in range(60):
+        model.score_learn(np.array([0, 5]), np.array([rng.normal(10, 1), rng.normal(1000, 10)]))
+    s = model.score_learn(np.array([0, 5]), np.array([10.0, 1000.0]))
+    assert np.abs(s.z).max() < 3
+    assert s.mean[0] == pytest.approx(10, abs=1) and s.mean[1] == pytest.approx(1000, abs=15)
+
+
+def test_floor_keeps_a_flat_series_from_alarming_on_noise(model: SeriesDetector) -> None:
+    feed(model, np.zeros(50))
+    bare = model.score_learn(np.array([0]), np.array([0.01]))
+    floored = model.score_learn(np.array([0]), np.array([0.01]), floor=np.array([0.05]))
+    assert bare.z[0] == 0.0 or bare.z[0] > 5  # zero spread: no scale without a floor
+    assert floored.z[0] == pytest.approx(0.2, abs=0.05)
+
+
+def test_relative_floor_scales_with_the_baseline(model: SeriesDetector) -> None:
+    feed(model, np.full(50, 200.0))
+    s = model.score_learn(np.array([0]), np.array([240.0]), rel_floor=np.array([0.1]))
+    assert s.z[0] == pytest.approx(2.0, abs=0.05)
+
+
+def test_checkpoint_is_json_and_restores_the_same_scores(model: SeriesDetector) -> None:
+    feed(model, np.random.default_rng(3).normal(5, 2, 80), series=3)
+    state = json.loads(json.dumps(model.state_dict()))  # plain data, no pickle
+    clone = EwmaZScore(alpha=0.1) if model.name == "ewma" else RobustZScore(window=32)
+    clone.load_state(state)
+    a = model.score_learn(np.array([3]), np.array([9.0]))
+    b = clone.score_learn(np.array([3]), np.array([9.0]))
+    assert a.z[0] == pytest.approx(b.z[0]) and a.mean[0] == pytest.approx(b.mean[0])
+
+
+def test_checkpoint_of_another_model_is_refused() -> None:
+    with pytest.raises(ValueError, match="checkpoint is for model 'robust'"):
+        EwmaZScore().load_state(RobustZScore().state_dict())
+
+
+def test_ewma_clipping_keeps_an_incident_from_becoming_the_baseline_at_once() -> None:
+    m = EwmaZScore(alpha=0.2, clip_z=3.0, warmup=5)
+    feed(m, np.random.default_rng(4).normal(100, 5, 100))
+    zs = feed(m, np.full(5, 300.0))
+    assert min(zs) > 8  # still alarming after five windows of the new level
+
+
+def test_ewma_eventually_absorbs_a_lasting_level_shift() -> None:
+    m = EwmaZScore(alpha=0.1, clip_z=3.0, warmup=5)
+    feed(m, np.random.default_rng(5).normal(100, 5, 100))
+    zs = feed(m, np.full(300, 130.0))
+    assert zs[-1] < 1
+
+
+def test_tail_score_directions() -> None:
+    z = np.array([-5.0, 0.0, 5.0])
+    assert tail_score(z, "up").round(6).tolist() == [0.0, 0.5, 1.0]
+    assert tail_score(z, "down").round(6).tolist() == [1.0, 0.5, 0.0]
+    assert tail_score(z, "both").round(6).tolist() == [0.999999, 0.0, 0.999999]
