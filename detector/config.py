@@ -167,7 +167,7 @@ class VigilConfig(BaseSettings):
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     incidents: IncidentConfig = Field(default_factory=IncidentConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
-    batch_size: int = Field(default=32768, gt=0, description="lines decoded and scored together")
+    batch_size: int = Field(default=65536, gt=0, description="lines decoded and scored together")
 
     @field_validator("batch_size")
     @classmethod

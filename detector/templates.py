@@ -52,7 +52,10 @@ class TemplateMiner:
 
     def __init__(self, cfg: TemplatesConfig) -> None:
         self.cfg = cfg
-        self._masks = _merge_masks(cfg.masks)
+        expr = pl.col("m")
+        for rx, tok in _merge_masks(cfg.masks):
+            expr = expr.str.replace_all(rx, tok)
+        self._mask_expr = expr
         cap = cfg.max_templates
         self._slot_tid = np.full(cap, -1, dtype=np.int64)  # slot -> public template id
         self._count = np.zeros(cap, dtype=np.int64)
@@ -85,24 +88,16 @@ class TemplateMiner:
     ) -> MinedBatch:
         """Template ids of a batch, with per-event new / rare flags, and update the counts.
 
-        Only messages with a digit can hold a masked part (every default mask needs one), so
-        only those go through the regexes; then the batch's distinct texts are looked up.
+        The masks run as one polars expression over the whole batch; then only the batch's
+        distinct masked texts are looked up (or clustered, when unseen).
         """
         self._tick += 1
         n = len(messages)
         if n == 0:
             empty = np.zeros(0, dtype=np.int64)
             return MinedBatch(empty, empty.astype(bool), empty.astype(bool))
-        digit = messages.str.contains(r"\d").fill_null(False).to_numpy()
-        slots = np.empty(n, dtype=np.int64)
-        for sel in (digit, ~digit):
-            if not sel.any():
-                continue
-            part = messages.filter(sel)
-            if sel is digit:
-                for rx, tok in self._masks:
-                    part = part.str.replace_all(rx, tok)
-            slots[sel] = self._slots_of(part, ts[sel])
+        masked = pl.DataFrame({"m": messages}).select(self._mask_expr).to_series()
+        slots = self._slots_of(masked, ts)
         rare = self._count[slots] < self.cfg.rare_count
         born = self._first_seen[slots]
         is_new = np.floor(born / window) == np.floor(ts / window)

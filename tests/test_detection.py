@@ -43,7 +43,7 @@ def test_detection_does_not_depend_on_the_input_shape(shape: str) -> None:
 
 
 def test_a_fault_free_run_of_200k_events_opens_no_incident() -> None:
-    lines, truth = simulated_lines(200_000, seed=21, scenario="none")
+    lines, _ = simulated_lines(200_000, seed=21, scenario="none")
     pipe = run_pipeline(lines, CFG)
     assert pipe.stats.events == 200_000
     assert latest_incidents(pipe) == []
