@@ -68,7 +68,7 @@ class IncidentTracker:
             inc.last_anomaly_at = max(inc.last_anomaly_at, a.window_end)
             inc.anomaly_count += 1
             inc.features[a.feature] = inc.features.get(a.feature, 0) + 1
-            if a.score >= inc.max_score:
+            if a.score > inc.max_score:  # ties keep the earliest, closest to onset
                 inc.max_score = a.score
                 inc.top_explanation = a.explanation
         return [self._snapshot(i) if i.status == "open" else i for i in changes]

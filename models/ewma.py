@@ -16,8 +16,10 @@ class EwmaZScore:
     one pass, O(1) memory per series (24 bytes), thousands of series per call. Bad at: series with
     strong seasonality (the baseline lags the cycle), and heavy-tailed noise, whose outliers inflate
     the variance; `RobustZScore` is the better choice there. Values beyond `clip_z` standard
-    deviations are clipped before learning, so one incident does not become the new normal at once,
-    while a lasting level shift is still absorbed over about 1/alpha steps.
+    deviations are clipped before learning and do not widen the variance, so an incident does not
+    become the new normal at once, while a lasting level shift is still absorbed: the mean creeps
+    by alpha * clip_z standard deviations a step (with the defaults, a 10-sigma shift stops
+    alarming after about 100 steps).
 
     Parameters
     ----------
@@ -70,14 +72,18 @@ class EwmaZScore:
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.where(std > 0, (x - mean) / std, 0.0)
         z = np.where(n > 0, z, 0.0)
-        # Learn: running average while warming up, clipped EWMA after.
+        # Learn: running average while warming up, clipped EWMA after. An outlier moves the mean
+        # by at most alpha * clip_z * std and leaves the variance alone: were it to widen the
+        # variance, a lasting incident would talk the baseline out of alarming within minutes.
         a = np.maximum(self.alpha, 1.0 / (n + 1.0))
         warm = n >= self.warmup
         lim = self.clip_z * std
-        xc = np.where(warm & (std > 0), np.clip(x, mean - lim, mean + lim), x)
+        outlier = warm & (std > 0) & (np.abs(x - mean) > lim)
+        xc = np.where(outlier, np.clip(x, mean - lim, mean + lim), x)
         diff = xc - mean
         self._mean[series] = mean + a * diff
-        self._var[series] = np.where(n > 0, (1.0 - a) * (var + a * diff * diff), 0.0)
+        new_var = np.where(n > 0, (1.0 - a) * (var + a * diff * diff), 0.0)
+        self._var[series] = np.where(outlier, var, new_var)
         self._n[series] = n + 1
         return Scored(z=z, mean=mean, std=std, seen=n)
 
