@@ -103,6 +103,12 @@ class WindowConfig(BaseModel):
     min_events: int = Field(
         default=8, ge=1, description="ratio and latency features need this many events in a window"
     )
+    max_future_seconds: float = Field(
+        default=3600.0, gt=0, description="an event this far ahead of the stream (the newest "
+        "event time so far, or the batch's median) is a clock error, not the future: it is "
+        "dead-lettered instead of closing every open window, unless 50 or a tenth of its batch "
+        "agree (then the data jumped ahead)",
+    )
     silence_after: int = Field(
         default=30, ge=1, description="a known service stays tracked for this many silent windows"
     )

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 # Every reason a record can be dead-lettered for; the counters always carry all of them.
-REASONS = ("undecodable", "not_object", "missing_field", "wrong_type", "oversize", "too_late")
+REASONS = (
+    "undecodable", "not_object", "missing_field", "wrong_type", "oversize", "too_late",
+    "clock_skew",
+)
 
 
 @dataclass(slots=True)

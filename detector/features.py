@@ -24,6 +24,7 @@ FEATURES = (
     "new_template_share", "rare_template_share",
 )
 _QUANTILES = [0.5, 0.95, 0.99]
+LATE, SKEWED = 1, 2  # what `WindowAggregator.add` says of an event it did not fold in
 
 
 @dataclass(slots=True)
@@ -74,6 +75,7 @@ class WindowAggregator:
     cfg: WindowConfig
     buckets: LogBuckets = field(default_factory=LogBuckets)
     late_events: int = 0
+    skewed_events: int = 0
     max_ts: float = -math.inf
     _open: dict[int, dict[int, _Acc]] = field(default_factory=dict)
     _sid: dict[str, int] = field(default_factory=dict)
@@ -86,18 +88,31 @@ class WindowAggregator:
     def services(self) -> list[str]:
         return list(self._names)
 
-    def add(self, batch: EventBatch, mined: MinedBatch) -> npt.NDArray[np.bool_]:
-        """Fold a batch in; returns the mask of events that arrived after their window closed."""
+    def add(self, batch: EventBatch, mined: MinedBatch) -> npt.NDArray[np.int8]:
+        """Fold a batch in; returns per event 0 (folded), LATE or SKEWED (not folded).
+
+        LATE: its window had already closed. SKEWED: its timestamp is more than
+        `max_future_seconds` ahead of the stream, a clock error that would otherwise move the
+        watermark and close every window.
+        """
         n = len(batch)
+        verdict = np.zeros(n, dtype=np.int8)
         if n == 0:
-            return np.zeros(0, dtype=bool)
+            return verdict
         width = self.cfg.seconds
+        reference = max(self.max_ts, float(np.median(batch.ts)))
+        skewed = batch.ts > reference + self.cfg.max_future_seconds
+        if skewed.sum() >= max(50, n // 10):
+            skewed[:] = False  # that many agree: the data jumps ahead (a gap), not a clock
         w = np.floor(batch.ts / width).astype(np.int64)
         if self._next_close is None:
-            self._next_close = int(w.min())
-        late = w < self._next_close
-        ok = ~late
+            self._next_close = int(w[~skewed].min()) if (~skewed).any() else int(w.min())
+        late = (w < self._next_close) & ~skewed
+        verdict[late] = LATE
+        verdict[skewed] = SKEWED
+        ok = verdict == 0
         self.late_events += int(late.sum())
+        self.skewed_events += int(skewed.sum())
         names = batch.service.unique().to_list()
         for name in names:
             if name not in self._sid:
@@ -107,7 +122,7 @@ class WindowAggregator:
             names, [self._sid[x] for x in names], return_dtype=pl.Int64
         ).to_numpy()
         if not ok.any():
-            return late
+            return verdict
         wk, sk = w[ok], sids[ok]
         w0 = int(wk.min())
         nserv = len(self._names)
@@ -147,7 +162,7 @@ class WindowAggregator:
             info.last_window = max(info.last_window, win)
             info.first_window = min(info.first_window, win)
         self.max_ts = max(self.max_ts, float(batch.ts[ok].max()))
-        return late
+        return verdict
 
     def close_ready(self) -> list[WindowRows]:
         """Close every window whose end the watermark has passed."""

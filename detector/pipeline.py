@@ -17,7 +17,7 @@ from detector.config import VigilConfig
 from detector.deadletter import DeadLetter, DeadLetterCounter
 from detector.decode import BatchDecoder
 from detector.events import Anomaly, EventBatch, Incident
-from detector.features import WindowAggregator, WindowRows
+from detector.features import LATE, SKEWED, WindowAggregator, WindowRows
 from detector.incidents import IncidentTracker
 from detector.scoring import WindowScorer
 from detector.sinks import MemorySink, RecordSink
@@ -94,14 +94,17 @@ class Pipeline:
         dead = res.dead
         mined = self.miner.mine(batch.message, batch.ts, self.cfg.window.seconds)
         batch.template_id = mined.template_id
-        late = self.windows.add(batch, mined)
-        if late.any():
-            dead = dead + self._late_letters(lines, source, positions, res.line_index[late])
+        verdict = self.windows.add(batch, mined)
+        unfolded = verdict != 0
+        if unfolded.any():
+            dead = dead + self._unfolded_letters(
+                lines, source, positions, res.line_index[unfolded], verdict[unfolded]
+            )
         out = BatchOutcome(events=batch, dead=dead)
         self._judge(self.windows.close_ready(), out)
         self._emit(out)
         self.stats.lines += len(lines)
-        self.stats.events += len(batch) - int(late.sum())
+        self.stats.events += len(batch) - int(unfolded.sum())
         self.stats.batches += 1
         self.stats.seconds += time.perf_counter() - t0
         return out
@@ -146,21 +149,24 @@ class Pipeline:
         if out.incidents:
             self.incident_sink.write([i.to_dict() for i in out.incidents])
 
-    def _late_letters(
+    def _unfolded_letters(
         self,
         lines: Sequence[bytes],
         source: str,
         positions: Sequence[int] | None,
         idx: np.ndarray[Any, np.dtype[np.int64]],
+        verdict: np.ndarray[Any, np.dtype[np.int8]],
     ) -> list[DeadLetter]:
-        lateness = self.cfg.window.allowed_lateness
-        return [
-            DeadLetter(
-                reason="too_late",
-                detail=f"event time is behind a window that already closed (allowed lateness "
-                f"{lateness:g}s; window.allowed_lateness)",
-                source=f"{source}:{int(i) + 1 if positions is None else positions[int(i)]}",
-                raw=bytes(lines[int(i)]),
-            )
-            for i in idx
-        ]
+        w = self.cfg.window
+        why = {
+            LATE: ("too_late", "event time is behind a window that already closed (allowed "
+                   f"lateness {w.allowed_lateness:g}s; window.allowed_lateness)"),
+            SKEWED: ("clock_skew", f"event time is more than {w.max_future_seconds:g}s ahead of "
+                     "the stream; a wrong clock? (window.max_future_seconds)"),
+        }
+        out = []
+        for i, v in zip(idx.tolist(), verdict.tolist(), strict=True):
+            reason, detail = why[v]
+            pos = i + 1 if positions is None else positions[i]
+            out.append(DeadLetter(reason, detail, f"{source}:{pos}", bytes(lines[i])))
+        return out

@@ -9,7 +9,7 @@ import pytest
 
 from detector.config import VigilConfig, WindowConfig
 from detector.events import EventBatch, LogEvent
-from detector.features import WindowAggregator, WindowRows
+from detector.features import LATE, WindowAggregator, WindowRows
 from detector.pipeline import Pipeline
 from detector.templates import MinedBatch
 from tests.conftest import line
@@ -43,8 +43,8 @@ def test_out_of_order_events_within_lateness_are_folded_into_their_window() -> N
     agg = WindowAggregator(WindowConfig(seconds=10, allowed_lateness=5, min_events=1))
     add(agg, [ev(1.0), ev(12.0)])
     assert agg.close_ready() == []  # watermark 7: window [0, 10) still open
-    late_mask = add(agg, [ev(3.0), ev(14.9)])  # 3.0 is late but within the allowed 5 s
-    assert not late_mask.any()
+    verdict = add(agg, [ev(3.0), ev(14.9)])  # 3.0 is late but within the allowed 5 s
+    assert not verdict.any()
     add(agg, [ev(15.0)])  # watermark 10 closes [0, 10)
     (row,) = agg.close_ready()
     assert (row.start, row.counts.tolist()) == (0.0, [2])
@@ -54,8 +54,8 @@ def test_events_behind_a_closed_window_are_reported_late_not_dropped() -> None:
     agg = WindowAggregator(WindowConfig(seconds=10, allowed_lateness=0, min_events=1))
     add(agg, [ev(1.0), ev(21.0)])
     agg.close_ready()
-    late = add(agg, [ev(2.0), ev(22.0)])
-    assert late.tolist() == [True, False]
+    verdict = add(agg, [ev(2.0), ev(22.0)])
+    assert verdict.tolist() == [LATE, 0]
     assert agg.late_events == 1
 
 
@@ -98,3 +98,31 @@ def test_a_silent_service_reports_zero_rate_windows() -> None:
     rows = agg.close_ready()
     cart = [r.value("cart", "rate") for r in rows if "cart" in r.services]
     assert cart == [0.1, 0.0, 0.0, 0.0]  # tracked for three silent windows, then let go
+
+
+def test_a_timestamp_far_in_the_future_is_dead_lettered_not_trusted() -> None:
+    pipe = Pipeline(VigilConfig())
+    now = 1795435200.0
+    lines = [line(ts=now + i, service="a", msg="x") for i in range(20)]
+    lines.append(line(ts=now + 86400 * 365, service="a", msg="from a broken clock"))
+    out = pipe.process(lines, "f.jsonl")
+    assert [(d.reason, d.source) for d in out.dead] == [("clock_skew", "f.jsonl:21")]
+    # The stream goes on: later events are still folded, not "too late".
+    out = pipe.process([line(ts=now + 30, service="a", msg="y")])
+    assert out.dead == [] and pipe.stats.events == 21
+
+
+def test_a_gap_in_the_data_is_not_mistaken_for_clock_skew() -> None:
+    pipe = Pipeline(VigilConfig())
+    now = 1795435200.0
+    pipe.process([line(ts=now + i, service="a", msg="x") for i in range(10)])
+    out = pipe.process([line(ts=now + 86400 + i, service="a", msg="x") for i in range(10)])
+    assert out.dead == []
+
+
+def test_a_jump_ahead_shared_by_many_events_in_a_batch_is_a_gap_not_skew() -> None:
+    pipe = Pipeline(VigilConfig())
+    now = 1795435200.0
+    lines = [line(ts=now + i, service="a", msg="x") for i in range(200)]
+    lines += [line(ts=now + 86400 + i, service="a", msg="x") for i in range(60)]
+    assert pipe.process(lines).dead == []
