@@ -5,7 +5,7 @@ prefix tree to a few candidate templates; the most similar one absorbs the messa
 tokens become `<*>`), or a new template starts. Masking runs in polars over all of a batch's
 uncached messages at once (Rust regexes, about 1 µs a message here against 4 µs for Python's `re`),
 and only the batch's distinct masked texts reach the tree, through a cache of masked text ->
-template.
+template. Where messages repeat, an exact cache (message -> template) skips the masks too.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ class TemplateMiner:
         self._tree: dict[int, dict[str, object]] = {}
         self._leaf_of: dict[int, list[int]] = {}  # slot -> the tree leaf that lists it
         self._masked: dict[str, int] = {}  # masked text -> slot
+        self._exact: dict[str, int] = {}  # message -> slot, for streams whose messages repeat
         self._next_id = 0
         self._tick = 0
         self.evictions = 0
@@ -88,7 +89,9 @@ class TemplateMiner:
     ) -> MinedBatch:
         """Template ids of a batch, with per-event new / rare flags, and update the counts.
 
-        The masks run as one polars expression over the whole batch; then only the batch's
+        When messages repeat (a quarter as many distinct as there are events, or fewer), each
+        distinct message is looked up in the exact cache and only the unseen ones are masked.
+        Otherwise the masks run as one polars expression over the whole batch, and only the
         distinct masked texts are looked up (or clustered, when unseen).
         """
         self._tick += 1
@@ -96,8 +99,12 @@ class TemplateMiner:
         if n == 0:
             empty = np.zeros(0, dtype=np.int64)
             return MinedBatch(empty, empty.astype(bool), empty.astype(bool))
-        masked = pl.DataFrame({"m": messages}).select(self._mask_expr).to_series()
-        slots = self._slots_of(masked, ts)
+        distinct = messages.unique()
+        if 4 * len(distinct) <= n:
+            slots = self._slots_exact(messages, distinct.to_list(), ts)
+        else:
+            masked = pl.DataFrame({"m": messages}).select(self._mask_expr).to_series()
+            slots = self._slots_of(masked, ts)
         rare = self._count[slots] < self.cfg.rare_count
         born = self._first_seen[slots]
         is_new = np.floor(born / window) == np.floor(ts / window)
@@ -111,6 +118,27 @@ class TemplateMiner:
         return sorted(out, key=lambda x: -x[2])
 
     # ---- mining -------------------------------------------------------------------------
+    def _slots_exact(
+        self, messages: pl.Series, distinct: list[str], ts: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.int64]:
+        """Slot of each message through the exact cache; only uncached messages are masked."""
+        found = {m: self._exact.get(m, -1) for m in distinct}
+        unseen = [m for m, slot in found.items() if slot < 0]
+        if unseen:
+            masked = pl.DataFrame({"m": unseen}).select(self._mask_expr).to_series().to_list()
+            for raw, text in zip(unseen, masked, strict=True):
+                slot = self._masked.get(text)
+                if slot is None:
+                    born = float(ts[int(np.argmax((messages == raw).to_numpy()))])
+                    slot = self._cluster(text.split(), born)
+                    self._remember(self._masked, text, slot)
+                found[raw] = slot
+                self._remember(self._exact, raw, slot)
+        out: npt.NDArray[np.int64] = messages.replace_strict(
+            list(found), list(found.values()), return_dtype=pl.Int64
+        ).to_numpy()
+        return out
+
     def _slots_of(self, texts: pl.Series, ts: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
         """Slot of each masked text: distinct texts via the cache, or the tree when unseen."""
         distinct = texts.unique().to_list()
@@ -189,6 +217,7 @@ class TemplateMiner:
         self._leaf_of.pop(slot).remove(slot)
         # Cached messages may point at the evicted slot; drop the caches rather than scan them.
         self._masked.clear()
+        self._exact.clear()
         self.evictions += 1
         return slot
 

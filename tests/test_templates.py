@@ -73,3 +73,22 @@ def test_hdfs_templates_match_loghub_ground_truth(loghub: Path) -> None:
     correct = sum(1 for t, e in zip(mined, truth, strict=True)
                   if groups[t] == {e} and inverse[e] == {t})
     assert correct / len(rows) >= 0.9
+
+
+def test_repeated_messages_are_served_from_the_exact_cache() -> None:
+    m = TemplateMiner(TemplatesConfig())
+    batch = ["health check ok", "gc pause 12 ms", "gc pause 7 ms"] * 100
+    first = mine(m, batch)
+    assert set(m._exact) == {"health check ok", "gc pause 12 ms", "gc pause 7 ms"}
+    again = mine(m, batch)
+    assert first == again
+    assert first[1] == first[2] != first[0]
+
+
+def test_both_mining_paths_agree() -> None:
+    varied = [f"order {i:08x}ab12 created for user {i}" for i in range(400)] + ["health check ok"]
+    repeated = ["order 00000007ab12 created for user 3"] * 400 + ["health check ok"]
+    a, b = TemplateMiner(TemplatesConfig()), TemplateMiner(TemplatesConfig())
+    ids_a = mine(a, varied)
+    ids_b = mine(b, repeated)
+    assert a.text(ids_a[0]) == b.text(ids_b[0]) == "order <HEX> created for user <NUM>"
