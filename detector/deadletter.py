@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 # Every reason a record can be dead-lettered for; the counters always carry all of them.
 REASONS = (
@@ -52,3 +56,13 @@ class DeadLetterCounter:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+
+def read_dead_letters(path: Path | str, reasons: set[str] | None = None) -> Iterator[DeadLetter]:
+    """The dead letters in a `dead_letter.jsonl`, optionally only those with given reasons."""
+    with Path(path).open("rb") as fh:
+        for line in fh:
+            if line.strip():
+                letter = DeadLetter.from_dict(orjson.loads(line))
+                if reasons is None or letter.reason in reasons:
+                    yield letter

@@ -103,3 +103,25 @@ def test_python_dash_m_detector_is_the_vigil_command() -> None:
     result = subprocess.run([sys.executable, "-m", "detector", "--help"], capture_output=True,
                             check=True, text=True)
     assert "replay" in result.stdout and "simulate" in result.stdout
+
+
+def test_dead_letters_can_be_fixed_and_replayed(tmp_path: Path) -> None:
+    """A source that names its service 'app' is dead-lettered, then replayed with a mapping."""
+    logs = tmp_path / "app.jsonl"
+    logs.write_bytes(b"".join(
+        orjson.dumps({"ts": 1795435200 + i, "app": "billing", "msg": "ok"}) + b"\n"
+        for i in range(50)))
+    first = tmp_path / "first"
+    vigil("replay", str(logs), "--out", str(first))
+    summary = vigil("dead-letters", str(first / "dead_letter.jsonl"))
+    assert "missing_field" in summary and "50" in summary
+    raw = runner.invoke(app, ["dead-letters", str(first / "dead_letter.jsonl"), "--raw"])
+    assert raw.exit_code == 0
+    fixed_input = tmp_path / "again.jsonl"
+    fixed_input.write_bytes(raw.stdout_bytes)
+    cfg = tmp_path / "vigil.yaml"
+    cfg.write_text("parsing:\n  fields:\n    service: [app]\n")
+    output = vigil("replay", str(fixed_input), "--config", str(cfg), "--out",
+                   str(tmp_path / "second"))
+    assert "dead letters total │ 0" in output
+    assert (tmp_path / "second" / "dead_letter.jsonl").read_bytes() == b""
