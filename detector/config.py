@@ -109,6 +109,11 @@ class WindowConfig(BaseModel):
         "dead-lettered instead of closing every open window, unless 50 or a tenth of its batch "
         "agree (then the data jumped ahead)",
     )
+    max_services: int = Field(
+        default=2000, ge=2, description="services tracked at most; events of services beyond "
+        "that are counted together as '(other services)', so a mis-mapped field cannot "
+        "exhaust memory",
+    )
     silence_after: int = Field(
         default=30, ge=1, description="a known service stays tracked for this many silent windows"
     )

@@ -16,7 +16,7 @@ import numpy.typing as npt
 import polars as pl
 
 from detector.config import ParsingConfig
-from detector.events import LEVEL_NAMES, LEVEL_UNKNOWN, EventBatch
+from detector.events import LEVEL_UNKNOWN, EventBatch, level_code
 from detector.fieldmap import FieldPlan
 
 _TEXT_FIELDS = ("service", "level", "request_id", "span_id", "parent_id")
@@ -180,15 +180,9 @@ class ColumnarDecoder:
         distinct = s.drop_nulls().unique().to_list()  # a handful: map them in Python
         codes = []
         for text in distinct:
-            code = LEVEL_NAMES.get(text.strip().lower())
-            if code is None:
-                try:
-                    code = int(text)
-                except ValueError:
-                    code = LEVEL_UNKNOWN  # a custom level name: not an error
-                else:
-                    if not 0 <= code <= 24:
-                        raise ColumnarMiss("a numeric level outside 0-24", bisect=True)
+            code = level_code(text)
+            if code is None or text in ("true", "false"):  # polars writes a JSON boolean as text
+                raise ColumnarMiss(f"level {text!r} is not a level", bisect=True)
             codes.append(code)
         out = s.replace_strict(distinct, codes, default=LEVEL_UNKNOWN, return_dtype=pl.Int16)
         return out.fill_null(LEVEL_UNKNOWN).to_numpy().astype(np.int16)

@@ -18,7 +18,7 @@ import orjson
 import polars as pl
 
 from detector.config import ParsingConfig
-from detector.events import LEVEL_NAMES, LEVEL_UNKNOWN, EventBatch
+from detector.events import LEVEL_UNKNOWN, EventBatch, level_code
 from detector.fieldmap import LOGICAL_FIELDS, FieldPlan, dig, json_kind, unwrap
 from detector.timestamps import TimestampError, epoch_seconds
 
@@ -265,14 +265,16 @@ class RowDecoder:
                 return out
         for i, v in enumerate(col):
             v = unwrap(v)
-            if v is None:
-                out[i] = LEVEL_UNKNOWN
-            elif isinstance(v, str):
+            code = None
+            if isinstance(v, str):
                 code = cache.get(v)
                 if code is None:
-                    code = LEVEL_NAMES.get(v.strip().lower(), LEVEL_UNKNOWN)
-                    if len(cache) < 10_000:
+                    code = level_code(v)
+                    if code is not None and len(cache) < 10_000:
                         cache[v] = code
+            if v is None:
+                out[i] = LEVEL_UNKNOWN
+            elif code is not None:
                 out[i] = code
             elif isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 24:
                 out[i] = v

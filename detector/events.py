@@ -29,6 +29,27 @@ LEVEL_NAMES = {
 }
 
 
+def level_code(text: str) -> int | None:
+    """OpenTelemetry severity number of a level name or numeric string.
+
+    Unknown names are LEVEL_UNKNOWN (custom levels are not errors); None means a number
+    outside 0-24, which is.
+
+    >>> level_code("WARN"), level_code(" error "), level_code("17"), level_code("chatty")
+    (13, 17, 17, 0)
+    >>> level_code("99") is None
+    True
+    """
+    t = text.strip().lower()
+    code = LEVEL_NAMES.get(t)
+    if code is not None:
+        return code
+    if t.lstrip("-").isdigit():
+        n = int(t)
+        return n if 0 <= n <= 24 else None
+    return LEVEL_UNKNOWN
+
+
 @dataclass(slots=True)
 class LogEvent:
     """One structured log record, normalised from whichever JSON shape it arrived in."""

@@ -25,6 +25,7 @@ FEATURES = (
 )
 _QUANTILES = [0.5, 0.95, 0.99]
 LATE, SKEWED = 1, 2  # what `WindowAggregator.add` says of an event it did not fold in
+OTHER_SERVICES = "(other services)"  # where services past `window.max_services` are counted
 
 
 @dataclass(slots=True)
@@ -76,6 +77,7 @@ class WindowAggregator:
     buckets: LogBuckets = field(default_factory=LogBuckets)
     late_events: int = 0
     skewed_events: int = 0
+    overflow_events: int = 0
     max_ts: float = -math.inf
     _open: dict[int, dict[int, _Acc]] = field(default_factory=dict)
     _sid: dict[str, int] = field(default_factory=dict)
@@ -113,14 +115,20 @@ class WindowAggregator:
         ok = verdict == 0
         self.late_events += int(late.sum())
         self.skewed_events += int(skewed.sum())
-        names = batch.service.unique().to_list()
+        names = batch.service.unique(maintain_order=True).to_list()  # first come, first tracked
         for name in names:
-            if name not in self._sid:
+            if name not in self._sid and len(self._names) < self.cfg.max_services - 1:
                 first = int(w[(batch.service == name).to_numpy()].min())
                 self._register(name, first)
-        sids = batch.service.replace_strict(
-            names, [self._sid[x] for x in names], return_dtype=pl.Int64
-        ).to_numpy()
+        codes = [self._sid.get(x, -1) for x in names]
+        if -1 in codes:  # past max_services: the long tail shares one series
+            other = self._sid.get(OTHER_SERVICES)
+            if other is None:
+                other = self._register(OTHER_SERVICES, int(w.min()))
+            codes = [other if c < 0 else c for c in codes]
+            self.overflow_events += int(np.sum(
+                batch.service.is_in([x for x in names if x not in self._sid]).to_numpy()))
+        sids = batch.service.replace_strict(names, codes, return_dtype=pl.Int64).to_numpy()
         if not ok.any():
             return verdict
         wk, sk = w[ok], sids[ok]

@@ -7,6 +7,7 @@ and noise floor, and writes the explanation a person reads.
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 
@@ -73,6 +74,13 @@ class WindowScorer:
     @property
     def series_count(self) -> int:
         return len(self._series)
+
+    def state_nbytes(self) -> int:
+        """Bytes of the baselines and of the (service, feature) -> series index."""
+        index = sys.getsizeof(self._series) + sum(
+            sys.getsizeof(k) + sys.getsizeof(k[0]) for k in self._series
+        )
+        return self.model.nbytes() + index
 
     def score(self, rows: WindowRows) -> list[Anomaly]:
         """Anomalies of one closed window (any number of services)."""

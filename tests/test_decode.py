@@ -207,3 +207,13 @@ def test_many_bad_lines_in_one_batch_are_all_accounted_for() -> None:
     assert len(res.batch) + len(res.dead) == 5000
     assert set(reasons(res.dead)) == {"undecodable"}
     assert not math.isnan(float(res.batch.ts.sum()))
+
+
+@pytest.mark.parametrize(("level", "code"), [("warning", LEVEL_WARN), (" Error ", LEVEL_ERROR),
+                                             ("17", LEVEL_ERROR), (9, LEVEL_INFO), ("chatty", 0)])
+def test_levels_read_the_same_on_both_paths(level: object, code: int) -> None:
+    lines = [line(ts=T0, service="a", level=level, msg="m")] * 100
+    batch = BatchDecoder(ParsingConfig()).decode(lines).batch
+    rows, errors, _ = RowDecoder(ParsingConfig()).decode(lines)
+    assert not errors
+    assert set(batch.level.tolist()) == set(rows.level.tolist()) == {code}

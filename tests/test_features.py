@@ -9,7 +9,7 @@ import pytest
 
 from detector.config import VigilConfig, WindowConfig
 from detector.events import EventBatch, LogEvent
-from detector.features import LATE, WindowAggregator, WindowRows
+from detector.features import LATE, OTHER_SERVICES, WindowAggregator, WindowRows
 from detector.pipeline import Pipeline
 from detector.templates import MinedBatch
 from tests.conftest import line
@@ -126,3 +126,13 @@ def test_a_jump_ahead_shared_by_many_events_in_a_batch_is_a_gap_not_skew() -> No
     lines = [line(ts=now + i, service="a", msg="x") for i in range(200)]
     lines += [line(ts=now + 86400 + i, service="a", msg="x") for i in range(60)]
     assert pipe.process(lines).dead == []
+
+
+def test_services_past_the_cap_share_one_series() -> None:
+    agg = WindowAggregator(WindowConfig(seconds=10, allowed_lateness=0, min_events=1,
+                                        max_services=4))
+    add(agg, [ev(1.0, f"svc{i}") for i in range(10)] + [ev(11.0, "svc0")])
+    (row,) = agg.close_ready()
+    assert row.services == ["svc0", "svc1", "svc2", OTHER_SERVICES]
+    assert row.counts.tolist() == [1, 1, 1, 7]
+    assert agg.overflow_events == 7
