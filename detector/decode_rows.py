@@ -5,6 +5,7 @@ then fields are checked a column at a time. It handles every shape and explains 
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -79,15 +80,23 @@ class RowDecoder:
         recs: list[Any] = []
         rec_idx: list[int] = []
         decode = self._decoder.decode
-        for i, line in enumerate(lines):
-            try:
-                recs.append(decode(line))
-                rec_idx.append(i)
-            except msgspec.ValidationError as exc:
-                bad[i] = self._classify_validation(line, exc)
-            except msgspec.DecodeError as exc:
-                bad[i] = ("undecodable", f"not valid JSON: {exc}")
-        cols, row_bad = self._columns(recs)
+        # Nested objects arrive as dicts the cycle collector would scan over and over while
+        # the batch is built; none of them can form a cycle, so it waits for the batch.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for i, line in enumerate(lines):
+                try:
+                    recs.append(decode(line))
+                    rec_idx.append(i)
+                except msgspec.ValidationError as exc:
+                    bad[i] = self._classify_validation(line, exc)
+                except msgspec.DecodeError as exc:
+                    bad[i] = ("undecodable", f"not valid JSON: {exc}")
+            cols, row_bad = self._columns(recs)
+        finally:
+            if was_enabled:
+                gc.enable()
         for j, err in row_bad.items():
             bad[rec_idx[j]] = err
         keep = [j for j in range(len(recs)) if j not in row_bad] if row_bad else None
@@ -118,37 +127,36 @@ class RowDecoder:
 
     # ---- columns --------------------------------------------------------------------------
     def _raw_column(self, recs: list[Any], fname: str) -> list[Any]:
+        """The first usable value of each record along the field's candidate paths."""
         alts = self._alts[fname]
-        key, rest = alts[0]
-        col = list(map(self._getters[key], recs))
-        if rest:
-            col = [None if v is None else dig(v, rest) for v in col]
-        if len(alts) == 1:
-            return col
-        types = set(map(type, col))
-        if dict in types or list in types:
-            # A container where a scalar belongs (ECS "service": {"name": ...}) may be the
-            # prefix of a later candidate path, so it counts as not found yet.
-            todo = [i for i, v in enumerate(col)
-                    if v is None or (isinstance(v, dict | list) and unwrap(v) is v)]
-        elif None in col:
-            todo = [i for i, v in enumerate(col) if v is None]
-        else:
-            return col
-        for key, rest in alts[1:]:
-            if not todo:
-                break
+        col: list[Any] = [None] * len(recs)
+        todo: list[int] | None = None  # None: every row
+        containers: dict[int, Any] = {}  # rows that so far only offered an object or array
+        for key, rest in alts:
             get = self._getters[key]
-            vals = [get(recs[i]) for i in todo]
+            vals = list(map(get, recs)) if todo is None else [get(recs[i]) for i in todo]
+            if vals.count(None) == len(vals):
+                continue  # this key is in none of the rows still to resolve
             if rest:
-                vals = [None if v is None else dig(v, rest) for v in vals]
+                vals = _dig_all(vals, rest)
+            rows = range(len(recs)) if todo is None else todo
             left = []
-            for i, v in zip(todo, vals, strict=True):
-                if v is None or (isinstance(v, dict | list) and unwrap(v) is v):
+            for i, v in zip(rows, vals, strict=True):
+                # A container where a scalar belongs (ECS "service": {"name": ...}) may be the
+                # prefix of a later candidate path, so it counts as not found yet.
+                if v is None:
+                    left.append(i)
+                elif type(v) in (dict, list) and unwrap(v) is v:
+                    containers.setdefault(i, v)
                     left.append(i)
                 else:
                     col[i] = v
             todo = left
+            if not todo:
+                break
+        for i, v in containers.items():
+            if col[i] is None:
+                col[i] = v  # nothing better: the type checks say what is wrong with it
         return col
 
     def _columns(self, recs: list[Any]) -> tuple[dict[str, Any], RowErrors]:
@@ -342,6 +350,14 @@ class RowDecoder:
 
 
 # ---- helpers ------------------------------------------------------------------------------
+def _dig_all(vals: list[Any], rest: tuple[str, ...]) -> list[Any]:
+    if len(rest) == 1:  # the common case, a plain nested key, without a call per row
+        k = rest[0]
+        return [v.get(k) if type(v) is dict and k in v else
+                (None if v is None else dig(v, rest)) for v in vals]
+    return [None if v is None else dig(v, rest) for v in vals]
+
+
 def _iso(s: str) -> float:
     dt = datetime.fromisoformat(s)
     if dt.tzinfo is None:
