@@ -76,6 +76,25 @@ def _erf(x: FloatArray) -> FloatArray:
     return out
 
 
+def as_step(series: IntArray, values: FloatArray) -> tuple[IntArray, FloatArray]:
+    """One time step's (series, values) as arrays, checked: same length, ids unique and >= 0.
+
+    >>> as_step(np.array([0, 0]), np.array([1.0, 2.0]))
+    Traceback (most recent call last):
+    ...
+    ValueError: series ids repeat within one call; split the batch into time steps
+    """
+    s = np.asarray(series, dtype=np.int64)
+    x = np.asarray(values, dtype=np.float64)
+    if s.shape != x.shape or s.ndim != 1:
+        raise ValueError(f"series {s.shape} and values {x.shape} must be 1-d and of one length")
+    if len(s) and (s.min() < 0 or len(np.unique(s)) != len(s)):
+        if s.min() < 0:
+            raise ValueError("series ids must be >= 0")
+        raise ValueError("series ids repeat within one call; split the batch into time steps")
+    return s, x
+
+
 def effective_floor(
     centre: FloatArray, floor: FloatArray | None, rel_floor: FloatArray | None
 ) -> FloatArray:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from models.base import FloatArray, IntArray, Scored, effective_floor, grow
+from models.base import FloatArray, IntArray, Scored, as_step, effective_floor, grow
 
 
 class EwmaZScore:
@@ -57,8 +57,7 @@ class EwmaZScore:
         floor: FloatArray | None = None,
         rel_floor: FloatArray | None = None,
     ) -> Scored:
-        series = np.asarray(series, dtype=np.int64)
-        x = np.asarray(values, dtype=np.float64)
+        series, x = as_step(series, values)
         if not 0 < self.alpha <= 1:
             raise ValueError(f"alpha must be in (0, 1], got {self.alpha}")
         if len(series):

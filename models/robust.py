@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from models.base import FloatArray, IntArray, Scored, effective_floor, grow
+from models.base import FloatArray, IntArray, Scored, as_step, effective_floor, grow
 
 _MAD_TO_STD = 1.4826  # MAD of a normal distribution times this is its standard deviation
 
@@ -50,8 +50,7 @@ class RobustZScore:
         floor: FloatArray | None = None,
         rel_floor: FloatArray | None = None,
     ) -> Scored:
-        series = np.asarray(series, dtype=np.int64)
-        x = np.asarray(values, dtype=np.float64)
+        series, x = as_step(series, values)
         if len(series):
             top = int(series.max()) + 1
             self._buf = grow(self._buf, top, np.nan)

@@ -82,3 +82,8 @@ def test_tail_score_directions() -> None:
     assert tail_score(z, "up").round(6).tolist() == [0.0, 0.5, 1.0]
     assert tail_score(z, "down").round(6).tolist() == [1.0, 0.5, 0.0]
     assert tail_score(z, "both").round(6).tolist() == [0.999999, 0.0, 0.999999]
+
+
+def test_one_call_is_one_time_step(model: SeriesDetector) -> None:
+    with pytest.raises(ValueError, match="repeat within one call"):
+        model.score_learn(np.array([1, 1]), np.array([1.0, 2.0]))
