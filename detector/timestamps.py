@@ -6,7 +6,10 @@ between 1973 and 5138: below 1e11 it is seconds, below 1e14 ms, below 1e17 µs, 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
 class TimestampError(ValueError):
@@ -22,6 +25,8 @@ def epoch_seconds(value: object) -> float:
     1795435200.123
     >>> epoch_seconds("1795435200000000000")  # OTLP JSON sends nanoseconds as a string
     1795435200.0
+    >>> epoch_seconds("1795435200.5")
+    1795435200.5
     """
     if isinstance(value, bool):
         raise TimestampError("a boolean is not a timestamp")
@@ -31,7 +36,7 @@ def epoch_seconds(value: object) -> float:
         s = value.strip()
         if not s:
             raise TimestampError("empty timestamp")
-        if s.isdigit() or (s[0] == "-" and s[1:].isdigit()):
+        if _NUMBER.fullmatch(s):
             return _from_number(float(s))
         return _from_rfc3339(s)
     raise TimestampError(f"a {type(value).__name__} is not a timestamp")
