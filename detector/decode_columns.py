@@ -56,7 +56,10 @@ class ColumnarDecoder:
         self._leaf = {
             f: [k for k, rest in alts if not rest] for f, alts in plan.alternatives.items()
         }
-        self._nested = [k for k in plan.keys if k in plan.prefix_keys]
+        self._prefix = {
+            f: list(dict.fromkeys(k for k, rest in alts if rest))
+            for f, alts in plan.alternatives.items()
+        }
 
     def decode(self, lines: Sequence[bytes]) -> EventBatch:
         try:
@@ -81,9 +84,9 @@ class ColumnarDecoder:
         if df.height != n:
             raise ColumnarMiss("blank or partial lines", bisect=True)
         cols, chk = self._columns_and_checks(df)
-        for k in self._nested:
-            if chk.get(f"nested:{k}"):
-                raise ColumnarMiss(f"{k!r} holds an object: a nested shape", bisect=False)
+        for f in self._leaf:
+            if chk[f"nested:{f}"]:
+                raise ColumnarMiss(f"{f} is inside an object: a nested shape", bisect=False)
         required = set(self.cfg.required)
         for f in ("timestamp", "service", "message"):
             if f in required and chk[f"null:{f}"]:
@@ -118,20 +121,35 @@ class ColumnarDecoder:
 
     def _columns_and_checks(self, df: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, Any]]:
         """The coalesced fields, and every validity check as one row, from one parallel query."""
+        c = pl.col
+        text_keys = {k for k in self._seen if df.schema[k] == pl.String}
+
+        def leaf(k: str) -> pl.Expr:
+            # A key that may also hold an object to dig into ("service": {"name": ...}) gives
+            # its value only when that value is not an object.
+            if k in self._plan.prefix_keys and k in text_keys:
+                return pl.when(_container_expr(c(k))).then(None).otherwise(c(k))
+            return c(k)
 
         def field(f: str, dtype: pl.DataType) -> pl.Expr:
             keys = [k for k in self._leaf[f] if k in self._seen]
             if not keys:
                 return pl.lit(None, dtype=dtype).alias(f)
-            e = pl.col(keys[0]) if len(keys) == 1 else pl.coalesce(keys)
+            e = leaf(keys[0]) if len(keys) == 1 else pl.coalesce([leaf(k) for k in keys])
             return e.cast(dtype).alias(f)
 
-        lf = df.lazy().select(
-            *[field(f, pl.String()) for f in ("timestamp", "message", *_TEXT_FIELDS)],
-            field("latency_ms", pl.Float64()),
-            field("status", pl.Int64()),
-        )
-        c = pl.col
+        def nested_needed(f: str) -> pl.Expr:
+            """Rows where the field is still missing but an object could hold it."""
+            keys = [k for k in self._prefix[f] if k in text_keys]
+            if not keys:
+                return pl.lit(False).alias(f"nested:{f}")
+            holds = pl.any_horizontal([_container_expr(c(k)).fill_null(False) for k in keys])
+            return (c(f).is_null() & holds).any().alias(f"nested:{f}")
+
+        fields = [*[field(f, pl.String()) for f in ("timestamp", "message", *_TEXT_FIELDS)],
+                  field("latency_ms", pl.Float64()), field("status", pl.Int64())]
+        base = df.lazy().with_columns(fields)
+        names = [f for f in self._leaf]
         checks = [
             *[c(f).null_count().alias(f"null:{f}") for f in ("timestamp", "service", "message")],
             *[_container_expr(c(f)).any().alias(f"container:{f}") for f in _TEXT_FIELDS],
@@ -139,14 +157,10 @@ class ColumnarDecoder:
             ((c("latency_ms") < 0) | c("latency_ms").is_infinite()).any().alias("bad:latency_ms"),
             ((c("status") < 0) | (c("status") > 999)).any().alias("bad:status"),
             c("message").str.len_chars().max().alias("maxlen:message"),
+            *[nested_needed(f) for f in names],
         ]
-        nested = [k for k in self._nested if k in self._seen and df.schema[k] == pl.String]
-        nested_q = df.lazy().select(
-            [_container_expr(c(k)).any().alias(f"nested:{k}") for k in nested]
-            or [pl.lit(False).alias("nested:none")]
-        )
-        cols, chk, nchk = pl.collect_all([lf, lf.select(checks), nested_q])
-        return cols, {**chk.row(0, named=True), **nchk.row(0, named=True)}
+        cols, chk = pl.collect_all([base.select(names), base.select(checks)])
+        return cols, chk.row(0, named=True)
 
     def _schema_for(self, seen: set[str]) -> dict[str, pl.DataType]:
         return {k: (v if k in seen else pl.Null()) for k, v in self._full.items()}

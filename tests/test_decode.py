@@ -217,3 +217,27 @@ def test_levels_read_the_same_on_both_paths(level: object, code: int) -> None:
     rows, errors, _ = RowDecoder(ParsingConfig()).decode(lines)
     assert not errors
     assert set(batch.level.tolist()) == set(rows.level.tolist()) == {code}
+
+
+def test_ecs_logging_output_stays_on_the_columnar_path() -> None:
+    """ecs-logging libraries write `log.level` flat beside a `log` object (logger, origin); the
+    object holds nothing Vigil needs, so the batch need not leave the fast path."""
+    lines = [line(**{"@timestamp": "2026-11-23T12:00:00.000Z", "log.level": "info",
+                     "message": f"request {i} done", "service.name": "billing",
+                     "log": {"logger": "app", "origin": {"function": "handle"}},
+                     "ecs": {"version": "1.6.0"}}) for i in range(500)]
+    dec = BatchDecoder(ParsingConfig())
+    res = dec.decode(lines)
+    assert len(res.batch) == 500 and not res.dead
+    assert dec.stats.columnar_lines == 500
+    assert set(res.batch.service.to_list()) == {"billing"}
+
+
+def test_a_field_only_inside_an_object_sends_the_batch_to_the_exact_path() -> None:
+    lines = [line(**{"@timestamp": "2026-11-23T12:00:00Z", "message": "m",
+                     "service": {"name": "billing"}, "log": {"level": "error"}})] * 500
+    dec = BatchDecoder(ParsingConfig())
+    res = dec.decode(lines)
+    assert dec.stats.row_lines == 500
+    assert set(res.batch.service.to_list()) == {"billing"}
+    assert set(res.batch.level.tolist()) == {LEVEL_ERROR}
