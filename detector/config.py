@@ -59,7 +59,8 @@ class FieldMapping(BaseModel):
     )
     attrs: list[str] = Field(
         default=["event", "version", "host", "caller", "callee"],
-        description="extra top-level keys kept in LogEvent.attrs",
+        description="extra top-level keys kept in LogEvent.attrs when their values are scalars "
+        "(as text: numbers and booleans in their JSON form)",
     )
 
 

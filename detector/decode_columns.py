@@ -20,6 +20,7 @@ from detector.events import LEVEL_UNKNOWN, EventBatch, level_code
 from detector.fieldmap import FieldPlan
 
 _TEXT_FIELDS = ("service", "level", "request_id", "span_id", "parent_id")
+_F = "\x00field:"  # prefix of the decoded fields' column names, apart from any JSON key
 
 
 
@@ -42,13 +43,12 @@ class ColumnarDecoder:
         for k in plan.keys:
             owners = plan.leaf_owners.get(k, frozenset())
             plain = k not in plan.prefix_keys and k not in plan.attr_keys
-            if plain and owners == {"latency_ms"}:
-                schema[k] = pl.Float64()
-            elif plain and owners == {"status"}:
-                schema[k] = pl.Int64()
-            else:
-                schema[k] = pl.String()  # polars writes any JSON value here as text
-        self._full = schema
+            schema[k] = _leaf_dtype(owners) if plain else pl.String()
+        self._text_schema = schema  # polars writes any JSON value in a String column as text
+        # Keys this source sends as objects are read as polars structs of the paths below them.
+        self._structs = {k: _struct_for(k, plan) for k in plan.prefix_keys}
+        self._struct_keys: set[str] = set()
+        self._full = dict(schema)
         # Keys this source has been seen to use are parsed; the rest are declared Null, which
         # costs polars far less and still fails loudly the first time such a key appears.
         self._seen: set[str] = set()
@@ -63,30 +63,32 @@ class ColumnarDecoder:
 
     def decode(self, lines: Sequence[bytes]) -> EventBatch:
         try:
-            return self._decode(lines)
+            try:
+                return self._decode(lines)
+            except _NeedStructs as need:
+                before = set(self._struct_keys)
+                self._use_structs(before | need.keys)
+                try:
+                    return self._decode(lines)
+                except (ColumnarMiss, _NeedStructs, pl.exceptions.PolarsError) as exc:
+                    # A bad line, or a source that mixes shapes: halves will tell which.
+                    self._use_structs(before)
+                    raise ColumnarMiss(f"with objects read as structs: {exc}", bisect=True) from exc
         except pl.exceptions.PolarsError as exc:  # a cast or parse deeper in
             raise ColumnarMiss(f"polars: {str(exc)[:200]}", bisect=True) from exc
 
     def _decode(self, lines: Sequence[bytes]) -> EventBatch:
         n = len(lines)
         data = b"\n".join(lines)  # a record with a raw newline breaks the row count below
-        try:
-            df = pl.read_ndjson(data, schema=self._schema)
-        except (pl.exceptions.PolarsError, ValueError):
-            try:  # perhaps a key this source had not used before: read with every key
-                df = pl.read_ndjson(data, schema=self._full)
-            except (pl.exceptions.PolarsError, ValueError) as exc:
-                raise ColumnarMiss(f"polars: {str(exc)[:200]}", bisect=True) from exc
-            present = {c for c in df.columns if df[c].null_count() < df.height}
-            if not present <= self._seen:
-                self._seen |= present
-                self._schema = self._schema_for(self._seen)
+        df = self._read(data)
         if df.height != n:
             raise ColumnarMiss("blank or partial lines", bisect=True)
         cols, chk = self._columns_and_checks(df)
-        for f in self._leaf:
-            if chk[f"nested:{f}"]:
-                raise ColumnarMiss(f"{f} is inside an object: a nested shape", bisect=False)
+        if any(chk[f"array:{f}"] for f in self._leaf):
+            raise ColumnarMiss("a field inside an array: a nested shape", bisect=False)
+        nested = {k for f in self._leaf for k in (chk[f"nested:{f}"] or [])}
+        if nested:
+            raise _NeedStructs(nested)
         required = set(self.cfg.required)
         for f in ("timestamp", "service", "message"):
             if f in required and chk[f"null:{f}"]:
@@ -123,6 +125,7 @@ class ColumnarDecoder:
         """The coalesced fields, and every validity check as one row, from one parallel query."""
         c = pl.col
         text_keys = {k for k in self._seen if df.schema[k] == pl.String}
+        struct_keys = {k for k in self._seen if isinstance(df.schema[k], pl.Struct)}
 
         def leaf(k: str) -> pl.Expr:
             # A key that may also hold an object to dig into ("service": {"name": ...}) gives
@@ -131,39 +134,88 @@ class ColumnarDecoder:
                 return pl.when(_container_expr(c(k))).then(None).otherwise(c(k))
             return c(k)
 
-        def field(f: str, dtype: pl.DataType) -> pl.Expr:
-            keys = [k for k in self._leaf[f] if k in self._seen]
-            if not keys:
-                return pl.lit(None, dtype=dtype).alias(f)
-            e = leaf(keys[0]) if len(keys) == 1 else pl.coalesce([leaf(k) for k in keys])
-            return e.cast(dtype).alias(f)
+        def candidates(f: str, dtype: pl.DataType) -> list[pl.Expr]:
+            out: list[pl.Expr] = []
+            for k, rest in self._plan.alternatives[f]:
+                if not rest and k in self._seen and k not in struct_keys:
+                    out.append(leaf(k).cast(dtype))
+                elif rest and k in struct_keys:
+                    out.extend(e.cast(dtype) for e in _struct_paths(c(k), rest))
+            return out
 
-        def nested_needed(f: str) -> pl.Expr:
-            """Rows where the field is still missing but an object could hold it."""
+        def field(f: str, dtype: pl.DataType) -> pl.Expr:
+            # Named apart from the raw keys ("service" is both), which the checks still read.
+            exprs = candidates(f, dtype)
+            if not exprs:
+                return pl.lit(None, dtype=dtype).alias(_F + f)
+            return (exprs[0] if len(exprs) == 1 else pl.coalesce(exprs)).alias(_F + f)
+
+        def nested_needed(f: str) -> list[pl.Expr]:
+            """Keys whose objects could hold the field where it is still missing, and whether
+            an array (an OTLP KeyValue list: the per-line decoder's job) could."""
             keys = [k for k in self._prefix[f] if k in text_keys]
             if not keys:
-                return pl.lit(False).alias(f"nested:{f}")
-            holds = pl.any_horizontal([_container_expr(c(k)).fill_null(False) for k in keys])
-            return (c(f).is_null() & holds).any().alias(f"nested:{f}")
+                return [pl.lit(None, dtype=pl.List(pl.String)).alias(f"nested:{f}"),
+                        pl.lit(False).alias(f"array:{f}")]
+            missing = c(_F + f).is_null()
+            found = [pl.when((missing & c(k).str.starts_with("{")).any()).then(pl.lit(k))
+                     for k in keys]
+            arrays = pl.any_horizontal([(missing & c(k).str.starts_with("[")).any()
+                                        for k in keys])
+            return [pl.concat_list(found).list.drop_nulls().alias(f"nested:{f}"),
+                    arrays.alias(f"array:{f}")]
 
         fields = [*[field(f, pl.String()) for f in ("timestamp", "message", *_TEXT_FIELDS)],
                   field("latency_ms", pl.Float64()), field("status", pl.Int64())]
         base = df.lazy().with_columns(fields)
-        names = [f for f in self._leaf]
+        names = list(self._leaf)
+        v = {f: c(_F + f) for f in names}
         checks = [
-            *[c(f).null_count().alias(f"null:{f}") for f in ("timestamp", "service", "message")],
-            *[_container_expr(c(f)).any().alias(f"container:{f}") for f in _TEXT_FIELDS],
-            (c("service") == "").any().alias("empty:service"),
-            ((c("latency_ms") < 0) | c("latency_ms").is_infinite()).any().alias("bad:latency_ms"),
-            ((c("status") < 0) | (c("status") > 999)).any().alias("bad:status"),
-            c("message").str.len_chars().max().alias("maxlen:message"),
-            *[nested_needed(f) for f in names],
+            *[v[f].null_count().alias(f"null:{f}") for f in ("timestamp", "service", "message")],
+            *[_container_expr(v[f]).any().alias(f"container:{f}") for f in _TEXT_FIELDS],
+            (v["service"] == "").any().alias("empty:service"),
+            ((v["latency_ms"] < 0) | v["latency_ms"].is_infinite()).any().alias("bad:latency_ms"),
+            ((v["status"] < 0) | (v["status"] > 999)).any().alias("bad:status"),
+            v["message"].str.len_chars().max().alias("maxlen:message"),
+            *[e for f in names for e in nested_needed(f)],
         ]
-        cols, chk = pl.collect_all([base.select(names), base.select(checks)])
+        cols, chk = pl.collect_all([base.select([v[f].alias(f) for f in names]),
+                                    base.select(checks)])
         return cols, chk.row(0, named=True)
+
+    def _read(self, data: bytes) -> pl.DataFrame:
+        """The batch as a frame of the keys this source uses, learning new keys as they come."""
+        try:
+            return pl.read_ndjson(data, schema=self._schema)
+        except (pl.exceptions.PolarsError, ValueError) as exc:
+            error: Exception = exc
+        # Perhaps a key this source had not used before: read with every key; or the source
+        # went back from objects to flat values: read them as text again.
+        for schema in (self._full, self._text_schema):
+            try:
+                df = pl.read_ndjson(data, schema=schema)
+            except (pl.exceptions.PolarsError, ValueError) as exc:
+                error = exc
+                continue
+            if schema is self._text_schema and self._struct_keys:
+                self._use_structs(set())
+            present = {c for c in df.columns if df[c].null_count() < df.height}
+            if not present <= self._seen:
+                self._seen |= present
+                self._schema = self._schema_for(self._seen)
+            return df
+        raise ColumnarMiss(f"polars: {str(error)[:200]}", bisect=True) from error
 
     def _schema_for(self, seen: set[str]) -> dict[str, pl.DataType]:
         return {k: (v if k in seen else pl.Null()) for k, v in self._full.items()}
+
+    def _use_structs(self, keys: set[str]) -> None:
+        """Read `keys` as structs from now on (or as text again, for keys not in the set)."""
+        self._struct_keys = keys
+        self._full = {
+            k: (self._structs[k] if k in keys else v) for k, v in self._text_schema.items()
+        }
+        self._schema = self._schema_for(self._seen)
 
     # ---- fields -------------------------------------------------------------------------
     @staticmethod
@@ -202,17 +254,73 @@ class ColumnarDecoder:
         return out.fill_null(LEVEL_UNKNOWN).to_numpy().astype(np.int16)
 
     def _attrs(self, df: pl.DataFrame, n: int) -> list[dict[str, str] | None]:
+        """Configured extra keys with scalar values, as text (objects and arrays are left out)."""
         out: list[dict[str, str] | None] = [None] * n
         for key in self._plan.attr_keys:
             col = df[key]
-            if col.null_count() == n:
+            if col.dtype != pl.String or col.null_count() == n:
                 continue
-            for i in np.flatnonzero(col.is_not_null().to_numpy()).tolist():
+            values = col.to_list()
+            scalar = col.is_not_null() & ~_container_series(col)
+            for i in np.flatnonzero(scalar.to_numpy()).tolist():
                 d = out[i]
                 if d is None:
                     d = out[i] = {}
-                d[key] = col[i]
+                d[key] = values[i]
         return out
+
+
+class _NeedStructs(Exception):
+    def __init__(self, keys: set[str]) -> None:
+        super().__init__(", ".join(sorted(keys)))
+        self.keys = keys
+
+
+def _leaf_dtype(owners: frozenset[str]) -> pl.DataType:
+    if owners == {"latency_ms"}:
+        return pl.Float64()
+    if owners == {"status"}:
+        return pl.Int64()
+    return pl.String()
+
+
+def _struct_for(key: str, plan: FieldPlan) -> pl.Struct:
+    """The struct that holds every path the plan digs for below `key`, in each dotted form."""
+    tree: dict[str, Any] = {}
+
+    def add(node: dict[str, Any], rest: tuple[str, ...], dtype: pl.DataType) -> None:
+        for i in range(len(rest), 0, -1):
+            head, tail = ".".join(rest[:i]), rest[i:]
+            if not tail:
+                node.setdefault(head, dtype)
+            elif isinstance(node.setdefault(head, {}), dict):
+                add(node[head], tail, dtype)
+
+    for f, alts in plan.alternatives.items():
+        for k, rest in alts:
+            if k == key and rest:
+                add(tree, rest, _leaf_dtype(frozenset({f})))
+
+    def build(node: dict[str, Any]) -> pl.Struct:
+        return pl.Struct({
+            name: build(sub) if isinstance(sub, dict) else sub for name, sub in node.items()
+        })
+
+    return build(tree)
+
+
+def _struct_paths(e: pl.Expr, rest: tuple[str, ...]) -> list[pl.Expr]:
+    """Expressions for `rest` below a struct, longest dotted key first (as `fieldmap.dig`)."""
+    out: list[pl.Expr] = []
+    for i in range(len(rest), 0, -1):
+        head, tail = ".".join(rest[:i]), rest[i:]
+        inner = e.struct.field(head)
+        out.extend([inner] if not tail else _struct_paths(inner, tail))
+    return out
+
+
+def _container_series(s: pl.Series) -> pl.Series:
+    return s.str.starts_with("{") | s.str.starts_with("[")
 
 
 def _container_expr(e: pl.Expr) -> pl.Expr:

@@ -334,14 +334,14 @@ class RowDecoder:
         return out
 
     def _attrs(self, recs: list[Any]) -> list[dict[str, str] | None]:
-        """Configured extra keys, each value as text (JSON text for non-strings)."""
+        """Configured extra keys with scalar values, as text (objects and arrays are left out)."""
         out: list[dict[str, str] | None] = [None] * len(recs)
         for key in self._attr_keys:
             col = list(map(self._getters[key], recs))
             if col.count(None) == len(col):
                 continue
             for i, v in enumerate(col):
-                if v is not None:
+                if v is not None and not isinstance(v, dict | list):
                     d = out[i]
                     if d is None:
                         d = out[i] = {}

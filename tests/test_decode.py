@@ -233,11 +233,59 @@ def test_ecs_logging_output_stays_on_the_columnar_path() -> None:
     assert set(res.batch.service.to_list()) == {"billing"}
 
 
-def test_a_field_only_inside_an_object_sends_the_batch_to_the_exact_path() -> None:
+def test_fields_inside_objects_are_read_as_structs_on_the_columnar_path() -> None:
     lines = [line(**{"@timestamp": "2026-11-23T12:00:00Z", "message": "m",
-                     "service": {"name": "billing"}, "log": {"level": "error"}})] * 500
+                     "service": {"name": "billing"}, "log": {"level": "error"},
+                     "http": {"response": {"status_code": 503}}})] * 500
     dec = BatchDecoder(ParsingConfig())
     res = dec.decode(lines)
-    assert dec.stats.row_lines == 500
+    assert dec.stats.columnar_lines == 500
     assert set(res.batch.service.to_list()) == {"billing"}
     assert set(res.batch.level.tolist()) == {LEVEL_ERROR}
+    assert set(res.batch.status.tolist()) == {503}
+
+
+def test_a_source_that_mixes_flat_and_nested_values_is_still_read_right() -> None:
+    flat = line(ts=T0, service="cart", msg="a")
+    nested = line(ts=T0, service={"name": "db"}, msg="b")
+    lines = [flat, nested] * 300
+    res = BatchDecoder(ParsingConfig()).decode(lines)
+    assert res.dead == []
+    assert res.batch.service.to_list() == ["cart", "db"] * 300
+
+
+def test_otlp_key_value_lists_go_to_the_exact_path() -> None:
+    raw = line(timeUnixNano=str(int(T0 * 1e9)), body="m", resource={"attributes": [
+        {"key": "service.name", "value": {"stringValue": "payments"}}]})
+    dec = BatchDecoder(ParsingConfig())
+    res = dec.decode([raw] * 300)
+    assert set(res.batch.service.to_list()) == {"payments"}
+    assert dec.stats.row_lines == 300
+
+
+def test_attrs_keep_scalar_extra_keys_on_both_paths() -> None:
+    lines = [line(ts=T0, service="a", msg="m", event="deploy", version=3, host={"name": "h"})]
+    lines = lines * 200
+    batch = BatchDecoder(ParsingConfig()).decode(lines).batch
+    rows, _, _ = RowDecoder(ParsingConfig()).decode(lines)
+    assert batch.attrs[0] == rows.attrs[0] == {"event": "deploy", "version": "3"}
+
+
+def test_a_bad_line_in_a_nested_shape_batch_costs_only_itself() -> None:
+    nested = line(ts=T0, service={"name": "db"}, msg="b")
+    lines = [nested] * 600 + [b"{broken"] + [nested] * 600
+    dec = BatchDecoder(ParsingConfig())
+    res = dec.decode(lines)
+    assert [d.reason for d in res.dead] == ["undecodable"] and len(res.batch) == 1200
+    assert dec.stats.columnar_lines >= 1000
+
+
+def test_a_source_that_moves_from_nested_to_flat_values_returns_to_flat_reading() -> None:
+    dec = BatchDecoder(ParsingConfig())
+    dec.decode([line(ts=T0, service={"name": "db"}, msg="b")] * 500)
+    flat = [line(ts=T0, service="cart", msg="a")] * 500
+    res = dec.decode(flat)
+    assert set(res.batch.service.to_list()) == {"cart"}
+    before = dec.stats.columnar_lines
+    dec.decode(flat)
+    assert dec.stats.columnar_lines == before + 500
