@@ -124,8 +124,9 @@ class ColumnarDecoder:
     def _columns_and_checks(self, df: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, Any]]:
         """The coalesced fields, and every validity check as one row, from one parallel query."""
         c = pl.col
-        text_keys = {k for k in self._seen if df.schema[k] == pl.String}
-        struct_keys = {k for k in self._seen if isinstance(df.schema[k], pl.Struct)}
+        schema = df.schema  # built anew on every access
+        text_keys = {k for k in self._seen if schema[k] == pl.String}
+        struct_keys = {k for k in self._seen if isinstance(schema[k], pl.Struct)}
 
         def leaf(k: str) -> pl.Expr:
             # A key that may also hold an object to dig into ("service": {"name": ...}) gives
@@ -171,17 +172,27 @@ class ColumnarDecoder:
         names = list(self._leaf)
         v = {f: c(_F + f) for f in names}
         checks = [
-            *[v[f].null_count().alias(f"null:{f}") for f in ("timestamp", "service", "message")],
+            *[v[f].null_count().alias(f"null:{f}") for f in names],
             *[_container_expr(v[f]).any().alias(f"container:{f}") for f in _TEXT_FIELDS],
             (v["service"] == "").any().alias("empty:service"),
             ((v["latency_ms"] < 0) | v["latency_ms"].is_infinite()).any().alias("bad:latency_ms"),
             ((v["status"] < 0) | (v["status"] > 999)).any().alias("bad:status"),
             v["message"].str.len_chars().max().alias("maxlen:message"),
-            *[e for f in names for e in nested_needed(f)],
         ]
         cols, chk = pl.collect_all([base.select([v[f].alias(f) for f in names]),
                                     base.select(checks)])
-        return cols, chk.row(0, named=True)
+        row = chk.row(0, named=True)
+        # Only a field missing somewhere can be hiding inside an object: ask only about those.
+        maybe = [f for f in names if row[f"null:{f}"] and any(k in text_keys
+                                                             for k in self._prefix[f])]
+        for f in names:
+            row[f"nested:{f}"], row[f"array:{f}"] = None, False
+        if maybe:
+            both = pl.concat([df, cols.select([c(f).alias(_F + f) for f in maybe])],
+                             how="horizontal")
+            nested = both.select([e for f in maybe for e in nested_needed(f)])
+            row.update(nested.row(0, named=True))
+        return cols, row
 
     def _read(self, data: bytes) -> pl.DataFrame:
         """The batch as a frame of the keys this source uses, learning new keys as they come."""
