@@ -47,7 +47,7 @@ class ColumnarDecoder:
         self._text_schema = schema  # polars writes any JSON value in a String column as text
         # Keys this source sends as objects are read as polars structs of the paths below them.
         self._structs = {k: _struct_for(k, plan) for k in plan.prefix_keys}
-        self._struct_keys: set[str] = set()
+        self._nested_dtypes: dict[str, pl.DataType] = {}  # keys read as structs
         self._full = dict(schema)
         # Keys this source has been seen to use are parsed; the rest are declared Null, which
         # costs polars far less and still fails loudly the first time such a key appears.
@@ -66,8 +66,8 @@ class ColumnarDecoder:
             try:
                 return self._decode(lines)
             except _NeedStructs as need:
-                before = set(self._struct_keys)
-                self._use_structs(before | need.keys)
+                before = dict(self._nested_dtypes)
+                self._use_structs({**before, **{k: self._structs[k] for k in need.objects}})
                 try:
                     return self._decode(lines)
                 except (ColumnarMiss, _NeedStructs, pl.exceptions.PolarsError) as exc:
@@ -86,9 +86,9 @@ class ColumnarDecoder:
         cols, chk = self._columns_and_checks(df)
         if any(chk[f"array:{f}"] for f in self._leaf):
             raise ColumnarMiss("a field inside an array: a nested shape", bisect=False)
-        nested = {k for f in self._leaf for k in (chk[f"nested:{f}"] or [])}
-        if nested:
-            raise _NeedStructs(nested)
+        objects = {k for f in self._leaf for k in chk[f"object:{f}"]}
+        if objects:
+            raise _NeedStructs(objects)
         required = set(self.cfg.required)
         for f in ("timestamp", "service", "message"):
             if f in required and chk[f"null:{f}"]:
@@ -141,7 +141,7 @@ class ColumnarDecoder:
                 if not rest and k in self._seen and k not in struct_keys:
                     out.append(leaf(k).cast(dtype))
                 elif rest and k in struct_keys:
-                    out.extend(e.cast(dtype) for e in _struct_paths(c(k), rest))
+                    out.extend(e.cast(dtype) for e in _struct_paths(c(k), schema[k], rest))
             return out
 
         def field(f: str, dtype: pl.DataType) -> pl.Expr:
@@ -152,19 +152,18 @@ class ColumnarDecoder:
             return (exprs[0] if len(exprs) == 1 else pl.coalesce(exprs)).alias(_F + f)
 
         def nested_needed(f: str) -> list[pl.Expr]:
-            """Keys whose objects could hold the field where it is still missing, and whether
-            an array (an OTLP KeyValue list: the per-line decoder's job) could."""
+            """Keys whose objects could hold the field where it is still missing, and keys
+            whose arrays could (OTLP KeyValue lists, also inside objects), which are the
+            per-line decoder's: polars reads lists of structs slower than msgspec does."""
             keys = [k for k in self._prefix[f] if k in text_keys]
-            if not keys:
-                return [pl.lit(None, dtype=pl.List(pl.String)).alias(f"nested:{f}"),
-                        pl.lit(False).alias(f"array:{f}")]
             missing = c(_F + f).is_null()
-            found = [pl.when((missing & c(k).str.starts_with("{")).any()).then(pl.lit(k))
-                     for k in keys]
-            arrays = pl.any_horizontal([(missing & c(k).str.starts_with("[")).any()
-                                        for k in keys])
-            return [pl.concat_list(found).list.drop_nulls().alias(f"nested:{f}"),
-                    arrays.alias(f"array:{f}")]
+            has_array = [c(k).str.contains("[", literal=True) for k in keys]
+            objects = [pl.when((missing & c(k).str.starts_with("{") & ~arr).any()).then(pl.lit(k))
+                       for k, arr in zip(keys, has_array, strict=True)]
+            arrays = [pl.when((missing & arr).any()).then(pl.lit(k))
+                      for k, arr in zip(keys, has_array, strict=True)]
+            return [pl.concat_list(objects).list.drop_nulls().alias(f"object:{f}"),
+                    pl.concat_list(arrays).list.drop_nulls().alias(f"array:{f}")]
 
         fields = [*[field(f, pl.String()) for f in ("timestamp", "message", *_TEXT_FIELDS)],
                   field("latency_ms", pl.Float64()), field("status", pl.Int64())]
@@ -186,7 +185,7 @@ class ColumnarDecoder:
         maybe = [f for f in names if row[f"null:{f}"] and any(k in text_keys
                                                              for k in self._prefix[f])]
         for f in names:
-            row[f"nested:{f}"], row[f"array:{f}"] = None, False
+            row[f"object:{f}"], row[f"array:{f}"] = [], []
         if maybe:
             both = pl.concat([df, cols.select([c(f).alias(_F + f) for f in maybe])],
                              how="horizontal")
@@ -208,8 +207,8 @@ class ColumnarDecoder:
             except (pl.exceptions.PolarsError, ValueError) as exc:
                 error = exc
                 continue
-            if schema is self._text_schema and self._struct_keys:
-                self._use_structs(set())
+            if schema is self._text_schema and self._nested_dtypes:
+                self._use_structs({})
             present = {c for c in df.columns if df[c].null_count() < df.height}
             if not present <= self._seen:
                 self._seen |= present
@@ -220,12 +219,10 @@ class ColumnarDecoder:
     def _schema_for(self, seen: set[str]) -> dict[str, pl.DataType]:
         return {k: (v if k in seen else pl.Null()) for k, v in self._full.items()}
 
-    def _use_structs(self, keys: set[str]) -> None:
-        """Read `keys` as structs from now on (or as text again, for keys not in the set)."""
-        self._struct_keys = keys
-        self._full = {
-            k: (self._structs[k] if k in keys else v) for k, v in self._text_schema.items()
-        }
+    def _use_structs(self, dtypes: dict[str, pl.DataType]) -> None:
+        """Read these keys with these nested dtypes from now on, every other key as text."""
+        self._nested_dtypes = dtypes
+        self._full = {k: dtypes.get(k, v) for k, v in self._text_schema.items()}
         self._schema = self._schema_for(self._seen)
 
     # ---- fields -------------------------------------------------------------------------
@@ -282,9 +279,11 @@ class ColumnarDecoder:
 
 
 class _NeedStructs(Exception):
-    def __init__(self, keys: set[str]) -> None:
-        super().__init__(", ".join(sorted(keys)))
-        self.keys = keys
+    """A signal between two methods: these keys hold objects with fields the batch needs."""
+
+    def __init__(self, objects: set[str]) -> None:
+        super().__init__(", ".join(sorted(objects)))
+        self.objects = objects
 
 
 def _leaf_dtype(owners: frozenset[str]) -> pl.DataType:
@@ -320,13 +319,19 @@ def _struct_for(key: str, plan: FieldPlan) -> pl.Struct:
     return build(tree)
 
 
-def _struct_paths(e: pl.Expr, rest: tuple[str, ...]) -> list[pl.Expr]:
+def _struct_paths(e: pl.Expr, dtype: pl.DataType, rest: tuple[str, ...]) -> list[pl.Expr]:
     """Expressions for `rest` below a struct, longest dotted key first (as `fieldmap.dig`)."""
     out: list[pl.Expr] = []
+    fields: dict[str, Any] = (
+        {f.name: f.dtype for f in dtype.fields} if isinstance(dtype, pl.Struct) else {}
+    )
     for i in range(len(rest), 0, -1):
         head, tail = ".".join(rest[:i]), rest[i:]
+        sub = fields.get(head)
+        if sub is None:
+            continue
         inner = e.struct.field(head)
-        out.extend([inner] if not tail else _struct_paths(inner, tail))
+        out.extend([inner] if not tail else _struct_paths(inner, sub, tail))
     return out
 
 

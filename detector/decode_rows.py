@@ -200,7 +200,14 @@ class RowDecoder:
         self, col: list[Any], bad: RowErrors, required: bool
     ) -> npt.NDArray[np.float64]:
         types = set(map(type, col))
-        if types <= {str}:
+        if types <= {str} and col and col[0].isdigit():  # OTLP JSON: nanoseconds as digits
+            try:
+                digits = np.asarray(col, dtype=np.float64)
+                if np.isfinite(digits).all():
+                    return _epoch_unit(digits)
+            except ValueError:
+                pass
+        elif types <= {str}:
             try:
                 return np.array([_iso(s) for s in col], dtype=np.float64)
             except ValueError:
