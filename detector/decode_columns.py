@@ -1,9 +1,10 @@
 """The columnar decoder: a whole batch of JSON lines through polars' NDJSON reader, then every field
 checked and converted as a column in Rust. Several times faster than decoding line by line.
 
-It only accepts what it can decode exactly: top-level fields of the expected types. Anything else
-(a bad line, a nested shape such as ECS or OTLP, a value of the wrong type) raises `ColumnarMiss`
-and the caller hands those lines to the per-line decoder, which explains them.
+It only accepts what it can decode exactly: fields of the expected types at the top level or inside
+objects (read as polars structs). Anything else (a bad line, a value of the wrong type, a field
+inside an array such as OTLP's KeyValue lists) raises `ColumnarMiss` and the caller hands those
+lines to the per-line decoder, which explains them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from detector.fieldmap import FieldPlan
 
 _TEXT_FIELDS = ("service", "level", "request_id", "span_id", "parent_id")
 _F = "\x00field:"  # prefix of the decoded fields' column names, apart from any JSON key
-
 
 
 class ColumnarMiss(Exception):
