@@ -50,7 +50,7 @@ def simulated_lines(events: int, seed: int = 0, scenario: str = "none", shape: s
     recs = Fleet(faults, seed=seed).records(events)
     lines = [render(r, shape) for _, r in recs]
     ts = [r["ts"] for _, r in recs]
-    truth = Truth(scenario, seed, len(lines), min(ts), max(ts), 10.0, faults)
+    truth = Truth(scenario, seed, len(lines), min(ts), max(ts), faults)
     return lines, truth
 
 

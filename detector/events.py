@@ -66,10 +66,6 @@ class LogEvent:
     status: int | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def is_error(self) -> bool:
-        return self.level >= LEVEL_ERROR or (self.status is not None and self.status >= 500)
-
 
 @dataclass(slots=True)
 class EventBatch:

@@ -86,10 +86,6 @@ class WindowAggregator:
     _next_close: int | None = None
     _input_end: float = math.inf
 
-    @property
-    def services(self) -> list[str]:
-        return list(self._names)
-
     def add(self, batch: EventBatch, mined: MinedBatch) -> npt.NDArray[np.int8]:
         """Fold a batch in; returns per event 0 (folded), LATE or SKEWED (not folded).
 

@@ -43,7 +43,6 @@ class Truth:
     events: int
     start: float
     end: float
-    window_hint_seconds: float
     faults: list[Fault]
 
     def to_dict(self) -> dict[str, Any]:

@@ -54,7 +54,7 @@ def write_run(
         path.write_bytes(data)
     ts = [r["ts"] for _, r in recs]
     truth = Truth(scenario=scenario, seed=seed, events=len(recs), start=min(ts), end=max(ts),
-                  window_hint_seconds=10.0, faults=faults)
+                  faults=faults)
     truth_path(path).write_bytes(orjson.dumps(truth.to_dict(), option=orjson.OPT_INDENT_2))
     return truth
 

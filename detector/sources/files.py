@@ -22,18 +22,16 @@ class LineBatch:
     line_numbers: Sequence[int]  # 1-based, in the source file
 
 
-def open_source(path: str | Path) -> tuple[BinaryIO, BinaryIO, int]:
-    """(reader, raw file for progress, total raw bytes or 0 when unknown)."""
+def open_source(path: str | Path) -> tuple[BinaryIO, BinaryIO]:
+    """(reader of the decompressed lines, the raw file, whose position measures progress)."""
     if str(path) == "-":
-        return sys.stdin.buffer, sys.stdin.buffer, 0
-    p = Path(path)
-    raw = p.open("rb")
-    size = p.stat().st_size
+        return sys.stdin.buffer, sys.stdin.buffer
+    raw = Path(path).open("rb")  # noqa: SIM115 - returned open; iter_batches closes it
     head = raw.read(2)
     raw.seek(0)
     if head == b"\x1f\x8b":
-        return cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb")), raw, size
-    return raw, raw, size
+        return cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb")), raw
+    return raw, raw
 
 
 def iter_batches(
@@ -42,7 +40,7 @@ def iter_batches(
     progress: Callable[[int], None] | None = None,
 ) -> Iterator[LineBatch]:
     """Yield batches of at most `batch_size` non-blank lines; `progress(raw_bytes_read)`."""
-    reader, raw, _ = open_source(path)
+    reader, raw = open_source(path)
     source = str(path)
     line_no = 0
     pending: list[bytes] = []
