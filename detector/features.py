@@ -185,7 +185,10 @@ class WindowAggregator:
         if not self._open:
             return []
         self._input_end = self.max_ts
-        return self._close_until(max(self._open) + 1)
+        try:
+            return self._close_until(max(self._open) + 1)
+        finally:
+            self._input_end = math.inf  # input may go on (another file): windows are whole again
 
     # ---- internals ----------------------------------------------------------------------
     def _register(self, name: str, win: int) -> int:
