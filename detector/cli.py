@@ -246,6 +246,46 @@ def bench_templates_cmd(
     out.print(t)
 
 
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate detectors on labelled data.")
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("nab")
+def eval_nab(
+    data: Annotated[Path, typer.Option(help="NAB data directory (<corpus>/<file>.csv)")],
+    labels: Annotated[Path, typer.Option(help="NAB windows JSON (combined_windows.json)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="where NAB-format results go")],
+    detector: Annotated[str, typer.Option(help="detector name")] = "ewma",
+) -> None:
+    """Run a detector over a NAB corpus, write NAB-format results, print the NAB scores."""
+    from detector.nab.corpus import CorpusError, load_corpus
+    from detector.nab.run import DETECTORS, detect, evaluate, write_results
+
+    if detector not in DETECTORS:
+        err.print(f"[red]error:[/red] unknown detector {detector!r}; choose from "
+                  f"{', '.join(DETECTORS)}")
+        raise typer.Exit(2)
+    try:
+        series = load_corpus(data, labels)
+    except CorpusError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    scores = detect(series, detector)
+    write_results(out_dir, series, scores)
+    results = evaluate(series, scores)
+    t = Table(title=f"NAB scores of {detector!r} on {len(series)} files")
+    corpora = sorted(results[0].by_corpus)
+    for col in ("profile", "score", "threshold", "windows found", "false positives", *corpora):
+        t.add_column(col)
+    for r in results:
+        t.add_row(r.profile, f"{r.score:.1f}", f"{r.threshold:.6g}", f"{r.tp}/{r.tp + r.fn}",
+                  str(r.fp), *[f"{r.by_corpus[c]:.1f}" for c in corpora])
+    out.print(t)
+    out.print("Per-corpus columns: the normalised score at the profile's threshold; for a corpus "
+              "without anomaly windows, the raw false-positive cost (0 is best).")
+    out.print(f"Results in {out_dir}/<corpus>/<file>.csv")
+
+
 def main() -> None:
     app()
 
