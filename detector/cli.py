@@ -255,7 +255,7 @@ def eval_nab(
     data: Annotated[Path, typer.Option(help="NAB data directory (<corpus>/<file>.csv)")],
     labels: Annotated[Path, typer.Option(help="NAB windows JSON (combined_windows.json)")],
     out_dir: Annotated[Path, typer.Option("--out", help="where NAB-format results go")],
-    detector: Annotated[str, typer.Option(help="detector name")] = "ewma",
+    detector: Annotated[str, typer.Option(help="detector name")] = "ewma-likelihood",
 ) -> None:
     """Run a detector over a NAB corpus, write NAB-format results, print the NAB scores."""
     from detector.nab.corpus import CorpusError, load_corpus

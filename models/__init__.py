@@ -5,6 +5,7 @@ Floor 1 of Vigil: imports numpy (and later scikit-learn, river), never `detector
 
 from models.base import Scored, SeriesDetector, tail_score
 from models.ewma import EwmaZScore
+from models.likelihood import AnomalyLikelihood
 from models.robust import RobustZScore
 
-__all__ = ["EwmaZScore", "RobustZScore", "Scored", "SeriesDetector", "tail_score"]
+__all__ = ["AnomalyLikelihood", "EwmaZScore", "RobustZScore", "Scored", "SeriesDetector", "tail_score"]

@@ -14,26 +14,42 @@ import numpy.typing as npt
 from detector.nab.corpus import Series
 from detector.nab.scoring import PROFILES, normalise, sweep, sweep_rows, total_at
 from models import EwmaZScore, RobustZScore, SeriesDetector, tail_score
+from models.likelihood import AnomalyLikelihood
 
 DETECTORS: dict[str, Callable[[], SeriesDetector]] = {
+    "ewma-likelihood": lambda: EwmaZScore(alpha=0.01, clip_z=3.0, warmup=12),
     "ewma": lambda: EwmaZScore(alpha=0.05, clip_z=3.0, warmup=12),
     "robust": lambda: RobustZScore(window=64, warmup=12),
 }
-DEFAULT_DETECTOR = "ewma"
+DEFAULT_DETECTOR = "ewma-likelihood"
+_RANGE_FLOOR = 0.01  # spread below 1% of the range seen so far is not signal
 
 
 def detect(series: list[Series], name: str = DEFAULT_DETECTOR) -> list[npt.NDArray[np.float64]]:
-    """Anomaly scores in [0, 1] for every row of every series, online: row t sees rows <= t."""
+    """Anomaly scores in [0, 1] for every row of every series, online: row t sees rows <= t.
+
+    All files advance together, one model call per time step. "*-likelihood" detectors pass the
+    z-score's upper tail through `AnomalyLikelihood`; the others report the two-sided tail.
+    """
     if name not in DETECTORS:
         raise ValueError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
     model = DETECTORS[name]()
+    likelihood = AnomalyLikelihood() if name.endswith("-likelihood") else None
     lengths = np.array([len(s.values) for s in series])
+    lo = np.full(len(series), np.inf)
+    hi = np.full(len(series), -np.inf)
     out = [np.zeros(n, dtype=np.float64) for n in lengths]
     for t in range(int(lengths.max())):
         ids = np.flatnonzero(lengths > t)
         x = np.array([series[i].values[t] for i in ids])
-        scored = model.score_learn(ids, x)
-        ready = tail_score(scored.z, "both") * (scored.seen >= 2)
+        lo[ids] = np.minimum(lo[ids], x)
+        hi[ids] = np.maximum(hi[ids], x)
+        scored = model.score_learn(ids, x, floor=_RANGE_FLOOR * (hi[ids] - lo[ids]))
+        z = np.where(scored.seen >= 2, scored.z, 0.0)
+        if likelihood is not None:
+            ready = likelihood.score_learn(ids, tail_score(np.abs(z), "up"))
+        else:
+            ready = tail_score(z, "both")
         for i, v in zip(ids.tolist(), ready.tolist(), strict=True):
             out[i][t] = v
     return out

@@ -1,0 +1,124 @@
+"""Anomaly likelihood: how unusual a series' recent raw scores are, judged against its own history.
+
+In the spirit of Numenta's anomaly likelihood (Ahmad et al., Neurocomputing 2017): a short moving
+average of raw scores is compared with the mean and spread of that average over a long history,
+and the Gaussian upper tail becomes a probability; the log form spreads its top end out.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import special
+
+from models.base import FloatArray, IntArray, as_step, grow
+
+_LOG_EPS = math.log(1e-10)
+
+
+class AnomalyLikelihood:
+    """Turns raw anomaly scores (any scale) into a calibrated tail probability per series.
+
+    Good at: making one threshold work across very different series, since each is judged
+    against its own score history; damping detectors that are noisy on some series. Bad at: the
+    first `learning` steps of a series (it says 0 until it has a history), and series whose raw
+    scores are themselves constant (no spread to judge against; `min_std` bounds it).
+
+    Parameters
+    ----------
+    short: steps in the moving average of raw scores (smooths single-step noise).
+    history: steps of averaged scores kept to estimate their usual mean and spread.
+    learning: steps before the likelihood is reported (0 before).
+    min_std: smallest spread of the averaged scores that counts.
+    log_scale: report the log likelihood, 1 - log(1 - p) / log(1e-10), so that 0.9999 and
+        0.999999 are told apart (Numenta's choice for NAB).
+
+    Memory: `history + short` floats per series.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lik = AnomalyLikelihood(short=5, history=200, learning=50)
+    >>> rng = np.random.default_rng(1)
+    >>> for _ in range(200):
+    ...     _ = lik.score_learn(np.array([0]), rng.uniform(0, 0.2, 1))
+    >>> quiet = lik.score_learn(np.array([0]), np.array([0.1]))
+    >>> loud = [lik.score_learn(np.array([0]), np.array([1.0])) for _ in range(5)][-1]
+    >>> bool(quiet[0] < 0.5), bool(loud[0] > 0.9)
+    (True, True)
+    """
+
+    name = "likelihood"
+
+    def __init__(self, short: int = 10, history: int = 2000, learning: int = 300,
+                 min_std: float = 0.0005, log_scale: bool = True) -> None:
+        self.short = short
+        self.history = history
+        self.learning = learning
+        self.min_std = min_std
+        self.log_scale = log_scale
+        self._recent = np.zeros((0, short), dtype=np.float64)
+        self._hist = np.zeros((0, history), dtype=np.float64)
+        self._sum = np.zeros(0, dtype=np.float64)
+        self._sumsq = np.zeros(0, dtype=np.float64)
+        self._n = np.zeros(0, dtype=np.int64)
+
+    def score_learn(self, series: IntArray, raw: FloatArray) -> FloatArray:
+        """Likelihood of each series' latest raw score (before it joins the history)."""
+        series, x = as_step(series, raw)
+        if not np.isfinite(x).all():
+            raise ValueError("raw scores must be finite")
+        if len(series):
+            top = int(series.max()) + 1
+            self._recent = grow(self._recent, top, 0.0)
+            self._hist = grow(self._hist, top, 0.0)
+            self._sum = grow(self._sum, top, 0.0)
+            self._sumsq = grow(self._sumsq, top, 0.0)
+            self._n = grow(self._n, top, 0)
+        n = self._n[series]
+        self._recent[series, n % self.short] = x
+        filled = np.minimum(n + 1, self.short)
+        avg = self._recent[series].sum(axis=1) / filled
+        # The history holds earlier averages: judge this one against them, then add it.
+        h = np.minimum(n, self.history)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = np.where(h > 0, self._sum[series] / np.maximum(h, 1), 0.0)
+            var = np.where(h > 1, self._sumsq[series] / np.maximum(h, 1) - mean * mean, 0.0)
+        std = np.maximum(np.sqrt(np.maximum(var, 0.0)), self.min_std)
+        tail = 0.5 * special.erfc((avg - mean) / (std * math.sqrt(2.0)))  # P(Z >= z)
+        likelihood = 1.0 - tail
+        if self.log_scale:
+            likelihood = np.log(np.maximum(1.0000000001 - likelihood, 1e-300)) / _LOG_EPS
+            likelihood = np.clip(likelihood, 0.0, 1.0)
+        out: FloatArray = np.where(n >= self.learning, likelihood, 0.0)
+        slot = n % self.history
+        old = np.where(n >= self.history, self._hist[series, slot], 0.0)
+        self._hist[series, slot] = avg
+        self._sum[series] += avg - old
+        self._sumsq[series] += avg * avg - old * old
+        self._n[series] = n + 1
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "params": {"short": self.short, "history": self.history, "learning": self.learning,
+                       "min_std": self.min_std, "log_scale": self.log_scale},
+            "recent": self._recent.tolist(), "hist": self._hist.tolist(),
+            "sum": self._sum.tolist(), "sumsq": self._sumsq.tolist(), "n": self._n.tolist(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        if state.get("model") != self.name:
+            raise ValueError(f"checkpoint is for model {state.get('model')!r}, not {self.name!r}")
+        self._recent = np.asarray(state["recent"], dtype=np.float64).reshape(-1, self.short)
+        self._hist = np.asarray(state["hist"], dtype=np.float64).reshape(-1, self.history)
+        self._sum = np.asarray(state["sum"], dtype=np.float64)
+        self._sumsq = np.asarray(state["sumsq"], dtype=np.float64)
+        self._n = np.asarray(state["n"], dtype=np.int64)
+
+    def nbytes(self) -> int:
+        return int(sum(a.nbytes for a in (self._recent, self._hist, self._sum, self._sumsq,
+                                          self._n)))
