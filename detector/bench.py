@@ -198,3 +198,35 @@ def bench_templates(messages: list[str], cfg: VigilConfig) -> TemplateFigures:
         d3.add_log_message(m)
     theirs = len(messages) / (time.perf_counter() - t0)
     return TemplateFigures(len(messages), ours, len(miner), theirs, len(d3.drain.clusters))
+
+
+@dataclass(slots=True)
+class ModelFigures:
+    name: str
+    points_per_s: float
+    state_bytes_per_series: float
+
+
+def bench_models(series: int = 10_000, steps: int = 100, batch: int = 1_000,
+                 seed: int = 0) -> list[ModelFigures]:
+    """Points/s of each per-series model: `series` series x `steps` steps, `batch` series a call."""
+    import numpy as np
+
+    from models import AnomalyLikelihood, EwmaZScore, RobustZScore
+
+    rng = np.random.default_rng(seed)
+    values = rng.normal(100.0, 10.0, size=(steps, series))
+    ids = np.arange(series, dtype=np.int64)
+    out = []
+    for name, make in (("ewma", EwmaZScore), ("robust", RobustZScore),
+                       ("likelihood", AnomalyLikelihood)):
+        model = make()
+        t0 = time.perf_counter()
+        for t in range(steps):
+            for lo in range(0, series, batch):
+                sl = slice(lo, lo + batch)
+                model.score_learn(ids[sl], np.abs(values[t, sl]) / 200.0 if name == "likelihood"
+                                  else values[t, sl])
+        elapsed = time.perf_counter() - t0
+        out.append(ModelFigures(name, series * steps / elapsed, model.nbytes() / series))
+    return out

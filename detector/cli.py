@@ -222,6 +222,23 @@ def bench_detection_cmd(
     out.print(f"false incidents per 100k events overall: {1e5 * total_false / total_events:.3f}")
 
 
+@bench_app.command("models")
+def bench_models_cmd(
+    series: Annotated[int, typer.Option(min=1, help="independent series")] = 10_000,
+    steps: Annotated[int, typer.Option(min=1, help="time steps per series")] = 100,
+    batch: Annotated[int, typer.Option(min=1, help="series per model call")] = 1_000,
+) -> None:
+    """Points/s and state bytes per series of each online model (1M points by default)."""
+    from detector.bench import bench_models
+
+    t = Table(title=f"vigil bench models ({series:,} series x {steps} steps, {batch:,} a call)")
+    for col in ("model", "points/s", "state bytes per series"):
+        t.add_column(col)
+    for f in bench_models(series, steps, batch):
+        t.add_row(f.name, f"{f.points_per_s:,.0f}", f"{f.state_bytes_per_series:,.0f}")
+    out.print(t)
+
+
 @bench_app.command("templates")
 def bench_templates_cmd(
     events: Annotated[int, typer.Option(min=1000, help="messages to mine")] = 200_000,

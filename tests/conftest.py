@@ -39,3 +39,11 @@ def loghub() -> Path:
     if not path.is_dir():
         pytest.skip(f"Loghub samples not found at {path} (they live in ../shared, beside the repo)")
     return path
+
+
+@pytest.fixture
+def nab() -> Path:
+    path = SHARED / "nab"
+    if not (path / "labels" / "combined_windows.json").is_file():
+        pytest.skip(f"NAB data not found at {path} (it lives in ../shared, beside the repo)")
+    return path

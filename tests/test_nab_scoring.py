@@ -125,3 +125,27 @@ def test_a_corpus_without_the_header_is_refused(tmp_path: Path) -> None:
     (data / "toy" / "spiky.csv").write_text("1,2\n")
     with pytest.raises(CorpusError, match="header"):
         load_corpus(data, labels)
+
+
+def test_the_default_detector_on_the_shared_nab_corpus(nab: Path) -> None:
+    """A regression floor, not the goal (issue 3 aims at 65): 35.8 standard when written."""
+    from detector.nab.run import detect, evaluate
+
+    series = load_corpus(nab / "data", nab / "labels" / "combined_windows.json")
+    assert len(series) == 41
+    results = {r.profile: r for r in evaluate(series, detect(series))}
+    assert results["standard"].score >= 33.0
+    assert all(0 <= r.score <= 100 for r in results.values())
+
+
+def test_a_perfect_detector_scores_100_on_the_shared_nab_corpus(nab: Path) -> None:
+    from detector.nab.run import evaluate
+
+    series = load_corpus(nab / "data", nab / "labels" / "combined_windows.json")
+    perfect = []
+    for s in series:
+        a = np.zeros(len(s.values))
+        for start, _ in s.windows:
+            a[s.timestamps.index(start)] = 1.0
+        perfect.append(a)
+    assert [round(r.score, 6) for r in evaluate(series, perfect)] == [100.0, 100.0, 100.0]
