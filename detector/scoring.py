@@ -99,7 +99,7 @@ class WindowScorer:
         for direction, m in (("up", self._up[f_idx]), ("down", self._down[f_idx]),
                              ("both", self._both[f_idx])):
             if m.any():
-                scores[m] = tail_score(s.z[m], direction)  # type: ignore[arg-type]
+                scores[m] = tail_score(s.z[m], direction, s.dof[m])  # type: ignore[arg-type]
         hits = np.nonzero((scores >= self.cfg.threshold) & (s.seen >= self.cfg.warmup))[0]
         out = []
         for k in hits:

@@ -24,6 +24,7 @@ class Scored:
     mean: FloatArray  # baseline centre
     std: FloatArray  # baseline spread, floor included
     seen: IntArray  # values of that series learned before this one
+    dof: FloatArray  # effective number of values behind the baseline, for `tail_score`
 
 
 class SeriesDetector(Protocol):
@@ -51,33 +52,37 @@ class SeriesDetector(Protocol):
     def nbytes(self) -> int: ...
 
 
-def tail_score(z: FloatArray, direction: Direction) -> FloatArray:
-    """Map z-scores to [0, 1]: the probability mass of a standard normal below the deviation.
+def tail_score(z: FloatArray, direction: Direction, dof: FloatArray | None = None) -> FloatArray:
+    """Map z-scores to [0, 1]: the probability mass below the deviation.
 
-    "up" and "down" are one-sided (only that direction is bad); "both" is two-sided.
+    "up" and "down" are one-sided (only that direction is bad); "both" is two-sided. With `dof`
+    (a baseline estimated from few values), the Student t distribution replaces the normal: its
+    heavier tails keep an uncertain baseline from alarming on ordinary noise.
 
     >>> tail_score(np.array([0.0, 3.0, -3.0]), "up").round(4).tolist()
     [0.5, 0.9987, 0.0013]
     >>> tail_score(np.array([0.0, 3.0, -3.0]), "both").round(4).tolist()
     [0.0, 0.9973, 0.9973]
+    >>> tail_score(np.array([3.0]), "both", dof=np.array([10.0])).round(4).tolist()
+    [0.9867]
     """
     z = np.nan_to_num(np.asarray(z, dtype=np.float64), nan=0.0)
-    if direction == "both":
-        out: FloatArray = _erf(np.abs(z) / math.sqrt(2.0))
-        return out
     if direction == "down":
         z = -z
-    res: FloatArray = 0.5 * (1.0 + _erf(z / math.sqrt(2.0)))
-    return res
-
-
-def _erf(x: FloatArray) -> FloatArray:
-    out: FloatArray = special.erf(x)
-    return out
+    if dof is None:
+        below = 0.5 * (1.0 + special.erf(z / math.sqrt(2.0)))  # normal CDF
+        if direction == "both":
+            below = 0.5 * (1.0 + special.erf(np.abs(z) / math.sqrt(2.0)))
+    else:
+        d = np.maximum(np.asarray(dof, dtype=np.float64), 1.0)
+        below = special.stdtr(d, np.abs(z) if direction == "both" else z)
+    out: FloatArray = 2.0 * below - 1.0 if direction == "both" else below
+    return np.clip(out, 0.0, 1.0)
 
 
 def as_step(series: IntArray, values: FloatArray) -> tuple[IntArray, FloatArray]:
-    """One time step's (series, values) as arrays, checked: same length, ids unique and >= 0.
+    """One time step's (series, values) as arrays, checked: same length, ids unique and >= 0,
+    values finite.
 
     >>> as_step(np.array([0, 0]), np.array([1.0, 2.0]))
     Traceback (most recent call last):
@@ -92,6 +97,10 @@ def as_step(series: IntArray, values: FloatArray) -> tuple[IntArray, FloatArray]
         if s.min() < 0:
             raise ValueError("series ids must be >= 0")
         raise ValueError("series ids repeat within one call; split the batch into time steps")
+    if not np.isfinite(x).all():
+        bad = s[~np.isfinite(x)][:5].tolist()
+        raise ValueError(f"values must be finite (NaN or inf for series {bad}); drop or impute "
+                         "them before scoring, or the baseline would be poisoned")
     return s, x
 
 

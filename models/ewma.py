@@ -84,7 +84,9 @@ class EwmaZScore:
         new_var = np.where(n > 0, (1.0 - a) * (var + a * diff * diff), 0.0)
         self._var[series] = np.where(outlier, var, new_var)
         self._n[series] = n + 1
-        return Scored(z=z, mean=mean, std=std, seen=n)
+        # An EWMA of weight alpha averages about (2 - alpha) / alpha values.
+        dof = np.minimum(n, (2.0 - self.alpha) / self.alpha).astype(np.float64)
+        return Scored(z=z, mean=mean, std=std, seen=n, dof=dof)
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -68,8 +68,6 @@ class AnomalyLikelihood:
     def score_learn(self, series: IntArray, raw: FloatArray) -> FloatArray:
         """Likelihood of each series' latest raw score (before it joins the history)."""
         series, x = as_step(series, raw)
-        if not np.isfinite(x).all():
-            raise ValueError("raw scores must be finite")
         if len(series):
             top = int(series.max()) + 1
             self._recent = grow(self._recent, top, 0.0)

@@ -68,7 +68,10 @@ class RobustZScore:
             z = np.where((std > 0) & (n > 0), (x - med) / std, 0.0)
         self._buf[series, n % self.window] = x
         self._n[series] = n + 1
-        return Scored(z=z, mean=med, std=std, seen=n)
+        # The MAD is about 37% as efficient as the standard deviation on normal data, so its
+        # spread is as uncertain as a standard deviation from 0.37 as many values.
+        dof = 0.37 * np.minimum(n, self.window).astype(np.float64)
+        return Scored(z=z, mean=med, std=std, seen=n, dof=dof)
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -87,3 +87,48 @@ def test_tail_score_directions() -> None:
 def test_one_call_is_one_time_step(model: SeriesDetector) -> None:
     with pytest.raises(ValueError, match="repeat within one call"):
         model.score_learn(np.array([1, 1]), np.array([1.0, 2.0]))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_values_are_refused_before_they_poison_a_baseline(
+    model: SeriesDetector, bad: float
+) -> None:
+    feed(model, np.ones(20))
+    with pytest.raises(ValueError, match="finite"):
+        model.score_learn(np.array([0, 1]), np.array([1.0, bad]))
+    assert model.score_learn(np.array([0]), np.array([1.0])).seen[0] == 20  # state untouched
+
+
+def test_wrong_shapes_are_refused(model: SeriesDetector) -> None:
+    with pytest.raises(ValueError, match="one length"):
+        model.score_learn(np.array([0, 1]), np.array([1.0]))
+
+
+THRESHOLD = 0.99999  # scoring.threshold's default
+
+
+def scores_of(model: SeriesDetector, values: np.ndarray) -> np.ndarray:
+    out = []
+    for v in values:
+        s = model.score_learn(np.array([0]), np.array([v]))
+        out.append(tail_score(s.z, "both", s.dof)[0] if s.seen[0] >= 12 else 0.0)
+    return np.array(out)
+
+
+def test_quiet_on_white_noise_at_the_default_threshold(model: SeriesDetector) -> None:
+    noise = np.random.default_rng(7).normal(50.0, 2.0, 3000)
+    assert (scores_of(model, noise) < THRESHOLD).all()
+
+
+def test_flags_an_injected_spike(model: SeriesDetector) -> None:
+    x = np.random.default_rng(8).normal(50.0, 2.0, 500)
+    x[400] += 30.0
+    s = scores_of(model, x)
+    assert s[400] >= THRESHOLD and (s[:400] < THRESHOLD).all()
+
+
+def test_flags_a_level_shift_when_it_starts(model: SeriesDetector) -> None:
+    x = np.random.default_rng(9).normal(50.0, 2.0, 500)
+    x[400:] += 15.0
+    s = scores_of(model, x)
+    assert s[400] >= THRESHOLD and (s[:400] < THRESHOLD).all()
