@@ -7,5 +7,14 @@ from models.base import Scored, SeriesDetector, tail_score
 from models.ewma import EwmaZScore
 from models.likelihood import AnomalyLikelihood
 from models.robust import RobustZScore
+from models.seasonal import SeasonalZScore
 
-__all__ = ["AnomalyLikelihood", "EwmaZScore", "RobustZScore", "Scored", "SeriesDetector", "tail_score"]
+__all__ = [
+    "AnomalyLikelihood",
+    "EwmaZScore",
+    "RobustZScore",
+    "Scored",
+    "SeasonalZScore",
+    "SeriesDetector",
+    "tail_score",
+]
