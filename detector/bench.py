@@ -212,21 +212,30 @@ def bench_models(series: int = 10_000, steps: int = 100, batch: int = 1_000,
     """Points/s of each per-series model: `series` series x `steps` steps, `batch` series a call."""
     import numpy as np
 
-    from models import AnomalyLikelihood, EwmaZScore, RobustZScore
+    from models import AnomalyLikelihood, EwmaZScore, RobustZScore, SeasonalZScore
 
     rng = np.random.default_rng(seed)
     values = rng.normal(100.0, 10.0, size=(steps, series))
     ids = np.arange(series, dtype=np.int64)
     out = []
-    for name, make in (("ewma", EwmaZScore), ("robust", RobustZScore),
-                       ("likelihood", AnomalyLikelihood)):
-        model = make()
+    for name in ("ewma", "robust", "seasonal", "likelihood"):
         t0 = time.perf_counter()
-        for t in range(steps):
-            for lo in range(0, series, batch):
-                sl = slice(lo, lo + batch)
-                model.score_learn(ids[sl], np.abs(values[t, sl]) / 200.0 if name == "likelihood"
-                                  else values[t, sl])
+        if name == "likelihood":
+            lik = AnomalyLikelihood()
+            for t in range(steps):
+                for lo in range(0, series, batch):
+                    lik.score_learn(ids[lo:lo + batch], np.abs(values[t, lo:lo + batch]) / 200.0)
+            nbytes = lik.nbytes()
+        else:
+            model: Any = {"ewma": EwmaZScore, "robust": RobustZScore,
+                          "seasonal": SeasonalZScore}[name]()
+            for t in range(steps):
+                when = np.full(batch, 1795392000.0 + 300.0 * t)
+                for lo in range(0, series, batch):
+                    sl = slice(lo, lo + batch)
+                    kw = {"ts": when[: len(ids[sl])]} if name == "seasonal" else {}
+                    model.score_learn(ids[sl], values[t, sl], **kw)
+            nbytes = model.nbytes()
         elapsed = time.perf_counter() - t0
-        out.append(ModelFigures(name, series * steps / elapsed, model.nbytes() / series))
+        out.append(ModelFigures(name, series * steps / elapsed, nbytes / series))
     return out

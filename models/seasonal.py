@@ -21,7 +21,7 @@ class SeasonalZScore:
     small in absolute terms. Bad at: series without such a shape (it only adds noise to learn), at
     other periods (e.g. 7-minute batch jobs), and its first days, when the offsets are still
     forming (it falls back to the hour of the day, then to the overall level). Times are read in
-    UTC. Memory: about 200 floats a series (168 weekly and 24 daily buckets with counts).
+    UTC. Memory: about 3 KiB a series (168 weekly and 24 daily buckets, each a mean and a count).
 
     Parameters
     ----------
