@@ -34,6 +34,9 @@ class AnomalyLikelihood:
     min_std: smallest spread of the averaged scores that counts.
     log_scale: report the log likelihood, 1 - log(1 - p) / log(1e-10), so that 0.9999 and
         0.999999 are told apart (Numenta's choice for NAB).
+    repeat_red, repeat_yellow: when set, a likelihood at or above `repeat_red` right after
+        another one is lowered to `repeat_yellow`: one episode, one alarm (Numenta's filter;
+        their defaults are 0.99999 and 0.999).
 
     Memory: `history + short` floats per series.
 
@@ -53,12 +56,16 @@ class AnomalyLikelihood:
     name = "likelihood"
 
     def __init__(self, short: int = 10, history: int = 2000, learning: int = 300,
-                 min_std: float = 0.0005, log_scale: bool = True) -> None:
+                 min_std: float = 0.0005, log_scale: bool = True,
+                 repeat_red: float | None = None, repeat_yellow: float = 0.999) -> None:
         self.short = short
         self.history = history
         self.learning = learning
         self.min_std = min_std
         self.log_scale = log_scale
+        self.repeat_red = repeat_red
+        self.repeat_yellow = repeat_yellow
+        self._red = np.zeros(0, dtype=bool)
         self._recent = np.zeros((0, short), dtype=np.float64)
         self._hist = np.zeros((0, history), dtype=np.float64)
         self._sum = np.zeros(0, dtype=np.float64)
@@ -75,6 +82,7 @@ class AnomalyLikelihood:
             self._sum = grow(self._sum, top, 0.0)
             self._sumsq = grow(self._sumsq, top, 0.0)
             self._n = grow(self._n, top, 0)
+            self._red = grow(self._red, top, False)
         n = self._n[series]
         self._recent[series, n % self.short] = x
         filled = np.minimum(n + 1, self.short)
@@ -87,6 +95,14 @@ class AnomalyLikelihood:
         std = np.maximum(np.sqrt(np.maximum(var, 0.0)), self.min_std)
         tail = 0.5 * special.erfc((avg - mean) / (std * math.sqrt(2.0)))  # P(Z >= z)
         likelihood = 1.0 - tail
+        if self.repeat_red is not None:
+            # Numenta's filter: only a sharp rise stays red; a red that follows a red is
+            # reported as yellow, so one episode raises one alarm, not dozens.
+            red = likelihood >= self.repeat_red
+            was_red = self._red[series]
+            self._red[series] = red
+            likelihood = np.where(red & was_red, np.minimum(likelihood, self.repeat_yellow),
+                                  likelihood)
         if self.log_scale:
             likelihood = np.log(np.maximum(1.0000000001 - likelihood, 1e-300)) / _LOG_EPS
             likelihood = np.clip(likelihood, 0.0, 1.0)

@@ -48,3 +48,11 @@ def test_checkpoint_round_trip_gives_identical_scores() -> None:
 def test_non_finite_raw_scores_are_refused(bad: float) -> None:
     with pytest.raises(ValueError, match="finite"):
         AnomalyLikelihood().score_learn(np.array([0]), np.array([bad]))
+
+
+def test_repeated_reds_are_reported_as_yellow() -> None:
+    lik = AnomalyLikelihood(short=1, history=200, learning=50, log_scale=False,
+                            repeat_red=0.99999, repeat_yellow=0.999)
+    feed(lik, np.random.default_rng(4).uniform(0.0, 0.1, 200))
+    out = feed(lik, np.ones(3))
+    assert out[0] >= 0.99999 and out[1] == pytest.approx(0.999) and out[2] == pytest.approx(0.999)

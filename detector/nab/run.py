@@ -34,7 +34,8 @@ def detect(series: list[Series], name: str = DEFAULT_DETECTOR) -> list[npt.NDArr
     if name not in DETECTORS:
         raise ValueError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
     model = DETECTORS[name]()
-    likelihood = AnomalyLikelihood() if name.endswith("-likelihood") else None
+    likelihood = (AnomalyLikelihood(repeat_red=0.99999, repeat_yellow=0.999)
+                  if name.endswith("-likelihood") else None)
     lengths = np.array([len(s.values) for s in series])
     lo = np.full(len(series), np.inf)
     hi = np.full(len(series), -np.inf)
