@@ -37,6 +37,13 @@ def _config(path: Path | None) -> VigilConfig:
         raise typer.Exit(2) from exc
 
 
+def _choose(kind: str, value: str, choices: list[str]) -> None:
+    """Exit with a clear error unless `value` is one of `choices`."""
+    if value not in choices:
+        err.print(f"[red]error:[/red] unknown {kind} {value!r}; choose from {', '.join(choices)}")
+        raise typer.Exit(2)
+
+
 @config_app.command("show")
 def config_show(config: ConfigOpt = None) -> None:
     """Print the effective configuration (file, then environment overrides) as YAML."""
@@ -145,13 +152,8 @@ def simulate(
     """Write a microservice fleet's JSON logs with an injected fault, plus OUT.truth.json."""
     from detector.simulate.scenarios import SCENARIOS, truth_path, write_run
 
-    if scenario not in SCENARIOS:
-        err.print(f"[red]error:[/red] unknown scenario {scenario!r}; choose from "
-                  f"{', '.join(SCENARIOS)}")
-        raise typer.Exit(2)
-    if shape not in ("plain", "ecs", "otel"):
-        err.print(f"[red]error:[/red] unknown shape {shape!r}; choose plain, ecs or otel")
-        raise typer.Exit(2)
+    _choose("scenario", scenario, list(SCENARIOS))
+    _choose("shape", shape, ["plain", "ecs", "otel"])
     truth = write_run(out_file, scenario, events, seed=seed, shape=shape)
     for f in truth.faults:
         out.print(f"fault {f.kind} on {f.service}: {f.start - truth.start:.0f}s to "
@@ -278,10 +280,7 @@ def eval_nab(
     from detector.nab.corpus import CorpusError, load_corpus
     from detector.nab.run import DETECTORS, detect, evaluate, write_results
 
-    if detector not in DETECTORS:
-        err.print(f"[red]error:[/red] unknown detector {detector!r}; choose from "
-                  f"{', '.join(DETECTORS)}")
-        raise typer.Exit(2)
+    _choose("detector", detector, list(DETECTORS))
     try:
         series = load_corpus(data, labels)
     except CorpusError as exc:

@@ -125,3 +125,13 @@ def test_dead_letters_can_be_fixed_and_replayed(tmp_path: Path) -> None:
                    str(tmp_path / "second"))
     assert "dead letters total │ 0" in output
     assert (tmp_path / "second" / "dead_letter.jsonl").read_bytes() == b""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["simulate", "--scenario", "nope"], ["simulate", "--shape", "xml"],
+     ["eval", "nab", "--data", ".", "--labels", "x.json", "--out", ".", "--detector", "nope"]],
+)
+def test_unknown_choices_are_clear_errors(args: list[str]) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "choose from" in result.output
