@@ -76,7 +76,6 @@ class WindowAggregator:
     cfg: WindowConfig
     buckets: LogBuckets = field(default_factory=LogBuckets)
     late_events: int = 0
-    skewed_events: int = 0
     overflow_events: int = 0
     max_ts: float = -math.inf
     _open: dict[int, dict[int, _Acc]] = field(default_factory=dict)
@@ -110,7 +109,6 @@ class WindowAggregator:
         verdict[skewed] = SKEWED
         ok = verdict == 0
         self.late_events += int(late.sum())
-        self.skewed_events += int(skewed.sum())
         names = batch.service.unique(maintain_order=True).to_list()  # first come, first tracked
         for name in names:
             if name not in self._sid and len(self._names) < self.cfg.max_services - 1:

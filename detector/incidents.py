@@ -40,8 +40,6 @@ class IncidentTracker:
     def __init__(self, cfg: IncidentConfig) -> None:
         self.cfg = cfg
         self.open: dict[str, Incident] = {}
-        self.opened_total = 0
-        self.resolved_total = 0
 
     def add(self, anomalies: list[Anomaly]) -> list[Incident]:
         """Fold anomalies in; returns snapshots of the incidents that changed state, in order."""
@@ -63,7 +61,6 @@ class IncidentTracker:
                     first_explanation=a.explanation,
                 )
                 self.open[a.service] = inc
-                self.opened_total += 1
                 changes.append(inc)
             inc.last_anomaly_at = max(inc.last_anomaly_at, a.window_end)
             inc.anomaly_count += 1
@@ -88,7 +85,6 @@ class IncidentTracker:
         inc.status = "resolved"
         inc.resolved_at = now
         self.open.pop(inc.service, None)
-        self.resolved_total += 1
         return self._snapshot(inc)
 
     @staticmethod

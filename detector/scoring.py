@@ -69,7 +69,6 @@ class WindowScorer:
         self._rel = np.array([0.0 if r is None else r.rel_floor for r in rules])
         dirs = np.array([("up" if r is None else r.direction) for r in rules])
         self._up, self._down, self._both = dirs == "up", dirs == "down", dirs == "both"
-        self.windows_scored = 0
 
     @property
     def series_count(self) -> int:
@@ -84,7 +83,6 @@ class WindowScorer:
 
     def score(self, rows: WindowRows) -> list[Anomaly]:
         """Anomalies of one closed window (any number of services)."""
-        self.windows_scored += 1
         vals = rows.values
         r_idx, f_idx = np.nonzero(~np.isnan(vals) & self._enabled[None, :])
         if len(r_idx) == 0:
