@@ -76,7 +76,7 @@ class EwmaZScore:
         # variance, a lasting incident would talk the baseline out of alarming within minutes.
         a = np.maximum(self.alpha, 1.0 / (n + 1.0))
         warm = n >= self.warmup
-        lim = self.clip_z * std
+        lim = self.clip_z * std if np.isfinite(self.clip_z) else np.full_like(std, np.inf)
         outlier = warm & (std > 0) & (np.abs(x - mean) > lim)
         xc = np.where(outlier, np.clip(x, mean - lim, mean + lim), x)
         diff = xc - mean
