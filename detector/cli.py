@@ -14,6 +14,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from rich.table import Table
 
 from detector.config import ConfigError, VigilConfig, config_as_yaml, load_config
+from detector.nab.run import DEFAULT_DETECTOR as DEFAULT_NAB_DETECTOR
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the configuration.")
@@ -274,7 +275,7 @@ def eval_nab(
     data: Annotated[Path, typer.Option(help="NAB data directory (<corpus>/<file>.csv)")],
     labels: Annotated[Path, typer.Option(help="NAB windows JSON (combined_windows.json)")],
     out_dir: Annotated[Path, typer.Option("--out", help="where NAB-format results go")],
-    detector: Annotated[str, typer.Option(help="detector name")] = "ewma-likelihood",
+    detector: Annotated[str, typer.Option(help="detector name")] = DEFAULT_NAB_DETECTOR,
 ) -> None:
     """Run a detector over a NAB corpus, write NAB-format results, print the NAB scores."""
     from detector.nab.corpus import CorpusError, load_corpus

@@ -13,44 +13,124 @@ import numpy.typing as npt
 
 from detector.nab.corpus import Series
 from detector.nab.scoring import PROFILES, normalise, sweep, sweep_rows, total_at
-from models import EwmaZScore, RobustZScore, SeriesDetector, tail_score
+from models import (
+    AlarmDedup,
+    Ensemble,
+    EwmaZScore,
+    HalfSpaceTreesDetector,
+    IsolationForestDetector,
+    RobustZScore,
+    SeasonalZScore,
+    TailCalibrator,
+    surprise,
+    tail_score,
+)
 from models.likelihood import AnomalyLikelihood
 
-DETECTORS: dict[str, Callable[[], SeriesDetector]] = {
-    "ewma-likelihood": lambda: EwmaZScore(alpha=0.01, clip_z=3.0, warmup=12),
-    "ewma": lambda: EwmaZScore(alpha=0.05, clip_z=3.0, warmup=12),
-    "robust": lambda: RobustZScore(window=64, warmup=12),
-}
-DEFAULT_DETECTOR = "ewma-likelihood"
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+# One time step of every live file -> p-values (1 = nothing unusual).
+StepScorer = Callable[[IntArray, FloatArray, FloatArray, FloatArray], FloatArray]
+
 _RANGE_FLOOR = 0.01  # spread below 1% of the range seen so far is not signal
+_WARMUP = 12
+ALPHA = 0.001  # the baseline remembers about 1,000 steps: 3.5 days of 5-minute samples
+REST = 50  # steps an alarm stays the episode's alarm unless the score beats it
+CALIBRATION_K = 25  # extreme past values that measure a series' tail (+/- 20% counting error)
 
 
-def detect(series: list[Series], name: str = DEFAULT_DETECTOR) -> list[npt.NDArray[np.float64]]:
+def _z_scorer(model: EwmaZScore | RobustZScore, calibrate: bool) -> StepScorer:
+    cal = TailCalibrator(k=CALIBRATION_K)
+
+    def step(ids: IntArray, x: FloatArray, floor: FloatArray, ts: FloatArray) -> FloatArray:
+        s = model.score_learn(ids, x, floor=floor)
+        ready = s.seen >= _WARMUP
+        p = np.where(ready, np.clip(1.0 - tail_score(s.z, "both", s.dof), 1e-300, 1.0), 1.0)
+        if calibrate and ready.any():
+            p[ready] = cal.calibrate(ids[ready], p[ready])
+        return p
+    return step
+
+
+def _likelihood() -> StepScorer:
+    model = EwmaZScore(alpha=0.01, clip_z=3.0, warmup=_WARMUP)
+    lik = AnomalyLikelihood(repeat_red=0.99999, repeat_yellow=0.999)
+
+    def step(ids: IntArray, x: FloatArray, floor: FloatArray, ts: FloatArray) -> FloatArray:
+        s = model.score_learn(ids, x, floor=floor)
+        z = np.where(s.seen >= 2, s.z, 0.0)
+        # Its log-scale likelihood maps back to a p-value: 1 - log(1 - p) / log(1e-10).
+        return np.power(10.0, -10.0 * lik.score_learn(ids, tail_score(np.abs(z), "up")))
+    return step
+
+
+def _ensemble() -> StepScorer:
+    ens = Ensemble([EwmaZScore(alpha=ALPHA, clip_z=np.inf, warmup=_WARMUP),
+                    RobustZScore(window=64, warmup=_WARMUP),
+                    SeasonalZScore(warmup=_WARMUP)], calibration_k=CALIBRATION_K)
+
+    def step(ids: IntArray, x: FloatArray, floor: FloatArray, ts: FloatArray) -> FloatArray:
+        return ens.score_learn(ids, x, floor=floor, ts=ts)
+    return step
+
+
+def _vector(det: IsolationForestDetector | HalfSpaceTreesDetector) -> StepScorer:
+    """Raw vector scores (last value and last change) through per-file rank calibration."""
+    cal = TailCalibrator(k=CALIBRATION_K)
+    last = np.zeros(0)
+    seen = np.zeros(0, dtype=np.int64)
+
+    def step(ids: IntArray, x: FloatArray, floor: FloatArray, ts: FloatArray) -> FloatArray:
+        nonlocal last, seen
+        if len(last) < int(ids.max()) + 1:
+            last = np.resize(last, int(ids.max()) + 1)
+            seen = np.resize(seen, int(ids.max()) + 1)
+        diff = np.where(seen[ids] > 0, x - last[ids], 0.0)
+        last[ids] = x
+        seen[ids] += 1
+        raw = det.score_learn(ids, np.column_stack([x, diff]))
+        # Raw scores are not probabilities; the calibrator ranks them against the file's history.
+        return cal.calibrate(ids, np.clip(1.0 - raw, 1e-300, 1.0))
+    return step
+
+
+DETECTORS: dict[str, Callable[[], StepScorer]] = {
+    "ewma-calibrated": lambda: _z_scorer(EwmaZScore(alpha=ALPHA, clip_z=np.inf, warmup=_WARMUP), True),
+    "ewma": lambda: _z_scorer(EwmaZScore(alpha=ALPHA, clip_z=np.inf, warmup=_WARMUP), False),
+    "robust-calibrated": lambda: _z_scorer(RobustZScore(window=64, warmup=_WARMUP), True),
+    "ewma-likelihood": _likelihood,
+    "ensemble": _ensemble,
+    "iforest": lambda: _vector(IsolationForestDetector(n_features=2, lags=8, seed=0)),
+    "hstrees": lambda: _vector(HalfSpaceTreesDetector(n_features=2, seed=0)),
+}
+DEFAULT_DETECTOR = "ewma-calibrated"
+
+
+def detect(series: list[Series], name: str = DEFAULT_DETECTOR) -> list[FloatArray]:
     """Anomaly scores in [0, 1] for every row of every series, online: row t sees rows <= t.
 
-    All files advance together, one model call per time step. "*-likelihood" detectors pass the
-    z-score's upper tail through `AnomalyLikelihood`; the others report the two-sided tail.
+    All files advance together, one model call per time step (so the vector detectors' shared
+    forest or trees learn from every file's past rows). Every detector yields p-values; they
+    become scores with `surprise` (p = 1e-5 -> 0.5) and pass `AlarmDedup`: NAB counts every
+    firing row outside a window as a false positive, so one episode should fire once.
     """
     if name not in DETECTORS:
         raise ValueError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
-    model = DETECTORS[name]()
-    likelihood = (AnomalyLikelihood(repeat_red=0.99999, repeat_yellow=0.999)
-                  if name.endswith("-likelihood") else None)
+    scorer = DETECTORS[name]()
+    dedup = AlarmDedup(rest=REST)
     lengths = np.array([len(s.values) for s in series])
+    epoch = [np.array([t.timestamp() for t in s.timestamps]) for s in series]
     lo = np.full(len(series), np.inf)
     hi = np.full(len(series), -np.inf)
     out = [np.zeros(n, dtype=np.float64) for n in lengths]
     for t in range(int(lengths.max())):
         ids = np.flatnonzero(lengths > t)
         x = np.array([series[i].values[t] for i in ids])
+        ts = np.array([epoch[i][t] for i in ids])
         lo[ids] = np.minimum(lo[ids], x)
         hi[ids] = np.maximum(hi[ids], x)
-        scored = model.score_learn(ids, x, floor=_RANGE_FLOOR * (hi[ids] - lo[ids]))
-        z = np.where(scored.seen >= 2, scored.z, 0.0)
-        if likelihood is not None:
-            ready = likelihood.score_learn(ids, tail_score(np.abs(z), "up"))
-        else:
-            ready = tail_score(z, "both")
+        p = scorer(ids, x, _RANGE_FLOOR * (hi[ids] - lo[ids]), ts)
+        ready = dedup.filter(ids, surprise(p))
         for i, v in zip(ids.tolist(), ready.tolist(), strict=True):
             out[i][t] = v
     return out
