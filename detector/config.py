@@ -153,6 +153,14 @@ class ScoringConfig(BaseModel):
         default=3.0, gt=0, description="values beyond mean +/- clip_z*std are clipped before "
         "they update a baseline, so an incident does not become the new normal at once"
     )
+    calibrate: bool = Field(
+        default=True, description="correct each series' tail probabilities by its own history "
+        "(models.TailCalibrator), so heavy-tailed series do not page on their usual noise"
+    )
+    calibration_history: int = Field(default=100, ge=10, description="windows per series before "
+                                     "its calibration starts")
+    calibration_k: int = Field(default=25, ge=1, description="most extreme past windows that "
+                               "measure how heavy a series' tail is")
     features: dict[str, FeatureRule] = Field(default_factory=_default_features)
 
 

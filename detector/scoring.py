@@ -14,7 +14,7 @@ import numpy as np
 from detector.config import ScoringConfig
 from detector.events import Anomaly
 from detector.features import FEATURES, WindowRows
-from models import EwmaZScore, RobustZScore, SeriesDetector, tail_score
+from models import EwmaZScore, RobustZScore, SeriesDetector, TailCalibrator, tail_score
 
 _LABELS = {
     "rate": ("rate", "/s"),
@@ -62,6 +62,8 @@ class WindowScorer:
     def __init__(self, cfg: ScoringConfig) -> None:
         self.cfg = cfg
         self.model = make_model(cfg)
+        self.calibrator = (TailCalibrator(min_history=cfg.calibration_history, k=cfg.calibration_k)
+                           if cfg.calibrate else None)
         self._series: dict[tuple[str, str], int] = {}
         rules = [cfg.features.get(f) for f in FEATURES]
         self._enabled = np.array([r is not None and r.enabled for r in rules])
@@ -79,7 +81,8 @@ class WindowScorer:
         index = sys.getsizeof(self._series) + sum(
             sys.getsizeof(k) + sys.getsizeof(k[0]) for k in self._series
         )
-        return self.model.nbytes() + index
+        cal = self.calibrator.nbytes() if self.calibrator is not None else 0
+        return self.model.nbytes() + cal + index
 
     def score(self, rows: WindowRows) -> list[Anomaly]:
         """Anomalies of one closed window (any number of services)."""
@@ -98,6 +101,13 @@ class WindowScorer:
                              ("both", self._both[f_idx])):
             if m.any():
                 scores[m] = tail_score(s.z[m], direction, s.dof[m])  # type: ignore[arg-type]
+        if self.calibrator is not None:
+            # Judge each series' tail against how often it really went that far (learned after
+            # warm-up only, so the start-up transient does not count as history).
+            ready = s.seen >= self.cfg.warmup
+            if ready.any():
+                p = self.calibrator.calibrate(ids[ready], 1.0 - scores[ready])
+                scores[ready] = 1.0 - p
         hits = np.nonzero((scores >= self.cfg.threshold) & (s.seen >= self.cfg.warmup))[0]
         out = []
         for k in hits:
