@@ -208,24 +208,74 @@ class ModelFigures:
 
 
 def bench_models(series: int = 10_000, steps: int = 100, batch: int = 1_000,
-                 seed: int = 0) -> list[ModelFigures]:
-    """Points/s of each per-series model: `series` series x `steps` steps, `batch` series a call."""
+                 seed: int = 0, hst_points: int = 20_000) -> list[ModelFigures]:
+    """Points/s of each model: `series` series x `steps` steps, `batch` series a call.
+
+    The vector detectors see 2-feature vectors. "iforest score" is the batch scoring alone (a
+    fitted forest, `batch` rows a call); "iforest" includes learning and refits every 64k rows.
+    River's half-space trees learn row by row, so they run on `hst_points` points only.
+    """
     import numpy as np
 
-    from models import AnomalyLikelihood, EwmaZScore, RobustZScore, SeasonalZScore
+    from models import (
+        AlarmDedup,
+        AnomalyLikelihood,
+        EwmaZScore,
+        HalfSpaceTreesDetector,
+        IsolationForestDetector,
+        RobustZScore,
+        SeasonalZScore,
+        TailCalibrator,
+    )
 
     rng = np.random.default_rng(seed)
     values = rng.normal(100.0, 10.0, size=(steps, series))
+    vectors = rng.normal(0.0, 1.0, size=(steps, series, 2))
     ids = np.arange(series, dtype=np.int64)
     out = []
-    for name in ("ewma", "robust", "seasonal", "likelihood"):
+    for name in ("ewma", "robust", "seasonal", "likelihood", "calibrator", "dedup", "iforest score",
+                 "iforest", "hstrees"):
         t0 = time.perf_counter()
+        points = series * steps
         if name == "likelihood":
             lik = AnomalyLikelihood()
             for t in range(steps):
                 for lo in range(0, series, batch):
                     lik.score_learn(ids[lo:lo + batch], np.abs(values[t, lo:lo + batch]) / 200.0)
             nbytes = lik.nbytes()
+        elif name in ("calibrator", "dedup"):
+            post: Any = TailCalibrator() if name == "calibrator" else AlarmDedup()
+            p = rng.uniform(0.0, 1.0, size=(steps, series))
+            t0 = time.perf_counter()
+            for t in range(steps):
+                for lo in range(0, series, batch):
+                    (post.calibrate if name == "calibrator" else post.filter)(ids[lo:lo + batch],
+                                                                              p[t, lo:lo + batch])
+            nbytes = post.nbytes()
+        elif name == "iforest score":
+            det = IsolationForestDetector(n_features=2, lags=1, min_fit=256, seed=seed)
+            det.score_learn(ids[:300], vectors[0, :300])
+            det.score_learn(ids[:300], vectors[1, :300])  # fits on the first 300 rows
+            assert det.forest is not None
+            rows = vectors.reshape(-1, 2)
+            t0 = time.perf_counter()
+            for lo in range(0, len(rows), batch):
+                det.forest.score_samples(rows[lo:lo + batch])
+            nbytes = 0
+        elif name == "iforest":
+            det = IsolationForestDetector(n_features=2, lags=4, refit_every=65_536, seed=seed)
+            for t in range(steps):
+                for lo in range(0, series, batch):
+                    det.score_learn(ids[lo:lo + batch], vectors[t, lo:lo + batch])
+            nbytes = det.nbytes()
+        elif name == "hstrees":
+            hst = HalfSpaceTreesDetector(n_features=2, seed=seed)
+            n_series = min(series, 100)
+            hst_steps = max(1, hst_points // n_series)
+            points = n_series * hst_steps
+            for t in range(hst_steps):
+                hst.score_learn(ids[:n_series], vectors[t % steps, :n_series])
+            nbytes = hst.nbytes()
         else:
             model: Any = {"ewma": EwmaZScore, "robust": RobustZScore,
                           "seasonal": SeasonalZScore}[name]()
@@ -237,5 +287,5 @@ def bench_models(series: int = 10_000, steps: int = 100, batch: int = 1_000,
                     model.score_learn(ids[sl], values[t, sl], **kw)
             nbytes = model.nbytes()
         elapsed = time.perf_counter() - t0
-        out.append(ModelFigures(name, series * steps / elapsed, nbytes / series))
+        out.append(ModelFigures(name, points / elapsed, nbytes / series))
     return out
