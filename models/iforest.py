@@ -133,13 +133,9 @@ class IsolationForestDetector:
         self._buf_n, self._since_fit = int(state["buf_n"]), int(state["since_fit"])
         self._fits = int(state["fits"])
         train = np.asarray(state["train"], dtype=np.float64).reshape(-1, width)
-        self.forest = None
+        self.forest, self._train = None, train
         if len(train):
-            self._train = train  # seeded with seed + fits, as when it was first fitted
-            self.forest = IsolationForest(
-                n_estimators=self.n_estimators, max_samples=min(self.max_samples, len(train)),
-                random_state=self.seed + self._fits,
-            ).fit(train)
+            self._fit(train)  # seeded with seed + fits, as when it was first fitted
 
     def nbytes(self) -> int:
         """Per-series state plus the shared buffer (the forest itself is not counted)."""
