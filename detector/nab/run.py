@@ -25,6 +25,7 @@ from models import (
     surprise,
     tail_score,
 )
+from models.base import grow
 from models.likelihood import AnomalyLikelihood
 
 FloatArray = npt.NDArray[np.float64]
@@ -82,9 +83,8 @@ def _vector(det: IsolationForestDetector | HalfSpaceTreesDetector) -> StepScorer
 
     def step(ids: IntArray, x: FloatArray, floor: FloatArray, ts: FloatArray) -> FloatArray:
         nonlocal last, seen
-        if len(last) < int(ids.max()) + 1:
-            last = np.resize(last, int(ids.max()) + 1)
-            seen = np.resize(seen, int(ids.max()) + 1)
+        last = grow(last, int(ids.max()) + 1, 0.0)
+        seen = grow(seen, int(ids.max()) + 1, 0)
         diff = np.where(seen[ids] > 0, x - last[ids], 0.0)
         last[ids] = x
         seen[ids] += 1
