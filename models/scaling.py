@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from models.base import FloatArray, IntArray, grow
+from models.base import FloatArray, IntArray
+from models.ewma import EwmaZScore
 
 
 def check_vectors(series: IntArray, x: FloatArray, n_features: int) -> tuple[IntArray, FloatArray]:
@@ -23,8 +24,9 @@ def check_vectors(series: IntArray, x: FloatArray, n_features: int) -> tuple[Int
 
 
 class OnlineScaler:
-    """EWMA mean and variance per (series, feature); `scale` returns z-scores judged before the
-    vector is learned, clipped to +/- `clip`.
+    """EWMA mean and variance per (series, feature) — an `EwmaZScore` over one id per pair;
+    `scale` returns z-scores judged before the vector is learned, clipped to +/- `clip`
+    (0 until a pair has two values).
 
     >>> sc = OnlineScaler(n_features=2, alpha=0.1)
     >>> for v in ([1.0, 10.0], [1.2, 11.0], [0.8, 9.0]):
@@ -35,36 +37,21 @@ class OnlineScaler:
 
     def __init__(self, n_features: int, alpha: float = 0.01, clip: float = 10.0) -> None:
         self.n_features = n_features
-        self.alpha = alpha
         self.clip = clip
-        self._mean = np.zeros((0, n_features))
-        self._var = np.zeros((0, n_features))
-        self._n = np.zeros(0, dtype=np.int64)
+        self._ewma = EwmaZScore(alpha=alpha, clip_z=np.inf, warmup=0)
 
     def scale(self, series: IntArray, x: FloatArray) -> FloatArray:
-        if len(series):
-            top = int(series.max()) + 1
-            self._mean = grow(self._mean, top, 0.0)
-            self._var = grow(self._var, top, 0.0)
-            self._n = grow(self._n, top, 0)
-        mean, var, n = self._mean[series], self._var[series], self._n[series]
-        std = np.sqrt(var) + 1e-9 * (1.0 + np.abs(mean))
-        z = np.where(n[:, None] > 1, np.clip((x - mean) / std, -self.clip, self.clip), 0.0)
-        a = np.maximum(self.alpha, 1.0 / (n + 1.0))[:, None]
-        d = x - mean
-        self._mean[series] = mean + a * d
-        self._var[series] = np.where(n[:, None] > 0, (1.0 - a) * (var + a * d * d), 0.0)
-        self._n[series] = n + 1
-        out: FloatArray = z
-        return out
+        ids = (series[:, None] * self.n_features + np.arange(self.n_features)).ravel()
+        tiny = np.full(len(ids), 1e-9)
+        s = self._ewma.score_learn(ids, x.ravel(), floor=tiny, rel_floor=tiny)
+        z: FloatArray = np.where(s.seen > 1, np.clip(s.z, -self.clip, self.clip), 0.0)
+        return z.reshape(x.shape)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"mean": self._mean.tolist(), "var": self._var.tolist(), "n": self._n.tolist()}
+        return self._ewma.state_dict()
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self._mean = np.asarray(state["mean"], dtype=np.float64).reshape(-1, self.n_features)
-        self._var = np.asarray(state["var"], dtype=np.float64).reshape(-1, self.n_features)
-        self._n = np.asarray(state["n"], dtype=np.int64)
+        self._ewma.load_state(state)
 
     def nbytes(self) -> int:
-        return int(self._mean.nbytes + self._var.nbytes + self._n.nbytes)
+        return self._ewma.nbytes()
