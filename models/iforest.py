@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.ensemble import IsolationForest
 
 from models.base import FloatArray, IntArray, grow
+from models.forest_scorer import ForestScorer
 from models.scaling import OnlineScaler, check_vectors
 
 
@@ -27,7 +28,8 @@ class IsolationForestDetector:
     over a few steps. Bad at: magnitude (anything beyond the training range isolates equally
     fast, so an 8-sigma spike scores like the largest normal value: pair it with a z-score);
     the first `min_fit` rows (scores are 0 until the first fit); per-step cost of about a
-    millisecond for the forest, whatever the batch size, so batch many series per call.
+    few milliseconds per thousand rows for the forest (`ForestScorer`), so batch many series per
+    call.
 
     Checkpoints hold the training rows of the current forest, not the forest: `load_state`
     refits it deterministically, so no code is ever unpickled.
@@ -71,6 +73,7 @@ class IsolationForestDetector:
         self._fits = 0
         self._train = np.zeros((0, width))
         self.forest: IsolationForest | None = None
+        self._scorer: ForestScorer | None = None
 
     def _fit(self, rows: FloatArray) -> None:
         self._train = rows.copy()
@@ -78,6 +81,7 @@ class IsolationForestDetector:
             n_estimators=self.n_estimators, max_samples=min(self.max_samples, len(rows)),
             random_state=self.seed + self._fits,
         ).fit(rows)
+        self._scorer = ForestScorer(self.forest)
 
     def score_learn(self, series: IntArray, x: FloatArray) -> FloatArray:
         """Raw isolation scores of one time step's vectors (0 while a series or the forest is
@@ -96,8 +100,8 @@ class IsolationForestDetector:
         ready = self._filled[series] > self.lags  # the first vector is standardised against nothing
         rows = ring.reshape(len(series), -1)
         out = np.zeros(len(series))
-        if self.forest is not None and ready.any():
-            out[ready] = -self.forest.score_samples(rows[ready])
+        if self._scorer is not None and ready.any():
+            out[ready] = self._scorer.score(rows[ready])
         new = rows[ready][-self.buffer:]
         self._buf[(self._buf_n + np.arange(len(new))) % self.buffer] = new
         self._buf_n += len(new)
@@ -133,7 +137,7 @@ class IsolationForestDetector:
         self._buf_n, self._since_fit = int(state["buf_n"]), int(state["since_fit"])
         self._fits = int(state["fits"])
         train = np.asarray(state["train"], dtype=np.float64).reshape(-1, width)
-        self.forest, self._train = None, train
+        self.forest, self._scorer, self._train = None, None, train
         if len(train):
             self._fit(train)  # seeded with seed + fits, as when it was first fitted
 
