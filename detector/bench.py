@@ -225,6 +225,7 @@ def bench_models(series: int = 10_000, steps: int = 100, batch: int = 1_000,
         EwmaZScore,
         HalfSpaceTreesDetector,
         IsolationForestDetector,
+        PeriodicZScore,
         RobustZScore,
         SeasonalZScore,
         TailCalibrator,
@@ -235,8 +236,8 @@ def bench_models(series: int = 10_000, steps: int = 100, batch: int = 1_000,
     vectors = rng.normal(0.0, 1.0, size=(steps, series, 2))
     ids = np.arange(series, dtype=np.int64)
     out = []
-    for name in ("ewma", "robust", "seasonal", "likelihood", "calibrator", "dedup", "iforest score",
-                 "iforest sklearn", "iforest", "hstrees"):
+    for name in ("ewma", "robust", "seasonal", "periodic", "likelihood", "calibrator", "dedup",
+                 "iforest score", "iforest sklearn", "iforest", "hstrees"):
         t0 = time.perf_counter()
         points = series * steps
         if name == "likelihood":
@@ -283,12 +284,12 @@ def bench_models(series: int = 10_000, steps: int = 100, batch: int = 1_000,
             nbytes = hst.nbytes()
         else:
             model: Any = {"ewma": EwmaZScore, "robust": RobustZScore,
-                          "seasonal": SeasonalZScore}[name]()
+                          "seasonal": SeasonalZScore, "periodic": PeriodicZScore}[name]()
             for t in range(steps):
                 when = np.full(batch, 1795392000.0 + 300.0 * t)
                 for lo in range(0, series, batch):
                     sl = slice(lo, lo + batch)
-                    kw = {"ts": when[: len(ids[sl])]} if name == "seasonal" else {}
+                    kw = {"ts": when[: len(ids[sl])]} if name in ("seasonal", "periodic") else {}
                     model.score_learn(ids[sl], values[t, sl], **kw)
             nbytes = model.nbytes()
         elapsed = time.perf_counter() - t0

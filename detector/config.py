@@ -161,6 +161,13 @@ class ScoringConfig(BaseModel):
                                      "its calibration starts")
     calibration_k: int = Field(default=25, ge=1, description="most extreme past windows that "
                                "measure how heavy a series' tail is")
+    periodic: bool = Field(
+        default=True, description="also judge each series against its value one period earlier "
+        "(models.PeriodicZScore), where that explains the series better than a flat level"
+    )
+    period_seconds: float = Field(default=86_400.0, gt=0, description="the period (a day)")
+    period_buckets: int = Field(default=288, ge=1, le=100_000, description="phase slots per "
+                                "period (288: 5-minute slots of a day)")
     features: dict[str, FeatureRule] = Field(default_factory=_default_features)
 
 

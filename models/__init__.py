@@ -11,6 +11,7 @@ from models.ewma import EwmaZScore
 from models.hstrees import HalfSpaceTreesDetector
 from models.iforest import IsolationForestDetector
 from models.likelihood import AnomalyLikelihood
+from models.periodic import PeriodicZScore
 from models.robust import RobustZScore
 from models.seasonal import SeasonalZScore
 
@@ -21,6 +22,7 @@ __all__ = [
     "EwmaZScore",
     "HalfSpaceTreesDetector",
     "IsolationForestDetector",
+    "PeriodicZScore",
     "RobustZScore",
     "Scored",
     "SeasonalZScore",

@@ -7,14 +7,16 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats
 
-from models.base import Direction, FloatArray, IntArray, SeriesDetector, tail_score
+from models.base import BoolArray, Direction, FloatArray, IntArray, SeriesDetector, tail_score
 from models.calibrate import TailCalibrator
 
 Combine = Literal["bonferroni", "fisher"]
 
 
-def combine_pvalues(ps: list[FloatArray], method: Combine = "bonferroni") -> FloatArray:
-    """One p-value per row from k members' p-values.
+def combine_pvalues(ps: list[FloatArray], method: Combine = "bonferroni",
+                    active: list[BoolArray] | None = None) -> FloatArray:
+    """One p-value per row from k members' p-values (with `active`, only the members active in
+    a row count there; a row with none is 1).
 
     "bonferroni" (min p times k) fires when any member is sure, and stays valid whatever the
     members' dependence; "fisher" (-2 sum log p, chi-square with 2k dof) rewards members that
@@ -28,11 +30,17 @@ def combine_pvalues(ps: list[FloatArray], method: Combine = "bonferroni") -> Flo
     if not ps:
         raise ValueError("no member p-values to combine")
     m = np.clip(np.vstack(ps), 1e-300, 1.0)
+    on = np.ones(m.shape, dtype=bool) if active is None else np.vstack(active).astype(bool)
+    if on.shape != m.shape:
+        raise ValueError("active must match the p-values' shapes")
+    m = np.where(on, m, 1.0)
+    k = on.sum(axis=0)
     if method == "bonferroni":
-        out: FloatArray = np.minimum(1.0, len(ps) * m.min(axis=0))
+        out: FloatArray = np.minimum(1.0, np.maximum(k, 1) * m.min(axis=0))
         return out
     if method == "fisher":
-        return np.asarray(stats.chi2.sf(-2.0 * np.log(m).sum(axis=0), 2 * len(ps)), dtype=np.float64)
+        sf = stats.chi2.sf(-2.0 * np.log(m).sum(axis=0), 2 * np.maximum(k, 1))
+        return np.asarray(np.where(k > 0, sf, 1.0), dtype=np.float64)
     raise ValueError(f"unknown method {method!r}; choose from bonferroni, fisher")
 
 
@@ -72,21 +80,32 @@ class Ensemble:
 
     def score_learn(self, series: IntArray, values: FloatArray, floor: FloatArray | None = None,
                     rel_floor: FloatArray | None = None, ts: FloatArray | None = None) -> FloatArray:
-        """Combined p-values (1 = nothing unusual) of one time step, then every member learns."""
-        ps = []
+        """Combined p-values (1 = nothing unusual) of one time step, then every member learns.
+
+        Members that need times (`needs_ts`) get `ts`. A member with an `explains(series)` test
+        (`PeriodicZScore`) takes part only where it passes: elsewhere it neither votes nor counts
+        in the Bonferroni factor.
+        """
+        ids = np.asarray(series)
+        ps, active = [], []
         for i, m in enumerate(self.members):
-            if ts is not None and getattr(m, "name", "") == "seasonal":
+            on = np.ones(len(ids), dtype=bool)
+            if hasattr(m, "explains"):
+                on = m.explains(ids)  # judged before this value is learned
+            if getattr(m, "needs_ts", False):
+                if ts is None:
+                    raise ValueError(f"ensemble member {m.name!r} needs ts= (epoch s)")
                 s = m.score_learn(series, values, floor, rel_floor, ts=ts)  # type: ignore[call-arg]
             else:
                 s = m.score_learn(series, values, floor, rel_floor)
             p = np.clip(1.0 - tail_score(s.z, self.direction, s.dof), 1e-300, 1.0)
-            p = np.where(s.seen >= self.warmup, p, 1.0)
-            if self.calibrators:
-                ready = s.seen >= self.warmup
-                if ready.any():
-                    p[ready] = self.calibrators[i].calibrate(np.asarray(series)[ready], p[ready])
+            ready = s.seen >= self.warmup
+            p = np.where(ready, p, 1.0)
+            if self.calibrators and ready.any():
+                p[ready] = self.calibrators[i].calibrate(ids[ready], p[ready])
             ps.append(p)
-        return combine_pvalues(ps, self.method)
+            active.append(on)
+        return combine_pvalues(ps, self.method, active=active)
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.name, "members": [m.state_dict() for m in self.members],

@@ -49,6 +49,7 @@ class SeasonalZScore:
     """
 
     name = "seasonal"
+    needs_ts = True
 
     def __init__(self, alpha: float = 0.05, season_alpha: float = 0.1, clip_z: float = 3.0,
                  warmup: int = 12) -> None:

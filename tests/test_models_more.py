@@ -17,6 +17,7 @@ from models import (
     EwmaZScore,
     HalfSpaceTreesDetector,
     IsolationForestDetector,
+    PeriodicZScore,
     RobustZScore,
     TailCalibrator,
     surprise,
@@ -58,6 +59,14 @@ def run_ensemble(x: np.ndarray) -> np.ndarray:
     return np.array([float(surprise(ens.score_learn(np.array([0]), np.array([v])))[0]) for v in x])
 
 
+def run_ewma_periodic(x: np.ndarray) -> np.ndarray:
+    """`vigil eval nab`'s default: level and one-day-ago judges, 5-minute steps."""
+    ens = Ensemble([EwmaZScore(alpha=0.01, clip_z=np.inf), PeriodicZScore()])
+    return np.array([float(surprise(ens.score_learn(np.array([0]), np.array([v]),
+                                                    ts=np.array([300.0 * t])))[0])
+                     for t, v in enumerate(x)])
+
+
 def _vector_runner(make: Callable[[], Any], warm: int) -> Callable[[np.ndarray], np.ndarray]:
     """Vector detectors see (value, change) and are calibrated per series, as `vigil eval nab`."""
     def run(x: np.ndarray) -> np.ndarray:
@@ -74,6 +83,7 @@ def _vector_runner(make: Callable[[], Any], warm: int) -> Callable[[np.ndarray],
 RUNNERS = {
     "ewma+calibrator": run_calibrated_ewma,
     "ensemble": run_ensemble,
+    "ewma+periodic": run_ewma_periodic,
     "iforest": _vector_runner(lambda: IsolationForestDetector(n_features=2, lags=2, refit_every=256,
                                                               min_fit=256, seed=0), 300),
     "hstrees": _vector_runner(lambda: HalfSpaceTreesDetector(n_features=2, window_size=100, seed=0), 300),
@@ -87,7 +97,7 @@ def test_flags_an_injected_spike(name: str) -> None:
     assert scores[1000:1002].max() == scores[900:1100].max() > 0
 
 
-@pytest.mark.parametrize("name", ["ewma+calibrator", "ensemble"])
+@pytest.mark.parametrize("name", ["ewma+calibrator", "ensemble", "ewma+periodic"])
 def test_flags_a_spike_past_the_default_threshold(name: str) -> None:
     assert RUNNERS[name](with_spike(1200, 2, at=1000))[1000] >= THRESHOLD
 
@@ -101,7 +111,7 @@ def test_flags_a_level_shift_within_a_few_steps(name: str) -> None:
     assert scores[1000:1004].max() >= np.quantile(scores[400:1000], q)
 
 
-@pytest.mark.parametrize("name", ["ewma+calibrator", "ensemble"])
+@pytest.mark.parametrize("name", ["ewma+calibrator", "ensemble", "ewma+periodic"])
 def test_quiet_on_white_noise_at_the_default_threshold(name: str) -> None:
     scores = RUNNERS[name](noise(3000, 4))
     assert (scores[100:] >= THRESHOLD).sum() == 0

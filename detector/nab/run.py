@@ -19,13 +19,14 @@ from models import (
     EwmaZScore,
     HalfSpaceTreesDetector,
     IsolationForestDetector,
+    PeriodicZScore,
     RobustZScore,
     SeasonalZScore,
     TailCalibrator,
     surprise,
     tail_score,
 )
-from models.base import grow
+from models.base import SeriesDetector, grow
 from models.likelihood import AnomalyLikelihood
 
 FloatArray = npt.NDArray[np.float64]
@@ -65,10 +66,8 @@ def _likelihood() -> StepScorer:
     return step
 
 
-def _ensemble() -> StepScorer:
-    ens = Ensemble([EwmaZScore(alpha=ALPHA, clip_z=np.inf, warmup=_WARMUP),
-                    RobustZScore(window=64, warmup=_WARMUP),
-                    SeasonalZScore(warmup=_WARMUP)], calibration_k=CALIBRATION_K)
+def _ensemble(*members: SeriesDetector) -> StepScorer:
+    ens = Ensemble(list(members), calibration_k=CALIBRATION_K)
 
     def step(ids: IntArray, x: FloatArray, floor: FloatArray, ts: FloatArray) -> FloatArray:
         return ens.score_learn(ids, x, floor=floor, ts=ts)
@@ -95,15 +94,19 @@ def _vector(det: IsolationForestDetector | HalfSpaceTreesDetector) -> StepScorer
 
 
 DETECTORS: dict[str, Callable[[], StepScorer]] = {
+    "ewma-periodic": lambda: _ensemble(EwmaZScore(alpha=ALPHA, clip_z=np.inf, warmup=_WARMUP),
+                                       PeriodicZScore(alpha=ALPHA, warmup=_WARMUP)),
     "ewma-calibrated": lambda: _z_scorer(EwmaZScore(alpha=ALPHA, clip_z=np.inf, warmup=_WARMUP), True),
     "ewma": lambda: _z_scorer(EwmaZScore(alpha=ALPHA, clip_z=np.inf, warmup=_WARMUP), False),
     "robust-calibrated": lambda: _z_scorer(RobustZScore(window=64, warmup=_WARMUP), True),
     "ewma-likelihood": _likelihood,
-    "ensemble": _ensemble,
+    "ensemble": lambda: _ensemble(EwmaZScore(alpha=ALPHA, clip_z=np.inf, warmup=_WARMUP),
+                                  RobustZScore(window=64, warmup=_WARMUP),
+                                  SeasonalZScore(warmup=_WARMUP)),
     "iforest": lambda: _vector(IsolationForestDetector(n_features=2, lags=8, seed=0)),
     "hstrees": lambda: _vector(HalfSpaceTreesDetector(n_features=2, seed=0)),
 }
-DEFAULT_DETECTOR = "ewma-calibrated"
+DEFAULT_DETECTOR = "ewma-periodic"
 
 
 def detect(series: list[Series], name: str = DEFAULT_DETECTOR) -> list[FloatArray]:
