@@ -44,9 +44,10 @@ class PipelineFigures:
 
 
 def simulated_lines(events: int, seed: int = 0, scenario: str = "none", shape: str = "plain",
-                    ) -> tuple[list[bytes], Truth]:
-    """`events` JSON lines from the simulator, kept in memory, with their ground truth."""
-    faults, _ = plan(scenario, events)
+                    service: str | None = None) -> tuple[list[bytes], Truth]:
+    """`events` JSON lines from the simulator, kept in memory, with their ground truth
+    (`service`: strike another root-cause service than the scenario's own)."""
+    faults, _ = plan(scenario, events, service=service)
     recs = Fleet(faults, seed=seed).records(events)
     lines = [render(r, shape) for _, r in recs]
     ts = [r["ts"] for _, r in recs]

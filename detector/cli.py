@@ -303,6 +303,35 @@ def eval_nab(
     out.print(f"Results in {out_dir}/<corpus>/<file>.csv")
 
 
+@eval_app.command("rootcause")
+def eval_rootcause(
+    cases: Annotated[int, typer.Option(help="seeded cases per fault kind")] = 50,
+    events: Annotated[int, typer.Option(help="log lines per case")] = 50_000,
+    kinds: Annotated[str | None, typer.Option(help="comma-separated fault kinds (default all)")] = None,
+    first_seed: Annotated[int, typer.Option(help="seed of the first case")] = 0,
+    config: ConfigOpt = None,
+) -> None:
+    """AC@1 and AC@3 of the incidents' root-cause ranking on simulated faults with known roots."""
+    from detector.simulate.rootcause_eval import evaluate
+    from detector.simulate.scenarios import ROOTS
+
+    chosen = kinds.split(",") if kinds else list(ROOTS)
+    for k in chosen:
+        _choose("fault kind", k, list(ROOTS))
+    figs = evaluate(_config(config), cases=cases, events=events, kinds=chosen, first_seed=first_seed)
+    t = Table(title=f"root cause on the simulator ({cases} cases per kind, {events:,} lines each)")
+    for col in ("fault kind", "root services", "cases", "incident found", "AC@1", "AC@3", "AC@1 misses"):
+        t.add_column(col)
+    for f in figs:
+        t.add_row(f.kind, ", ".join(ROOTS[f.kind]), str(f.cases), str(f.covered), f"{f.ac(1):.2f}",
+                  f"{f.ac(3):.2f}", "; ".join(f.misses[:4]) + (" ..." if len(f.misses) > 4 else ""))
+    n = sum(f.cases for f in figs)
+    ac1 = sum(f.ac(1) * f.cases for f in figs) / max(n, 1)
+    ac3 = sum(f.ac(3) * f.cases for f in figs) / max(n, 1)
+    t.add_row("all", "", str(n), str(sum(f.covered for f in figs)), f"{ac1:.3f}", f"{ac3:.3f}", "")
+    out.print(t)
+
+
 def main() -> None:
     app()
 

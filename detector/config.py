@@ -133,9 +133,9 @@ def _default_features() -> dict[str, FeatureRule]:
     return {
         "rate": FeatureRule(direction="both", rel_floor=0.15),
         "error_ratio": FeatureRule(direction="up", abs_floor=0.03),
-        "latency_p50": FeatureRule(direction="up", abs_floor=5.0, rel_floor=0.1),
-        "latency_p95": FeatureRule(direction="up", abs_floor=10.0, rel_floor=0.15),
-        "latency_p99": FeatureRule(direction="up", abs_floor=20.0, rel_floor=0.2),
+        "latency_p50": FeatureRule(direction="up", abs_floor=2.0, rel_floor=0.1),
+        "latency_p95": FeatureRule(direction="up", abs_floor=4.0, rel_floor=0.15),
+        "latency_p99": FeatureRule(direction="up", abs_floor=8.0, rel_floor=0.2),
         "new_template_share": FeatureRule(direction="up", abs_floor=0.02),
         "rare_template_share": FeatureRule(direction="up", abs_floor=0.05),
     }
@@ -171,6 +171,40 @@ class ScoringConfig(BaseModel):
     features: dict[str, FeatureRule] = Field(default_factory=_default_features)
 
 
+class CorrelationConfig(BaseModel):
+    """Request-ID correlation and root cause (detector/correlation.py, callchain.py, rootcause.py)."""
+
+    enabled: bool = True
+    ttl_seconds: float = Field(default=5.0, gt=0, description="a request closes this long (event "
+                               "time) after its last event")
+    max_open_requests: int = Field(default=1_000_000, ge=16, description="open requests kept; "
+                                   "beyond it the least recently active are closed early "
+                                   "(counted as evicted)")
+    max_events_per_request: int = Field(default=64, ge=1, description="events kept per request; "
+                                        "more are dropped and counted")
+    late_memory: int = Field(default=200_000, ge=0, description="closed request ids remembered "
+                             "for counting late events")
+    latency_z: float = Field(default=4.0, gt=0, description="an event's latency is anomalous "
+                             "beyond this many standard deviations of its service's log latency")
+    latency_factor: float = Field(default=2.0, ge=1, description="...and at least this many times "
+                                  "the service's typical latency")
+    warmup_events: int = Field(default=1000, ge=0, description="events of a service before its "
+                               "rare templates and latencies can mark events anomalous")
+    graph_sample: int = Field(default=100, ge=0, description="one normal request in this many is "
+                              "read to learn the service call graph (0: never)")
+    horizon_seconds: float = Field(default=120.0, gt=0, description="request evidence kept for "
+                                   "ranking the root cause of an incident")
+    max_verdicts: int = Field(default=20_000, ge=100, description="anomalous-request verdicts kept "
+                              "(the most recent) for ranking")
+    min_requests: int = Field(default=10, ge=1, description="anomalous requests a service needs "
+                              "before request evidence speaks for it (fewer are background noise)")
+    explain_gap: float = Field(default=30.0, ge=0, description="request evidence this long before "
+                               "an incident's first or after its last anomaly still counts for it")
+    explain_share: float = Field(default=0.5, gt=0, le=1, description="a service whose anomalous "
+                                 "requests are at least this share rooted in another service "
+                                 "joins that service's incident")
+
+
 class IncidentConfig(BaseModel):
     gap_seconds: float = Field(
         default=60.0, gt=0, description="an incident resolves after this long with no anomaly"
@@ -193,6 +227,7 @@ class VigilConfig(BaseSettings):
     window: WindowConfig = Field(default_factory=WindowConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     incidents: IncidentConfig = Field(default_factory=IncidentConfig)
+    correlation: CorrelationConfig = Field(default_factory=CorrelationConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     batch_size: int = Field(default=65536, gt=0, description="lines decoded and scored together")
 

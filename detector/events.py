@@ -197,7 +197,9 @@ class Anomaly:
 
 @dataclass(slots=True)
 class Incident:
-    """Anomalies of one service grouped in time; `id` is stable for the same onset and service."""
+    """Anomalies grouped in time under their root-cause service (`service`, the key); `id` is
+    stable for the same onset and key. `root_cause` ranks the candidate services with evidence;
+    `revision` counts the snapshots of an open incident (0 when it opens)."""
 
     id: str
     fingerprint: str
@@ -212,6 +214,9 @@ class Incident:
     features: dict[str, int] = field(default_factory=dict)
     first_explanation: str = ""
     top_explanation: str = ""
+    services: dict[str, int] = field(default_factory=dict)  # window anomalies per service
+    root_cause: list[dict[str, Any]] = field(default_factory=list)
+    revision: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -229,4 +234,7 @@ class Incident:
             "features": dict(self.features),
             "first_explanation": self.first_explanation,
             "top_explanation": self.top_explanation,
+            "services": dict(self.services),
+            "root_cause": self.root_cause,
+            "revision": self.revision,
         }

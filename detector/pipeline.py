@@ -1,7 +1,9 @@
 """The detection path from raw JSON lines to anomalies and incidents, one batch at a time.
 
-decode -> templates -> windows -> score -> incidents. Sources (files, Kafka) feed `process`; sinks
-receive what comes out. Nothing here reads files or talks to a broker.
+decode -> templates -> windows -> score -> incidents, with request correlation beside the
+windows: events flagged anomalous, gathered per request, each closed anomalous request judged
+(root cause and propagators), and that evidence keys incidents by root cause. Sources (files,
+Kafka) feed `process`; sinks receive what comes out. Nothing here reads files or talks to a broker.
 """
 
 from __future__ import annotations
@@ -13,13 +15,18 @@ from typing import Any
 
 import numpy as np
 
+from detector.callchain import RequestVerdict, infer_chain, judge_request
 from detector.config import VigilConfig
+from detector.correlation import RequestCorrelator, RequestTrace, id_hash
 from detector.deadletter import DeadLetter, DeadLetterCounter
 from detector.decode import BatchDecoder
+from detector.event_flags import EventFlagger
 from detector.events import Anomaly, EventBatch, Incident
 from detector.features import LATE, SKEWED, WindowAggregator, WindowRows
 from detector.incidents import IncidentTracker
+from detector.rootcause import RootCauseRanker
 from detector.scoring import WindowScorer
+from detector.services import ServiceIndex
 from detector.sinks import MemorySink, RecordSink
 from detector.templates import TemplateMiner
 
@@ -46,6 +53,7 @@ class PipelineStats:
     incidents_resolved: int = 0
     seconds: float = 0.0
     dead: DeadLetterCounter = field(default_factory=DeadLetterCounter)
+    correlation: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +62,7 @@ class PipelineStats:
             "incidents_opened": self.incidents_opened,
             "incidents_resolved": self.incidents_resolved, "seconds": round(self.seconds, 3),
             "dead_letters": dict(self.dead.counts), "dead_letters_total": self.dead.total,
+            "correlation": dict(self.correlation),
         }
 
 
@@ -79,7 +88,13 @@ class Pipeline:
         self.miner = TemplateMiner(cfg.templates)
         self.windows = WindowAggregator(cfg.window)
         self.scorer = WindowScorer(cfg.scoring)
-        self.tracker = IncidentTracker(cfg.incidents)
+        self.services = ServiceIndex()
+        corr = cfg.correlation
+        self.flagger = EventFlagger(corr) if corr.enabled else None
+        self.correlator = RequestCorrelator(corr) if corr.enabled else None
+        self.ranker = RootCauseRanker(corr, self.services, self.miner.text) if corr.enabled else None
+        self.tracker = IncidentTracker(cfg.incidents, self.ranker)
+        self._now = float("-inf")
         self.anomaly_sink = anomalies if anomalies is not None else MemorySink()
         self.incident_sink = incidents if incidents is not None else MemorySink()
         self.dead_sink = dead_letters if dead_letters is not None else MemorySink()
@@ -101,6 +116,8 @@ class Pipeline:
                 lines, source, positions, res.line_index[unfolded], verdict[unfolded]
             )
         out = BatchOutcome(events=batch, dead=dead)
+        if self.correlator is not None and len(batch):
+            self._correlate(batch, mined, ~unfolded, out)
         self._judge(self.windows.close_ready(), out)
         self._emit(out)
         self.stats.lines += len(lines)
@@ -112,6 +129,8 @@ class Pipeline:
     def finish(self) -> BatchOutcome:
         """Close every open window (end of input) and write the open incidents' latest state."""
         out = BatchOutcome(events=EventBatch.empty())
+        if self.correlator is not None:
+            self._observe(self.correlator.close_all(), out)
         self._judge(self.windows.close_all(), out)
         out.incidents.extend(self.tracker.snapshot_open())
         self._emit(out)
@@ -127,8 +146,50 @@ class Pipeline:
             sink.close()
 
     # ---- internals ----------------------------------------------------------------------
+    def _correlate(self, batch: EventBatch, mined: Any, ok: np.ndarray, out: BatchOutcome) -> None:
+        """Flag events, add the accepted ones to their requests, judge the requests that closed."""
+        assert self.flagger is not None and self.correlator is not None
+        svc = self.services.ids(batch.service)
+        flags = self.flagger.flag(batch, mined, svc)
+        callee = np.full(len(batch), -1, dtype=np.int32)
+        caller = np.full(len(batch), -1, dtype=np.int32)
+        for i, attrs in enumerate(batch.attrs):
+            if attrs:
+                if "callee" in attrs:
+                    callee[i] = self.services.id_of(attrs["callee"])
+                if "caller" in attrs:
+                    caller[i] = self.services.id_of(attrs["caller"])
+        idx = np.flatnonzero(ok)
+        rid = batch.request_id if len(idx) == len(batch) else batch.request_id.gather(idx)
+        self.correlator.add(
+            rid, ts=batch.ts[idx], service=svc[idx], flags=flags[idx],
+            span=id_hash(batch.span_id)[idx], parent=id_hash(batch.parent_id)[idx],
+            callee=callee[idx], caller=caller[idx], template=batch.template_id[idx],
+            latency=batch.latency_ms[idx], status=batch.status[idx],
+        )
+        if len(idx):
+            self._now = max(self._now, float(batch.ts[idx].max()))
+        closed = self.correlator.close_due(self._now) + self.correlator.take_evicted()
+        self._observe(closed, out)
+
+    def _observe(self, traces: list[RequestTrace], out: BatchOutcome) -> None:
+        assert self.ranker is not None and self.correlator is not None
+        verdicts: list[RequestVerdict] = []
+        for t in traces:
+            if t.anomalous:
+                v = judge_request(t)
+                if v is not None:
+                    verdicts.append(v)
+            else:
+                self.ranker.learn_edges(infer_chain(t).edges)
+        self.ranker.observe(verdicts)
+        out.incidents.extend(self.tracker.refresh())
+        self.stats.correlation = self.correlator.stats.as_dict()
+
     def _judge(self, rows: list[WindowRows], out: BatchOutcome) -> None:
         for r in rows:
+            if self.ranker is not None:
+                self.ranker.prune(r.start - self.cfg.correlation.horizon_seconds)
             out.incidents.extend(self.tracker.advance(r.start))
             found = self.scorer.score(r)
             out.anomalies.extend(found)
@@ -139,7 +200,7 @@ class Pipeline:
         st = self.stats
         st.windows_closed += len(out.windows)
         st.anomalies += len(out.anomalies)
-        st.incidents_opened += sum(1 for i in out.incidents if i.status == "open")
+        st.incidents_opened += sum(1 for i in out.incidents if i.status == "open" and i.revision == 0)
         st.incidents_resolved += sum(1 for i in out.incidents if i.status == "resolved")
         st.dead.add(out.dead)
         if out.dead:

@@ -2,9 +2,10 @@
 
 gateway fronts three routes: /catalog (catalog -> db), /cart (cart) and /checkout (checkout ->
 cart, payments -> db). Every hop logs with the request's trace id, its own span id and its parent's;
-latencies are log-normal and add up along the chain; errors propagate upstream as 502/503. Traffic
-follows a slow sinusoid; background noise (4xx, declines, retries, health checks, GC pauses, rare
-config reloads) is always on. Deterministic for a seed.
+latencies are log-normal and add up along the chain; errors propagate upstream as 502/503/504,
+and a caller names the callee that failed it (`callee`); a crashed or hung service logs nothing
+for the calls it drops. Traffic follows a slow sinusoid; background noise (4xx, declines,
+retries, health checks, GC pauses, rare config reloads) is always on. Deterministic for a seed.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ _ROUTES = (("GET", "/catalog", 0.40, "catalog"), ("GET", "/cart", 0.35, "cart"),
            ("POST", "/checkout", 0.25, "checkout"))
 _MEDIAN_MS = {"gateway": 2.0, "catalog": 8.0, "cart": 5.0, "checkout": 15.0, "payments": 40.0,
               "db": 3.0}
+_TIMEOUT_S = 1.0  # callers give up on a hung service after this long
 # Lines per request measured on this fleet (background included); sizes a run from --events.
 _EVENTS_PER_REQUEST = 3.2
 
 
 @dataclass(slots=True)
 class Fault:
-    kind: str  # error_burst | latency_regression | crash_loop | new_exception | traffic_spike
+    kind: str  # error_burst | latency_regression | crash_loop | hang | new_exception | traffic_spike
     service: str  # the root cause
     start: float
     end: float
@@ -133,8 +135,10 @@ class Fleet:
         client = f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
         msg = (f"{method} {path} -> {status} in {total:.0f} ms" if status < 500
                else f"{method} {path} -> {status}: upstream {target} failed")
+        extra = {"callee": target} if status >= 500 else {}
         out.append((t + total / 1e3, self._log(
-            t + total / 1e3, "gateway", level, msg, trace, root, None, total, status, client=client)))
+            t + total / 1e3, "gateway", level, msg, trace, root, None, total, status, client=client,
+            **extra)))
 
     def _span(
         self, svc: str, t: float, trace: str, parent: str, out: list[tuple[float, dict[str, Any]]]
@@ -143,20 +147,24 @@ class Fleet:
         rng = self.rng
         if self._is_down(svc, t):
             return t + 0.001, 503, "refused"
+        if self._active(t, "hang", svc):  # accepts the call, never answers, logs nothing
+            return t + _TIMEOUT_S, 504, "timeout"
         span = f"{rng.getrandbits(64):016x}"
         own = self._latency(svc, t)
         now = t + own / 2e3
         status = 200
         msg: str | None = None
+        failed: str | None = None
         for child in self._children(svc):
             c_end, c_status, c_kind = self._span(child, now, trace, span, out)
             now = c_end
             if c_status >= 500 and status < 500:
-                status = 502
-                msg = (f"connection refused to {child}:8080" if c_kind == "refused"
-                       else f"call to {child} failed with {c_status}")
+                status, failed = 502, child
+                msg = f"call to {child} failed with {c_status}"
                 if c_kind == "refused":
-                    status = 503
+                    status, msg = 503, f"connection refused to {child}:8080"
+                elif c_kind == "timeout":
+                    status, msg = 504, f"timeout calling {child} after {_TIMEOUT_S * 1e3:.0f} ms"
         now += own / 2e3
         lat = (now - t) * 1e3
         level = "info"
@@ -179,7 +187,8 @@ class Fleet:
                                        trace, span, parent)))
         if msg is None:
             msg = self._ok_message(svc, lat)
-        out.append((now, self._log(now, svc, level, msg, trace, span, parent, lat, status)))
+        extra = {"callee": failed} if failed is not None else {}
+        out.append((now, self._log(now, svc, level, msg, trace, span, parent, lat, status, **extra)))
         return now, status, "error" if status >= 500 else "ok"
 
     def _children(self, svc: str) -> list[str]:

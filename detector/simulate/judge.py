@@ -48,3 +48,24 @@ def judge(truth: Truth, incidents: list[dict[str, Any]], window: float, gap: flo
         delay_seconds=delay, false_incidents=false, root_cause=fault.service if fault else "",
         incidents=[f"{i['service']}@{i['opened_at'] - truth.start:.0f}s" for i in incidents],
     )
+
+
+def root_cause_rank(truth: Truth, incidents: list[dict[str, Any]], window: float, gap: float
+                    ) -> tuple[int | None, dict[str, Any] | None]:
+    """Where the true root cause stands (1 = first) in the `root_cause` ranking of the incident
+    that covers the fault: the earliest one opened during the fault (from one window before it
+    to `gap` after it) that involves the root cause or a service it propagates to. (None, None)
+    when no incident covers it; (None, incident) when its ranking misses the root cause."""
+    fault = truth.faults[0]
+    related = {fault.service, *fault.propagates_to}
+    for inc in sorted(incidents, key=lambda i: i["opened_at"]):
+        if not fault.start - window <= inc["opened_at"] <= fault.end + gap:
+            continue
+        names = [c["service"] for c in inc.get("root_cause") or []]
+        involved = {inc["service"], *inc.get("services", {}), *names}
+        if not involved & related:
+            continue
+        if not names:
+            names = [inc["service"]]
+        return (names.index(fault.service) + 1 if fault.service in names else None), inc
+    return None, None

@@ -1,0 +1,348 @@
+"""Gathers each request's events across services until it has been quiet for a TTL, in bounded
+memory, and hands over the requests that hold an anomalous event.
+
+Storage is columnar: a dict from the request id's 64-bit hash to a slot, per-slot numpy arrays
+(first/last event time, event and anomaly counts), and an append-only event arena whose rows
+name their slot and the slot's request sequence number (a slot is reused; the sequence tells old
+rows from new). Normal requests are closed by freeing their slot: their rows die in place and
+the arena is compacted when half of it is dead. Only anomalous requests are ever materialised.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from detector.config import CorrelationConfig
+
+U64 = npt.NDArray[np.uint64]
+F64 = npt.NDArray[np.float64]
+I32 = npt.NDArray[np.int32]
+
+_COLUMNS: dict[str, type] = {
+    "slot": np.int32, "seq": np.int64, "ts": np.float64, "service": np.int32, "flags": np.uint8,
+    "span": np.uint64, "parent": np.uint64, "callee": np.int32, "caller": np.int32,
+    "template": np.int32, "latency": np.float32, "status": np.int16,
+}
+
+
+def id_hash(ids: pl.Series) -> U64:
+    """64-bit hashes of text ids (0 for null; a real id hashing to 0 becomes 1).
+
+    >>> h = id_hash(pl.Series(["a", None, "a"]))
+    >>> bool(h[0] == h[2] != 0), int(h[1])
+    (True, 0)
+    """
+    h = ids.hash(seed=0x5EED).to_numpy().astype(np.uint64)
+    h = np.where(h == 0, np.uint64(1), h)
+    return np.where(ids.is_null().to_numpy(), np.uint64(0), h)
+
+
+@dataclass(slots=True)
+class RequestTrace:
+    """One closed request, events in time order: one that holds an anomalous event, or one of
+    the normal requests sampled (one in `graph_sample`) to learn the call graph."""
+
+    request_id: str
+    ts: F64
+    service: I32
+    flags: npt.NDArray[np.uint8]
+    span: U64
+    parent: U64
+    callee: I32
+    caller: I32
+    template: I32
+    latency: npt.NDArray[np.float32]
+    status: npt.NDArray[np.int16]
+    evicted: bool = False  # closed early to make room, so possibly incomplete
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @property
+    def anomalous(self) -> bool:
+        return bool((self.flags > 0).any())
+
+
+@dataclass
+class CorrelationStats:
+    events: int = 0
+    no_request_id: int = 0
+    requests_opened: int = 0
+    requests_closed: int = 0
+    anomalous_requests: int = 0
+    evicted_requests: int = 0
+    dropped_events: int = 0  # over max_events_per_request
+    late_events: int = 0  # for a request already closed
+    compactions: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class RequestCorrelator:
+    """Open requests keyed by request id; `add` a batch's columns, `close_due(now)` the quiet ones.
+
+    >>> import polars as pl
+    >>> from detector.config import CorrelationConfig
+    >>> c = RequestCorrelator(CorrelationConfig(ttl_seconds=5))
+    >>> rid = pl.Series(["r1", "r1", "r2"])
+    >>> c.add(rid, ts=np.array([0.0, 0.1, 0.2]), service=np.array([0, 1, 0], dtype=np.int32),
+    ...       flags=np.array([0, 1, 0], dtype=np.uint8))
+    >>> c.open_requests, [t.request_id for t in c.close_due(now=10.0)], c.open_requests
+    (2, ['r1'], 0)
+    """
+
+    def __init__(self, cfg: CorrelationConfig) -> None:
+        self.cfg = cfg
+        self.stats = CorrelationStats()
+        self._slot_of: dict[int, int] = {}
+        cap = 1024
+        self._key = np.zeros(cap, dtype=np.uint64)
+        self._seq = np.full(cap, -1, dtype=np.int64)  # -1: free
+        self._first = np.zeros(cap)
+        self._last = np.zeros(cap)
+        self._n = np.zeros(cap, dtype=np.int32)
+        self._anom = np.zeros(cap, dtype=np.int32)
+        self._free = list(range(cap - 1, -1, -1))
+        self._next_seq = 0
+        self._rid: dict[int, str] = {}  # seq -> request id text, for anomalous requests only
+        self._arena: dict[str, npt.NDArray[Any]] = {
+            k: np.zeros(4096, dtype=t) for k, t in _COLUMNS.items()}
+        self._rows = 0
+        self._dead = 0
+        self._recent: OrderedDict[int, float] = OrderedDict()  # closed key -> when
+        self._pending: list[RequestTrace] = []  # anomalous requests closed by eviction
+
+    @property
+    def open_requests(self) -> int:
+        return len(self._slot_of)
+
+    def nbytes(self) -> int:
+        """Approximate bytes held: slot arrays, arena, and the key dict (about 100 B an entry)."""
+        slots = sum(a.nbytes for a in (self._key, self._seq, self._first, self._last, self._n,
+                                       self._anom))
+        arena = sum(a.nbytes for a in self._arena.values())
+        return int(slots + arena + 100 * (len(self._slot_of) + len(self._recent))
+                   + 8 * len(self._free))
+
+    # ---- intake -------------------------------------------------------------------------
+    def add(
+        self,
+        request_id: pl.Series,
+        ts: F64,
+        service: I32,
+        flags: npt.NDArray[np.uint8],
+        span: U64 | None = None,
+        parent: U64 | None = None,
+        callee: I32 | None = None,
+        caller: I32 | None = None,
+        template: npt.NDArray[np.int64] | None = None,
+        latency: F64 | None = None,
+        status: npt.NDArray[np.int32] | None = None,
+    ) -> None:
+        """Add one batch of events (columns of equal length); events without a request id are
+        counted and skipped."""
+        n = len(ts)
+        self.stats.events += n
+        if n == 0:
+            return
+        keys = id_hash(request_id)
+        has = keys != 0
+        self.stats.no_request_id += int(n - has.sum())
+        idx = np.flatnonzero(has)
+        if not len(idx):
+            return
+        uniq, inv = np.unique(keys[idx], return_inverse=True)
+        ulist = uniq.tolist()
+        slots_u = np.array([self._slot_of.get(k, -1) for k in ulist], dtype=np.int64)
+        new = np.flatnonzero(slots_u < 0)
+        if len(new):
+            late = np.array([ulist[j] in self._recent for j in new.tolist()], dtype=bool)
+            slots_u[new[late]] = -2
+            fresh = new[~late]
+            if len(fresh):
+                # Existing requests in this batch count as active now, so eviction spares them.
+                live = slots_u[slots_u >= 0]
+                self._last[live] = np.maximum(self._last[live], float(ts[idx].max()))
+                slots_u[fresh] = self._allocate([ulist[j] for j in fresh.tolist()],
+                                                float(ts[idx].min()))
+        slot = slots_u[inv]
+        late_ev = slot == -2
+        self.stats.late_events += int(late_ev.sum())
+        keep = ~late_ev
+        idx, slot = idx[keep], slot[keep]
+        if not len(idx):
+            return
+        # At most max_events_per_request per request: rank events within their slot.
+        order = np.argsort(slot, kind="stable")
+        idx, slot = idx[order], slot[order]
+        starts = np.flatnonzero(np.r_[True, slot[1:] != slot[:-1]])
+        group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(slot)]))
+        rank = np.arange(len(slot)) - starts[group]
+        ok = self._n[slot] + rank < self.cfg.max_events_per_request
+        self.stats.dropped_events += int((~ok).sum())
+        idx, slot = idx[ok], slot[ok]
+        if not len(idx):
+            return
+        m = len(idx)
+        self._reserve(m)
+        r0, r1 = self._rows, self._rows + m
+        a = self._arena
+        a["slot"][r0:r1] = slot
+        a["seq"][r0:r1] = self._seq[slot]
+        a["ts"][r0:r1] = ts[idx]
+        a["service"][r0:r1] = service[idx]
+        a["flags"][r0:r1] = flags[idx]
+        a["span"][r0:r1] = 0 if span is None else span[idx]
+        a["parent"][r0:r1] = 0 if parent is None else parent[idx]
+        a["callee"][r0:r1] = -1 if callee is None else callee[idx]
+        a["caller"][r0:r1] = -1 if caller is None else caller[idx]
+        a["template"][r0:r1] = -1 if template is None else template[idx]
+        a["latency"][r0:r1] = np.nan if latency is None else latency[idx]
+        a["status"][r0:r1] = -1 if status is None else status[idx]
+        self._rows = r1
+        # Per-slot counters (slots are sorted, so reduceat works group-wise).
+        starts = np.flatnonzero(np.r_[True, slot[1:] != slot[:-1]])
+        gslot = slot[starts]
+        self._n[gslot] += np.diff(np.r_[starts, m]).astype(np.int32)
+        anom = (flags[idx] > 0).astype(np.int32)
+        self._anom[gslot] += np.add.reduceat(anom, starts)
+        self._last[gslot] = np.maximum(self._last[gslot], np.maximum.reduceat(ts[idx], starts))
+        self._first[gslot] = np.minimum(self._first[gslot], np.minimum.reduceat(ts[idx], starts))
+        if anom.any():
+            rids = request_id.gather(idx[anom > 0]).to_list()
+            for s, r in zip(slot[anom > 0].tolist(), rids, strict=True):
+                self._rid.setdefault(int(self._seq[s]), r)
+
+    def _allocate(self, keys: list[int], now: float) -> npt.NDArray[np.int64]:
+        need = len(keys)
+        room = self.cfg.max_open_requests - len(self._slot_of)
+        if need > room:
+            self._evict(need - room)
+        while len(self._free) < need:
+            self._grow_slots()
+        slots = np.array([self._free.pop() for _ in range(need)], dtype=np.int64)
+        seqs = np.arange(self._next_seq, self._next_seq + need)
+        self._next_seq += need
+        self._key[slots] = np.array(keys, dtype=np.uint64)
+        self._seq[slots] = seqs
+        self._first[slots] = np.inf
+        self._last[slots] = now
+        self._n[slots] = 0
+        self._anom[slots] = 0
+        self._slot_of.update(zip(keys, slots.tolist(), strict=True))
+        self.stats.requests_opened += need
+        return slots
+
+    def _grow_slots(self) -> None:
+        old = len(self._key)
+        new = min(max(2 * old, 1024), max(self.cfg.max_open_requests, old + 1))
+        for name, fill in (("_key", 0), ("_seq", -1), ("_first", 0.0), ("_last", 0.0), ("_n", 0),
+                           ("_anom", 0)):
+            arr = getattr(self, name)
+            grown = np.full(new, fill, dtype=arr.dtype)
+            grown[:old] = arr
+            setattr(self, name, grown)
+        self._free.extend(range(new - 1, old - 1, -1))
+
+    def _reserve(self, m: int) -> None:
+        size = len(self._arena["ts"])
+        if self._rows + m <= size:
+            return
+        if self._dead * 2 >= self._rows:
+            self._compact()
+            if self._rows + m <= len(self._arena["ts"]):
+                return
+        new = max(2 * size, self._rows + m)
+        for k, arr in self._arena.items():
+            grown = np.zeros(new, dtype=arr.dtype)
+            grown[: self._rows] = arr[: self._rows]
+            self._arena[k] = grown
+
+    def _compact(self) -> None:
+        a = self._arena
+        r = self._rows
+        alive = self._seq[a["slot"][:r]] == a["seq"][:r]
+        keep = np.flatnonzero(alive)
+        for k in a:
+            a[k][: len(keep)] = a[k][keep]
+        self._rows = len(keep)
+        self._dead = 0
+        self.stats.compactions += 1
+
+    # ---- closing ------------------------------------------------------------------------
+    def close_due(self, now: float) -> list[RequestTrace]:
+        """Close requests quiet for the TTL at event time `now`; the anomalous ones, materialised."""
+        cutoff = now - self.cfg.ttl_seconds
+        slots = np.flatnonzero((self._seq >= 0) & (self._last < cutoff))
+        out = self._close(slots, evicted=False)
+        horizon = now - max(10 * self.cfg.ttl_seconds, 60.0)
+        recent = self._recent
+        while recent and (len(recent) > self.cfg.late_memory or next(iter(recent.values())) < horizon):
+            recent.popitem(last=False)
+        return out
+
+    def close_all(self) -> list[RequestTrace]:
+        """End of input: close every open request."""
+        return self._close(np.flatnonzero(self._seq >= 0), evicted=False)
+
+    def _evict(self, count: int) -> None:
+        open_slots = np.flatnonzero(self._seq >= 0)
+        count = min(count, len(open_slots))
+        if count <= 0:
+            return
+        victims = open_slots[np.argpartition(self._last[open_slots], count - 1)[:count]]
+        self.stats.evicted_requests += count
+        self._pending.extend(self._close(victims, evicted=True))
+
+    def take_evicted(self) -> list[RequestTrace]:
+        """Anomalous requests closed early by eviction since the last call."""
+        out, self._pending = self._pending, []
+        return out
+
+    def _close(self, slots: npt.NDArray[np.int64], evicted: bool) -> list[RequestTrace]:
+        if not len(slots):
+            return []
+        anomalous = slots[self._anom[slots] > 0]
+        every = self.cfg.graph_sample
+        pick = (self._anom[slots] > 0) | ((self._seq[slots] % every == 0) if every else False)
+        out = self._materialise(slots[pick], evicted) if pick.any() else []
+        keys = self._key[slots].tolist()
+        for k in keys:
+            del self._slot_of[k]
+        if self.cfg.late_memory:
+            t = self._last[slots].tolist()
+            self._recent.update(zip(keys, t, strict=True))
+        self._dead += int(self._n[slots].sum())
+        self._seq[slots] = -1
+        self._free.extend(slots.tolist())
+        self.stats.requests_closed += len(slots)
+        self.stats.anomalous_requests += len(anomalous)
+        return out
+
+    def _materialise(self, slots: npt.NDArray[np.int64], evicted: bool) -> list[RequestTrace]:
+        a = self._arena
+        r = self._rows
+        mark = np.zeros(len(self._seq), dtype=bool)
+        mark[slots] = True
+        rs = a["slot"][:r]
+        rows = np.flatnonzero(mark[rs] & (self._seq[rs] == a["seq"][:r]))
+        rows = rows[np.lexsort((a["ts"][rows], a["slot"][rows]))]
+        bounds = np.flatnonzero(np.r_[True, a["slot"][rows][1:] != a["slot"][rows][:-1], True])
+        out = []
+        for i in range(len(bounds) - 1):
+            sel = rows[bounds[i]: bounds[i + 1]]
+            seq = int(a["seq"][sel[0]])
+            out.append(RequestTrace(
+                request_id=self._rid.pop(seq, "?"), ts=a["ts"][sel], service=a["service"][sel],
+                flags=a["flags"][sel], span=a["span"][sel], parent=a["parent"][sel],
+                callee=a["callee"][sel], caller=a["caller"][sel], template=a["template"][sel],
+                latency=a["latency"][sel], status=a["status"][sel], evicted=evicted,
+            ))
+        return out
