@@ -242,6 +242,32 @@ def bench_models_cmd(
     out.print(t)
 
 
+@bench_app.command("correlation")
+def bench_correlation_cmd(
+    open_requests: Annotated[int, typer.Option(help="requests kept open throughout")] = 1_000_000,
+    events: Annotated[int, typer.Option(help="events in the steady phase")] = 2_000_000,
+    batch: Annotated[int, typer.Option(help="events a call")] = 65_536,
+) -> None:
+    """Events/s and requests/s through request correlation with many requests open; memory."""
+    from detector.bench import bench_correlation
+
+    f = bench_correlation(open_requests, events, batch)
+    t = Table(title=f"vigil bench correlation ({f.open_requests:,} open requests, {batch:,} events "
+                    "a call)")
+    t.add_column("figure")
+    t.add_column("value")
+    t.add_row("fill: events/s (one event opens each request)", f"{f.fill_events_per_s:,.0f}")
+    t.add_row(f"steady: events/s ({f.events:,} events, 1/3 new requests)", f"{f.events_per_s:,.0f}")
+    t.add_row("steady: requests opened and closed per s", f"{f.requests_per_s:,.0f}")
+    t.add_row("steady: anomalous requests judged", f"{f.anomalous_requests:,}")
+    t.add_row("bytes per open request (correlator's accounting)", f"{f.bytes_per_open_request:,.0f}")
+    t.add_row("resident MiB per million open requests (after fill, 1 event each)",
+              f"{f.rss_mib_per_million_open:,.0f}")
+    t.add_row(f"resident MiB at the end ({f.open_at_end:,} open, "
+              f"{f.events_per_open_request:.1f} events each)", f"{f.rss_mib_steady:,.0f}")
+    out.print(t)
+
+
 @bench_app.command("templates")
 def bench_templates_cmd(
     events: Annotated[int, typer.Option(min=1000, help="messages to mine")] = 200_000,
@@ -301,6 +327,84 @@ def eval_nab(
     out.print("Per-corpus columns: the normalised score at the profile's threshold; for a corpus "
               "without anomaly windows, the raw false-positive cost (0 is best).")
     out.print(f"Results in {out_dir}/<corpus>/<file>.csv")
+
+
+def _print_metrics(title: str, rows: list[tuple[str, object]]) -> None:
+    t = Table(title=title)
+    for col in ("set", "precision", "recall", "F1", "TP", "FP", "FN"):
+        t.add_column(col)
+    for name, m in rows:
+        if m is None:
+            continue
+        d = m.as_dict()  # type: ignore[attr-defined]
+        t.add_row(name, f"{d['precision']:.3f}", f"{d['recall']:.3f}", f"{d['f1']:.3f}",
+                  str(d["tp"]), str(d["fp"]), str(d["fn"]))
+    out.print(t)
+
+
+@eval_app.command("sessions")
+def eval_sessions_cmd(
+    events: Annotated[Path, typer.Option(help="JSON lines, one event each")],
+    session_field: Annotated[str, typer.Option(help="the field that names the session")],
+    out_file: Annotated[Path, typer.Option("--out", help="CSV: session_id,score,predicted")],
+    labels: Annotated[Path | None, typer.Option(help="CSV id,Label (for the report only)")] = None,
+    message_field: Annotated[str, typer.Option(help="the field with the message")] = "message",
+    warmup_share: Annotated[float, typer.Option(help="share of sessions learned up front, "
+                                                "unlabeled")] = 0.1,
+    alpha: Annotated[float, typer.Option(help="p-value at or below which a session is "
+                                         "predicted anomalous")] = 0.02,
+) -> None:
+    """Score sessions online and unsupervised by their template counts; report F1 if labeled."""
+    from detector.logeval import eval_sessions
+
+    if not events.is_file():
+        err.print(f"[red]error:[/red] no such file: {events}")
+        raise typer.Exit(2)
+    try:
+        r = eval_sessions(events, session_field, out_file, labels, message_field, warmup_share, alpha)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    out.print(f"{r.sessions} sessions from {r.events} events ({r.bad_lines} bad lines skipped), "
+              f"{r.warmup} learned up front; {r.predicted} predicted anomalous -> {out_file}")
+    if r.overall is not None:
+        _print_metrics("sessions", [("all sessions", r.overall), (
+            f"distinguishable ({r.indistinguishable_anomalies} anomalous sessions that repeat a "
+            "normal one's sequence left out)", r.distinguishable)])
+
+
+@eval_app.command("lines")
+def eval_lines_cmd(
+    log: Annotated[Path, typer.Option(help="raw log file")],
+    fmt: Annotated[str, typer.Option("--format", help="hdfs or bgl")],
+    out_file: Annotated[Path, typer.Option("--out", help="CSV: line_id,score,predicted")],
+    labels: Annotated[Path | None, typer.Option(help="CSV (BGL: LineId,Label; HDFS: "
+                                                "BlockId,Label), for the report only")] = None,
+    warmup_share: Annotated[float, typer.Option(help="HDFS: share of blocks learned up "
+                                                "front")] = 0.1,
+) -> None:
+    """Score raw Loghub lines online (HDFS: grouped by block id); report F1 if labeled."""
+    from detector.logeval import eval_lines
+
+    _choose("format", fmt, ["hdfs", "bgl"])
+    if not log.is_file():
+        err.print(f"[red]error:[/red] no such file: {log}")
+        raise typer.Exit(2)
+    try:
+        r = eval_lines(log, fmt, out_file, labels, warmup_share)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    extra = f", {r.sessions} blocks" if r.sessions else ""
+    out.print(f"{r.lines} lines ({r.unparsed} not in the {fmt} layout){extra}; {r.predicted} "
+              f"lines predicted anomalous -> {out_file}")
+    if r.overall is not None:
+        rows: list[tuple[str, object]] = [(f"per {r.unit}", r.overall)]
+        if r.distinguishable is not None:
+            rows.append((f"per {r.unit}, distinguishable", r.distinguishable))
+        if r.baseline is not None and fmt == "bgl":
+            rows.append(("severity keyword rule (FATAL)", r.baseline))
+        _print_metrics(f"{fmt} lines", rows)
 
 
 @eval_app.command("rootcause")

@@ -1,11 +1,12 @@
 """Gathers each request's events across services until it has been quiet for a TTL, in bounded
 memory, and hands over the requests that hold an anomalous event.
 
-Storage is columnar: a dict from the request id's 64-bit hash to a slot, per-slot numpy arrays
-(first/last event time, event and anomaly counts), and an append-only event arena whose rows
-name their slot and the slot's request sequence number (a slot is reused; the sequence tells old
-rows from new). Normal requests are closed by freeing their slot: their rows die in place and
-the arena is compacted when half of it is dead. Only anomalous requests are ever materialised.
+Storage is columnar: a numpy hash table (`IdTable`) from the request id's 64-bit hash to a slot,
+per-slot numpy arrays (first/last event time, event and anomaly counts), and an append-only
+event arena whose rows name their slot and the slot's request sequence number (a slot is reused;
+the sequence tells old rows from new). Normal requests are closed by freeing their slot: their
+rows die in place and the arena is compacted when a quarter of it is dead and it would grow.
+Only anomalous requests (and a sample of normal ones, for the call graph) are materialised.
 """
 
 from __future__ import annotations
@@ -19,16 +20,25 @@ import numpy.typing as npt
 import polars as pl
 
 from detector.config import CorrelationConfig
+from detector.idtable import IdTable
 
 U64 = npt.NDArray[np.uint64]
 F64 = npt.NDArray[np.float64]
 I32 = npt.NDArray[np.int32]
 
 _COLUMNS: dict[str, type] = {
-    "slot": np.int32, "seq": np.int64, "ts": np.float64, "service": np.int32, "flags": np.uint8,
-    "span": np.uint64, "parent": np.uint64, "callee": np.int32, "caller": np.int32,
+    # seq, span and parent keep their low 32 bits: enough to tell a reused slot's rows apart and
+    # to link spans within one request (a collision needs 2^32 requests or spans in one request).
+    "slot": np.int32, "seq": np.uint32, "ts": np.float64, "service": np.int32, "flags": np.uint8,
+    "span": np.uint32, "parent": np.uint32, "callee": np.int32, "caller": np.int32,
     "template": np.int32, "latency": np.float32, "status": np.int16,
 }
+
+
+def _low32(h: U64) -> npt.NDArray[np.uint32]:
+    """The low 32 bits of non-zero hashes, kept non-zero (0 means "none")."""
+    low = (h & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    return np.where((low == 0) & (h != 0), np.uint32(1), low)
 
 
 def id_hash(ids: pl.Series) -> U64:
@@ -52,8 +62,8 @@ class RequestTrace:
     ts: F64
     service: I32
     flags: npt.NDArray[np.uint8]
-    span: U64
-    parent: U64
+    span: npt.NDArray[np.unsignedinteger[Any]]  # low 32 bits of the span id's hash; 0: none
+    parent: npt.NDArray[np.unsignedinteger[Any]]
     callee: I32
     caller: I32
     template: I32
@@ -101,7 +111,7 @@ class RequestCorrelator:
     def __init__(self, cfg: CorrelationConfig) -> None:
         self.cfg = cfg
         self.stats = CorrelationStats()
-        self._slot_of: dict[int, int] = {}
+        self._table = IdTable(min(cfg.max_open_requests, 1 << 16))  # key hash -> slot
         cap = 1024
         self._key = np.zeros(cap, dtype=np.uint64)
         self._seq = np.full(cap, -1, dtype=np.int64)  # -1: free
@@ -109,7 +119,8 @@ class RequestCorrelator:
         self._last = np.zeros(cap)
         self._n = np.zeros(cap, dtype=np.int32)
         self._anom = np.zeros(cap, dtype=np.int32)
-        self._free = list(range(cap - 1, -1, -1))
+        self._free = np.arange(cap - 1, -1, -1, dtype=np.int64)  # a stack of free slots
+        self._nfree = cap
         self._next_seq = 0
         self._rid: dict[int, str] = {}  # seq -> request id text, for anomalous requests only
         self._arena: dict[str, npt.NDArray[Any]] = {
@@ -121,15 +132,16 @@ class RequestCorrelator:
 
     @property
     def open_requests(self) -> int:
-        return len(self._slot_of)
+        return len(self._table)
 
     def nbytes(self) -> int:
-        """Approximate bytes held: slot arrays, arena, and the key dict (about 100 B an entry)."""
+        """Approximate bytes held: slot arrays, arena, key table, and the recently closed ids
+        (a dict, about 100 B an entry)."""
         slots = sum(a.nbytes for a in (self._key, self._seq, self._first, self._last, self._n,
                                        self._anom))
         arena = sum(a.nbytes for a in self._arena.values())
-        return int(slots + arena + 100 * (len(self._slot_of) + len(self._recent))
-                   + 8 * len(self._free))
+        return int(slots + arena + self._table.nbytes() + self._free.nbytes
+                   + 100 * len(self._recent))
 
     # ---- intake -------------------------------------------------------------------------
     def add(
@@ -159,19 +171,18 @@ class RequestCorrelator:
         if not len(idx):
             return
         uniq, inv = np.unique(keys[idx], return_inverse=True)
-        ulist = uniq.tolist()
-        slots_u = np.array([self._slot_of.get(k, -1) for k in ulist], dtype=np.int64)
+        slots_u = self._table.get(uniq)
         new = np.flatnonzero(slots_u < 0)
         if len(new):
-            late = np.array([ulist[j] in self._recent for j in new.tolist()], dtype=bool)
+            recent = self._recent
+            late = np.array([k in recent for k in uniq[new].tolist()], dtype=bool)
             slots_u[new[late]] = -2
             fresh = new[~late]
             if len(fresh):
                 # Existing requests in this batch count as active now, so eviction spares them.
                 live = slots_u[slots_u >= 0]
                 self._last[live] = np.maximum(self._last[live], float(ts[idx].max()))
-                slots_u[fresh] = self._allocate([ulist[j] for j in fresh.tolist()],
-                                                float(ts[idx].min()))
+                slots_u[fresh] = self._allocate(uniq[fresh], float(ts[idx].min()))
         slot = slots_u[inv]
         late_ev = slot == -2
         self.stats.late_events += int(late_ev.sum())
@@ -195,12 +206,12 @@ class RequestCorrelator:
         r0, r1 = self._rows, self._rows + m
         a = self._arena
         a["slot"][r0:r1] = slot
-        a["seq"][r0:r1] = self._seq[slot]
+        a["seq"][r0:r1] = self._seq[slot].astype(np.uint32)
         a["ts"][r0:r1] = ts[idx]
         a["service"][r0:r1] = service[idx]
         a["flags"][r0:r1] = flags[idx]
-        a["span"][r0:r1] = 0 if span is None else span[idx]
-        a["parent"][r0:r1] = 0 if parent is None else parent[idx]
+        a["span"][r0:r1] = 0 if span is None else _low32(span[idx])
+        a["parent"][r0:r1] = 0 if parent is None else _low32(parent[idx])
         a["callee"][r0:r1] = -1 if callee is None else callee[idx]
         a["caller"][r0:r1] = -1 if caller is None else caller[idx]
         a["template"][r0:r1] = -1 if template is None else template[idx]
@@ -220,23 +231,24 @@ class RequestCorrelator:
             for s, r in zip(slot[anom > 0].tolist(), rids, strict=True):
                 self._rid.setdefault(int(self._seq[s]), r)
 
-    def _allocate(self, keys: list[int], now: float) -> npt.NDArray[np.int64]:
+    def _allocate(self, keys: U64, now: float) -> npt.NDArray[np.int64]:
         need = len(keys)
-        room = self.cfg.max_open_requests - len(self._slot_of)
+        room = self.cfg.max_open_requests - len(self._table)
         if need > room:
             self._evict(need - room)
-        while len(self._free) < need:
+        while self._nfree < need:
             self._grow_slots()
-        slots = np.array([self._free.pop() for _ in range(need)], dtype=np.int64)
+        slots = self._free[self._nfree - need: self._nfree][::-1].copy()
+        self._nfree -= need
         seqs = np.arange(self._next_seq, self._next_seq + need)
         self._next_seq += need
-        self._key[slots] = np.array(keys, dtype=np.uint64)
+        self._key[slots] = keys
         self._seq[slots] = seqs
         self._first[slots] = np.inf
         self._last[slots] = now
         self._n[slots] = 0
         self._anom[slots] = 0
-        self._slot_of.update(zip(keys, slots.tolist(), strict=True))
+        self._table.insert(keys, slots)
         self.stats.requests_opened += need
         return slots
 
@@ -249,26 +261,41 @@ class RequestCorrelator:
             grown = np.full(new, fill, dtype=arr.dtype)
             grown[:old] = arr
             setattr(self, name, grown)
-        self._free.extend(range(new - 1, old - 1, -1))
+        self._push_free(np.arange(new - 1, old - 1, -1, dtype=np.int64))
+
+    def _push_free(self, slots: npt.NDArray[np.int64]) -> None:
+        end = self._nfree + len(slots)
+        if end > len(self._free):
+            grown = np.zeros(max(end, 2 * len(self._free)), dtype=np.int64)
+            grown[: self._nfree] = self._free[: self._nfree]
+            self._free = grown
+        self._free[self._nfree: end] = slots
+        self._nfree = end
 
     def _reserve(self, m: int) -> None:
         size = len(self._arena["ts"])
         if self._rows + m <= size:
             return
-        if self._dead * 2 >= self._rows:
+        if self._dead * 4 >= self._rows:  # compact before growing when a quarter is dead
             self._compact()
             if self._rows + m <= len(self._arena["ts"]):
                 return
-        new = max(2 * size, self._rows + m)
+        new = max(size + size // 2, self._rows + m)
         for k, arr in self._arena.items():
             grown = np.zeros(new, dtype=arr.dtype)
             grown[: self._rows] = arr[: self._rows]
             self._arena[k] = grown
 
+    def _alive(self, slots: I32, seqs: npt.NDArray[np.uint32]) -> npt.NDArray[np.bool_]:
+        """Rows that belong to the request now open in their slot."""
+        current = self._seq[slots]
+        alive: npt.NDArray[np.bool_] = (current >= 0) & (current.astype(np.uint32) == seqs)
+        return alive
+
     def _compact(self) -> None:
         a = self._arena
         r = self._rows
-        alive = self._seq[a["slot"][:r]] == a["seq"][:r]
+        alive = self._alive(a["slot"][:r], a["seq"][:r])
         keep = np.flatnonzero(alive)
         for k in a:
             a[k][: len(keep)] = a[k][keep]
@@ -313,15 +340,13 @@ class RequestCorrelator:
         every = self.cfg.graph_sample
         pick = (self._anom[slots] > 0) | ((self._seq[slots] % every == 0) if every else False)
         out = self._materialise(slots[pick], evicted) if pick.any() else []
-        keys = self._key[slots].tolist()
-        for k in keys:
-            del self._slot_of[k]
+        self._table.delete(self._key[slots])
         if self.cfg.late_memory:
-            t = self._last[slots].tolist()
-            self._recent.update(zip(keys, t, strict=True))
+            self._recent.update(zip(self._key[slots].tolist(), self._last[slots].tolist(),
+                                    strict=True))
         self._dead += int(self._n[slots].sum())
         self._seq[slots] = -1
-        self._free.extend(slots.tolist())
+        self._push_free(slots.astype(np.int64))
         self.stats.requests_closed += len(slots)
         self.stats.anomalous_requests += len(anomalous)
         return out
@@ -332,13 +357,13 @@ class RequestCorrelator:
         mark = np.zeros(len(self._seq), dtype=bool)
         mark[slots] = True
         rs = a["slot"][:r]
-        rows = np.flatnonzero(mark[rs] & (self._seq[rs] == a["seq"][:r]))
+        rows = np.flatnonzero(mark[rs] & self._alive(rs, a["seq"][:r]))
         rows = rows[np.lexsort((a["ts"][rows], a["slot"][rows]))]
         bounds = np.flatnonzero(np.r_[True, a["slot"][rows][1:] != a["slot"][rows][:-1], True])
         out = []
         for i in range(len(bounds) - 1):
             sel = rows[bounds[i]: bounds[i + 1]]
-            seq = int(a["seq"][sel[0]])
+            seq = int(self._seq[a["slot"][sel[0]]])
             out.append(RequestTrace(
                 request_id=self._rid.pop(seq, "?"), ts=a["ts"][sel], service=a["service"][sel],
                 flags=a["flags"][sel], span=a["span"][sel], parent=a["parent"][sel],

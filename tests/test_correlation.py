@@ -204,3 +204,24 @@ def test_root_cause_ranks_first_on_the_simulator(kind: str, service: str) -> Non
     rank, inc = root_cause_rank(truth, run_incidents(lines, cfg), cfg.window.seconds,
                                 cfg.incidents.gap_seconds)
     assert inc is not None and rank == 1, inc and inc["root_cause"][:2]
+
+
+def test_id_table_agrees_with_a_dict_through_inserts_deletes_and_rebuilds() -> None:
+    from detector.idtable import IdTable
+
+    rng = np.random.default_rng(0)
+    table, ref = IdTable(8), {}
+    for step in range(60):
+        keys = np.unique(rng.integers(1, 5_000, 300).astype(np.uint64))
+        present = table.get(keys)
+        assert present.tolist() == [ref.get(int(k), -1) for k in keys]
+        new = keys[present < 0]
+        table.insert(new, np.arange(len(new)) + step * 1000)
+        ref.update({int(k): int(v) for k, v in zip(new, np.arange(len(new)) + step * 1000, strict=True)})
+        gone = np.array(list(ref)[: len(ref) // 3], dtype=np.uint64)
+        table.delete(gone)
+        for k in gone.tolist():
+            del ref[k]
+        assert len(table) == len(ref)
+    probe = np.arange(1, 5_000, dtype=np.uint64)
+    assert table.get(probe).tolist() == [ref.get(int(k), -1) for k in probe]
