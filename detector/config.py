@@ -166,8 +166,8 @@ class ScoringConfig(BaseModel):
         "(models.PeriodicZScore), where that explains the series better than a flat level"
     )
     period_seconds: float = Field(default=86_400.0, gt=0, description="the period (a day)")
-    period_buckets: int = Field(default=288, ge=1, le=100_000, description="phase slots per "
-                                "period (288: 5-minute slots of a day)")
+    period_buckets: int = Field(default=48, ge=1, le=100_000, description="phase slots per "
+                                "period (48: half-hour slots of a day, 768 bytes a series)")
     features: dict[str, FeatureRule] = Field(default_factory=_default_features)
 
 

@@ -11,7 +11,6 @@ Only anomalous requests (and a sample of normal ones, for the call graph) are ma
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ import polars as pl
 
 from detector.config import CorrelationConfig
 from detector.idtable import IdTable
+from detector.recent_ids import RecentIds
 
 U64 = npt.NDArray[np.uint64]
 F64 = npt.NDArray[np.float64]
@@ -127,7 +127,7 @@ class RequestCorrelator:
             k: np.zeros(4096, dtype=t) for k, t in _COLUMNS.items()}
         self._rows = 0
         self._dead = 0
-        self._recent: OrderedDict[int, float] = OrderedDict()  # closed key -> when
+        self._recent = RecentIds(cfg.late_memory, max(10 * cfg.ttl_seconds, 60.0))
         self._pending: list[RequestTrace] = []  # anomalous requests closed by eviction
 
     @property
@@ -135,13 +135,12 @@ class RequestCorrelator:
         return len(self._table)
 
     def nbytes(self) -> int:
-        """Approximate bytes held: slot arrays, arena, key table, and the recently closed ids
-        (a dict, about 100 B an entry)."""
+        """Bytes held: slot arrays, arena, key table, and the recently closed ids."""
         slots = sum(a.nbytes for a in (self._key, self._seq, self._first, self._last, self._n,
                                        self._anom))
         arena = sum(a.nbytes for a in self._arena.values())
         return int(slots + arena + self._table.nbytes() + self._free.nbytes
-                   + 100 * len(self._recent))
+                   + self._recent.nbytes())
 
     # ---- intake -------------------------------------------------------------------------
     def add(
@@ -170,35 +169,42 @@ class RequestCorrelator:
         idx = np.flatnonzero(has)
         if not len(idx):
             return
-        uniq, inv = np.unique(keys[idx], return_inverse=True)
-        slots_u = self._table.get(uniq)
-        new = np.flatnonzero(slots_u < 0)
-        if len(new):
-            recent = self._recent
-            late = np.array([k in recent for k in uniq[new].tolist()], dtype=bool)
-            slots_u[new[late]] = -2
-            fresh = new[~late]
+        ek = keys[idx]
+        slot = self._table.get(ek)
+        miss = np.flatnonzero(slot < 0)
+        if len(miss):
+            # New ids (and late events of closed ones): one decision per distinct id.
+            uniq, inv = np.unique(ek[miss], return_inverse=True)
+            slots_u = np.full(len(uniq), -2, dtype=np.int64)
+            late = self._recent.contains(uniq, float(ts[idx].max()))
+            fresh = np.flatnonzero(~late)
             if len(fresh):
                 # Existing requests in this batch count as active now, so eviction spares them.
-                live = slots_u[slots_u >= 0]
+                live = slot[slot >= 0]
                 self._last[live] = np.maximum(self._last[live], float(ts[idx].max()))
                 slots_u[fresh] = self._allocate(uniq[fresh], float(ts[idx].min()))
-        slot = slots_u[inv]
+            slot[miss] = slots_u[inv]
         late_ev = slot == -2
-        self.stats.late_events += int(late_ev.sum())
-        keep = ~late_ev
-        idx, slot = idx[keep], slot[keep]
+        if late_ev.any():
+            self.stats.late_events += int(late_ev.sum())
+            idx, slot = idx[~late_ev], slot[~late_ev]
         if not len(idx):
             return
-        # At most max_events_per_request per request: rank events within their slot.
-        order = np.argsort(slot, kind="stable")
-        idx, slot = idx[order], slot[order]
-        starts = np.flatnonzero(np.r_[True, slot[1:] != slot[:-1]])
-        group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(slot)]))
-        rank = np.arange(len(slot)) - starts[group]
-        ok = self._n[slot] + rank < self.cfg.max_events_per_request
-        self.stats.dropped_events += int((~ok).sum())
-        idx, slot = idx[ok], slot[ok]
+        # At most max_events_per_request per request: only slots that would pass it need ranks.
+        counts = np.bincount(slot, minlength=len(self._n))
+        over = self._n + counts > self.cfg.max_events_per_request
+        if over.any():
+            at_risk = np.flatnonzero(over[slot])
+            order = at_risk[np.argsort(slot[at_risk], kind="stable")]
+            s_sorted = slot[order]
+            starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
+            group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(order)]))
+            rank = np.arange(len(order)) - starts[group]
+            drop = order[self._n[s_sorted] + rank >= self.cfg.max_events_per_request]
+            keep = np.ones(len(idx), dtype=bool)
+            keep[drop] = False
+            self.stats.dropped_events += len(drop)
+            idx, slot = idx[keep], slot[keep]
         if not len(idx):
             return
         m = len(idx)
@@ -218,14 +224,14 @@ class RequestCorrelator:
         a["latency"][r0:r1] = np.nan if latency is None else latency[idx]
         a["status"][r0:r1] = -1 if status is None else status[idx]
         self._rows = r1
-        # Per-slot counters (slots are sorted, so reduceat works group-wise).
-        starts = np.flatnonzero(np.r_[True, slot[1:] != slot[:-1]])
-        gslot = slot[starts]
-        self._n[gslot] += np.diff(np.r_[starts, m]).astype(np.int32)
+        # Per-slot counters.
         anom = (flags[idx] > 0).astype(np.int32)
-        self._anom[gslot] += np.add.reduceat(anom, starts)
-        self._last[gslot] = np.maximum(self._last[gslot], np.maximum.reduceat(ts[idx], starts))
-        self._first[gslot] = np.minimum(self._first[gslot], np.minimum.reduceat(ts[idx], starts))
+        size = len(self._n)
+        self._n += np.bincount(slot, minlength=size).astype(np.int32)
+        if anom.any():
+            np.add.at(self._anom, slot, anom)
+        np.maximum.at(self._last, slot, ts[idx])
+        np.minimum.at(self._first, slot, ts[idx])
         if anom.any():
             rids = request_id.gather(idx[anom > 0]).to_list()
             for s, r in zip(slot[anom > 0].tolist(), rids, strict=True):
@@ -308,12 +314,7 @@ class RequestCorrelator:
         """Close requests quiet for the TTL at event time `now`; the anomalous ones, materialised."""
         cutoff = now - self.cfg.ttl_seconds
         slots = np.flatnonzero((self._seq >= 0) & (self._last < cutoff))
-        out = self._close(slots, evicted=False)
-        horizon = now - max(10 * self.cfg.ttl_seconds, 60.0)
-        recent = self._recent
-        while recent and (len(recent) > self.cfg.late_memory or next(iter(recent.values())) < horizon):
-            recent.popitem(last=False)
-        return out
+        return self._close(slots, evicted=False)
 
     def close_all(self) -> list[RequestTrace]:
         """End of input: close every open request."""
@@ -341,9 +342,7 @@ class RequestCorrelator:
         pick = (self._anom[slots] > 0) | ((self._seq[slots] % every == 0) if every else False)
         out = self._materialise(slots[pick], evicted) if pick.any() else []
         self._table.delete(self._key[slots])
-        if self.cfg.late_memory:
-            self._recent.update(zip(self._key[slots].tolist(), self._last[slots].tolist(),
-                                    strict=True))
+        self._recent.add(self._key[slots], self._last[slots])
         self._dead += int(self._n[slots].sum())
         self._seq[slots] = -1
         self._push_free(slots.astype(np.int64))

@@ -107,6 +107,7 @@ class ColumnarDecoder:
         if (chk["maxlen:message"] or 0) > cap:
             message = message.str.slice(0, cap)
         service = cols["service"] if "service" in required else cols["service"].fill_null("unknown")
+        attrs, attr_columns = self._attrs(df, n)
         return EventBatch(
             ts=self._timestamps(cols["timestamp"], chk["null:timestamp"]),
             service=service,
@@ -118,7 +119,8 @@ class ColumnarDecoder:
             latency_ms=cols["latency_ms"].fill_null(float("nan")).to_numpy().astype(
                 np.float64, copy=False),
             status=cols["status"].fill_null(-1).to_numpy().astype(np.int32),
-            attrs=self._attrs(df, n),
+            attrs=attrs,
+            attr_columns=attr_columns,
         )
 
     def _columns_and_checks(self, df: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, Any]]:
@@ -261,21 +263,27 @@ class ColumnarDecoder:
         out = s.replace_strict(distinct, codes, default=LEVEL_UNKNOWN, return_dtype=pl.Int16)
         return out.fill_null(LEVEL_UNKNOWN).to_numpy().astype(np.int16)
 
-    def _attrs(self, df: pl.DataFrame, n: int) -> list[dict[str, str] | None]:
-        """Configured extra keys with scalar values, as text (objects and arrays are left out)."""
+    def _attrs(self, df: pl.DataFrame, n: int) -> tuple[list[dict[str, str] | None],
+                                                        dict[str, pl.Series]]:
+        """Configured extra keys with scalar values, as text (objects and arrays are left out):
+        per event, and as columns."""
         out: list[dict[str, str] | None] = [None] * n
+        columns: dict[str, pl.Series] = {}
         for key in self._plan.attr_keys:
             col = df[key]
             if col.dtype != pl.String or col.null_count() == n:
+                if col.null_count() == n:
+                    columns[key] = pl.Series(key, [None] * n, dtype=pl.String)
                 continue
             values = col.to_list()
             scalar = col.is_not_null() & ~_container_series(col)
+            columns[key] = col.zip_with(scalar, pl.Series(key, [None] * n, dtype=pl.String))
             for i in np.flatnonzero(scalar.to_numpy()).tolist():
                 d = out[i]
                 if d is None:
                     d = out[i] = {}
                 d[key] = values[i]
-        return out
+        return out, columns
 
 
 class _NeedStructs(Exception):

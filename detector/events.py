@@ -88,9 +88,25 @@ class EventBatch:
     template_id: npt.NDArray[np.int64] = field(
         default_factory=lambda: np.empty(0, dtype=np.int64)
     )
+    # The same extra keys as text columns, where the decoder had them as columns (null where
+    # absent or not a scalar); `attr_column` falls back to `attrs`.
+    attr_columns: dict[str, pl.Series] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ts)
+
+    def attr_column(self, name: str) -> pl.Series:
+        """One extra key as a String column (null where absent).
+
+        >>> b = EventBatch.from_events([LogEvent(0.0, "a", 9, "m", attrs={"callee": "db"}),
+        ...                             LogEvent(0.0, "a", 9, "m")])
+        >>> b.attr_column("callee").to_list()
+        ['db', None]
+        """
+        col = self.attr_columns.get(name)
+        if col is not None and len(col) == len(self):
+            return col
+        return pl.Series(name, [a.get(name) if a else None for a in self.attrs], dtype=pl.String)
 
     @classmethod
     def empty(cls) -> EventBatch:
@@ -138,6 +154,9 @@ class EventBatch:
             status=np.concatenate([p.status for p in parts]),
             attrs=[a for p in parts for a in p.attrs],
             template_id=np.concatenate([p.template_id for p in parts]),
+            attr_columns={k: pl.concat([p.attr_columns[k] for p in parts])
+                          for k in parts[0].attr_columns
+                          if all(k in p.attr_columns for p in parts)},
         )
 
     def events(self) -> Iterator[LogEvent]:

@@ -68,7 +68,7 @@ class IdTable:
         return out
 
     def insert(self, keys: U64, vals: npt.ArrayLike) -> None:
-        """Add keys that are absent and distinct (the caller checked with `get`)."""
+        """Add keys that are absent and distinct (the caller checked with `get` and `unique`)."""
         values = np.asarray(vals, dtype=np.int32)
         if (self.n + self.tombs + len(keys)) * 10 > self.size * 7:
             self._rebuild(self.n + len(keys))
@@ -78,10 +78,13 @@ class IdTable:
             p = pos[pending]
             free = (self.keys[p] == 0)
             cand, cp = pending[free], p[free]
-            _, first = np.unique(cp, return_index=True)  # one key per free position per round
-            win, wp = cand[first], cp[first]
+            # Keys that want the same free position all write; the one that stays there wins
+            # (no sort needed), the others probe on.
+            self.keys[cp] = keys[cand]
+            won = self.keys[cp] == keys[cand]
+            win, wp = cand[won], cp[won]
             self.tombs -= int(self.tomb[wp].sum())
-            self.keys[wp], self.vals[wp], self.tomb[wp] = keys[win], values[win], False
+            self.vals[wp], self.tomb[wp] = values[win], False
             placed = np.zeros(len(keys), dtype=bool)
             placed[win] = True
             pending = pending[~placed[pending]]

@@ -151,14 +151,8 @@ class Pipeline:
         assert self.flagger is not None and self.correlator is not None
         svc = self.services.ids(batch.service)
         flags = self.flagger.flag(batch, mined, svc)
-        callee = np.full(len(batch), -1, dtype=np.int32)
-        caller = np.full(len(batch), -1, dtype=np.int32)
-        for i, attrs in enumerate(batch.attrs):
-            if attrs:
-                if "callee" in attrs:
-                    callee[i] = self.services.id_of(attrs["callee"])
-                if "caller" in attrs:
-                    caller[i] = self.services.id_of(attrs["caller"])
+        callee = self.services.ids(batch.attr_column("callee"))
+        caller = self.services.ids(batch.attr_column("caller"))
         idx = np.flatnonzero(ok)
         rid = batch.request_id if len(idx) == len(batch) else batch.request_id.gather(idx)
         self.correlator.add(

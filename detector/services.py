@@ -36,7 +36,16 @@ class ServiceIndex:
         """Ids of a batch's names (-1 for null)."""
         if len(names) == 0:
             return np.zeros(0, dtype=np.int32)
-        distinct = [n for n in names.unique(maintain_order=True).to_list() if n is not None]
-        ids = [self.id_of(n) for n in distinct]
-        out = names.replace_strict(distinct, ids, default=-1, return_dtype=pl.Int32)
-        return out.fill_null(-1).to_numpy().astype(np.int32)
+        n = len(names)
+        nulls = names.null_count()
+        if nulls == n:
+            return np.full(n, -1, dtype=np.int32)
+        if nulls > n // 2:  # a sparse column (callee, caller): map only the values present
+            at = np.flatnonzero(names.is_not_null().to_numpy())
+            out = np.full(n, -1, dtype=np.int32)
+            out[at] = self.ids(names.gather(at))
+            return out
+        distinct = [v for v in names.unique(maintain_order=True).to_list() if v is not None]
+        ids = [self.id_of(v) for v in distinct]
+        mapped = names.replace_strict(distinct, ids, default=-1, return_dtype=pl.Int32)
+        return mapped.fill_null(-1).to_numpy().astype(np.int32)

@@ -9,6 +9,7 @@ import numpy as np
 
 from models.base import FloatArray, IntArray, grow
 
+_MAX_COUNT = np.iinfo(np.uint16).max - 1
 _EPS = 1e-300
 
 
@@ -34,7 +35,9 @@ class TailCalibrator:
     tails much heavier than the model's beyond the k-th extreme, where the constant inflation
     under-corrects (Student t with 2 dof through a normal z-score: a third of the alarms stay).
 
-    Memory: `bins` 4-byte counters per series (1.2 KiB with the defaults).
+    Memory: `bins` 2-byte counters per series (602 bytes with the defaults). When a bin of a
+    series would pass 65,535, that series' counts are halved: beyond a few hundred thousand
+    values the history fades slowly instead of overflowing.
 
     Examples
     --------
@@ -62,7 +65,7 @@ class TailCalibrator:
         self.step = step
         self.max_surprise = max_surprise
         self.bins = math.ceil(max_surprise / step) + 1
-        self._hist = np.zeros((0, self.bins), dtype=np.uint32)
+        self._hist = np.zeros((0, self.bins), dtype=np.uint16)
         self._n = np.zeros(0, dtype=np.int64)
 
     def _bin(self, s: FloatArray) -> IntArray:
@@ -101,6 +104,12 @@ class TailCalibrator:
         extrapolated = np.minimum(conformal, p * inflation)
         out = np.where(count >= self.k, conformal, extrapolated)
         out = np.where(n >= self.min_history, out, p)
+        full = self._hist[series, b] >= _MAX_COUNT
+        if full.any():  # halve a series' counts before a bin overflows: slow forgetting
+            rows_full = series[full]
+            self._hist[rows_full] //= 2
+            self._n[rows_full] = self._hist[rows_full].sum(axis=1)
+            n = self._n[series]
         np.add.at(self._hist, (series, b), 1)
         self._n[series] = n + 1
         return np.clip(out, _EPS, 1.0)
@@ -117,7 +126,8 @@ class TailCalibrator:
     def load_state(self, state: dict[str, Any]) -> None:
         if state.get("model") != self.name:
             raise ValueError(f"checkpoint is for {state.get('model')!r}, not {self.name!r}")
-        hist = np.asarray(state["hist"], dtype=np.uint32).reshape(-1, self.bins)
+        hist = np.minimum(np.asarray(state["hist"], dtype=np.int64), _MAX_COUNT)
+        hist = hist.astype(np.uint16).reshape(-1, self.bins)
         self._hist = hist
         self._n = np.asarray(state["n"], dtype=np.int64)
 
