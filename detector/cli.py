@@ -92,17 +92,35 @@ def _print_summary(stats: dict[str, object], incidents: list[dict[str, object]],
     for reason, n in dead.items():
         if n:
             t.add_row(f"  dead: {reason}", str(n))
+    corr = stats.get("correlation") or {}
+    assert isinstance(corr, dict)
+    for key, label in (("requests_closed", "requests"), ("anomalous_requests", "  anomalous"),
+                       ("evicted_requests", "  evicted"), ("late_events", "  late events"),
+                       ("dropped_events", "  over the cap"), ("no_request_id", "  no request id")):
+        if key in corr and (corr[key] or key in ("requests_closed", "anomalous_requests")):
+            t.add_row(label, str(corr[key]))
     out.print(t)
     if incidents:
         it = Table(title="Incidents")
-        for col in ("id", "service", "status", "opened (UTC)", "anomalies", "top explanation"):
+        for col in ("id", "root cause", "status", "opened (UTC)", "anomalies", "services",
+                    "top explanation"):
             it.add_column(col)
         from detector.simulate.fleet import rfc3339
 
         for inc in incidents:
-            it.add_row(str(inc["id"]), str(inc["service"]), str(inc["status"]),
+            ranked = inc.get("root_cause") or []
+            assert isinstance(ranked, list)
+            cause = str(inc["service"])
+            if ranked:
+                top = ranked[0]
+                ev = top["evidence"]
+                cause = (f"{top['service']} ({top['confidence']:.0%}; {ev['requests']} requests"
+                         f"{', silent' if ev['silent_requests'] else ''})")
+            services = inc.get("services") or {}
+            assert isinstance(services, dict)
+            it.add_row(str(inc["id"]), cause, str(inc["status"]),
                        rfc3339(float(inc["opened_at"])), str(inc["anomaly_count"]),  # type: ignore[arg-type]
-                       str(inc["top_explanation"]))
+                       ", ".join(sorted(services)), str(inc["top_explanation"]))
         out.print(it)
     else:
         out.print("No incidents.")
