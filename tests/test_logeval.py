@@ -33,14 +33,16 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def test_session_scorer_flags_a_new_template_and_an_unusual_count_only() -> None:
+def test_session_scorer_flags_a_new_template_an_unusual_count_and_a_broken_invariant_only() -> None:
     sessions = [(f"s{i}", Counter(NORMAL)) for i in range(300)]
     sessions.insert(150, ("new", Counter([*NORMAL, "exception in <*>"])))
-    sessions.insert(200, ("count", Counter([*NORMAL, *["write <*>"] * 40])))
+    sessions.insert(280, ("count", Counter([*NORMAL, *["write <*>"] * 40])))
+    sessions.insert(250, ("invariant", Counter(["open <*>", "write <*>", "write <*>", "write <*>"])))
     verdicts = {v.session_id: v for v in score_sessions(sessions, warmup_share=0.1, alpha=0.02)}
     assert verdicts["new"].predicted and verdicts["new"].reason.startswith("new template")
     assert verdicts["count"].predicted and verdicts["count"].reason.startswith("unusual count")
-    assert sum(v.predicted for v in verdicts.values()) == 2
+    assert verdicts["invariant"].predicted and verdicts["invariant"].reason.startswith("broken")
+    assert sum(v.predicted for v in verdicts.values()) == 3
 
 
 def test_eval_sessions_writes_scores_counts_bad_lines_and_reports_f1(tmp_path: Path) -> None:
