@@ -1,0 +1,73 @@
+"""What a policy plans (`Action`), what a hook did (`Outcome`), and what was decided (`Verdict`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Verdict(StrEnum):
+    """The decision recorded for one (trigger episode, rule, rung)."""
+
+    ACTED = "acted"  # the hook ran and succeeded
+    DRY_RUN = "dry_run"  # would have acted; dry-run is on
+    SUPPRESSED = "suppressed"  # a guard said no (the record names the guard)
+    FAILED = "failed"  # the hook ran and failed (after retries)
+    PENDING_APPROVAL = "pending_approval"
+    REJECTED = "rejected"  # a person rejected it, or the approval expired
+    VERIFIED = "verified"  # after acting, the signal cleared
+    NOT_BETTER = "not_better"  # after acting and waiting, it did not: climb the ladder
+    ESCALATED = "escalated"  # the ladder ran out or a restart loop: a person was paged
+    CANCELLED = "cancelled"  # the trigger resolved before the action ran
+    RESOLVED = "resolved"  # the alert resolved: the trigger's record is closed
+
+
+@dataclass(slots=True)
+class Action:
+    """One rung of one rule, resolved against one trigger: the hook, its rendered params, and
+    the target it acts on (cooldowns, budgets and breakers count per target)."""
+
+    rule: str
+    rung: int
+    rung_name: str
+    hook: str
+    target: str
+    params: dict[str, Any]
+    timeout_s: float
+    wait_s: float
+    episode: str
+    secrets: frozenset[str] = frozenset()  # param keys whose values are redacted in the audit
+    restart: bool = False  # counts towards restart-loop protection
+
+    def redacted_params(self) -> dict[str, Any]:
+        out: dict[str, Any] = redact(self.params, self.secrets)
+        return out
+
+
+@dataclass(slots=True)
+class Outcome:
+    ok: bool
+    detail: str = ""
+    output: str = ""  # bounded capture (stdout/stderr, response body)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+_SECRET_WORDS = ("token", "password", "secret", "authorization", "api_key", "apikey", "cookie")
+
+
+def redact(value: Any, secrets: frozenset[str] = frozenset()) -> Any:
+    """A copy with secret-looking keys (and `secrets`) replaced by '***'.
+
+    >>> redact({"url": "u", "headers": {"Authorization": "Bearer x"}, "token": "t"})
+    {'url': 'u', 'headers': {'Authorization': '***'}, 'token': '***'}
+    """
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            secret = k in secrets or any(w in str(k).lower() for w in _SECRET_WORDS)
+            out[k] = "***" if secret and v not in (None, "") else redact(v, secrets)
+        return out
+    if isinstance(value, list):
+        return [redact(v, secrets) for v in value]
+    return value

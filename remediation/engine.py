@@ -1,0 +1,317 @@
+"""The remediation engine: a trigger in, each matching rule's ladder climbed rung by rung through
+the guard, approval, the hook (timeout, retries), verification and, at the top, a page; every
+decision is an audit record. Intake (`submit`) never waits for a hook."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from remediation.actions import Action, Outcome, Verdict, redact
+from remediation.audit import AuditRecord, AuditStore
+from remediation.guard import Guard
+from remediation.hooks.base import HookRegistry
+from remediation.hooks.log import LogHook
+from remediation.policy import HttpCheck, Policy, Rule, Rung, render_target
+from remediation.retry import backoff_delays
+from remediation.templating import TemplateError, render
+from remediation.trigger import Trigger
+
+
+@dataclass
+class EngineSettings:
+    dry_run: bool = True  # acting needs an explicit dry_run=False
+    seed: int | None = None  # retry jitter (tests pin it)
+
+
+@dataclass
+class _Episode:
+    trigger: Trigger
+    resolved: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+
+class Engine:
+    """Runs inside an asyncio loop. `submit` records and schedules; `drain` waits for the
+    scheduled work (tests, shutdown); `approve`/`reject` answer a pending approval.
+
+    Idempotency: each (episode, rule, rung) is claimed in the audit database before its hook runs,
+    so a resent alert, a second Vigil replica sharing the database, or a restart never acts twice
+    on one rung of one episode.
+    """
+
+    def __init__(self, policy: Policy, store: AuditStore, hooks: HookRegistry | None = None,
+                 settings: EngineSettings | None = None, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+        self.policy = policy
+        self.store = store
+        self.hooks = hooks or HookRegistry()
+        self.settings = settings or EngineSettings()
+        self.clock = clock
+        self.sleep = sleep
+        self.guard = Guard(policy.guards, clock)
+        g = policy.guards
+        horizon = max(g.cooldown_s, g.budget.window_s, g.restart_loop.window_s)
+        self.guard.load(store.acted_since(clock() - horizon))
+        self._rng = random.Random(self.settings.seed)
+        self._episodes: dict[str, _Episode] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._approvals: dict[int, asyncio.Future[bool]] = {}
+        self._dry_hook = LogHook()
+
+    # ---- intake -------------------------------------------------------------------------
+    def submit(self, trigger: Trigger) -> list[str]:
+        """Take a trigger; returns the rules whose ladders started (none for a resend or a
+        resolution). Must be called from the engine's event loop; returns at once."""
+        ep = self._episodes.get(trigger.episode)
+        if trigger.status == "resolved":
+            if ep is not None:
+                ep.resolved.set()
+            self._record(trigger, Verdict.RESOLVED, detail="the alert resolved" + (
+                "; waiting steps stop, a verification in progress counts it" if ep and _running(ep)
+                else ""))
+            return []
+        if ep is None:
+            ep = self._episodes[trigger.episode] = _Episode(trigger)
+        rules = self.policy.matching(trigger)
+        if not rules:
+            self._record(trigger, Verdict.SUPPRESSED, guard="policy", detail="no rule matches")
+            return []
+        started = []
+        for rule in rules:
+            if rule.name in ep.tasks:
+                continue  # a resend of an episode already being handled
+            ep.tasks[rule.name] = asyncio.get_running_loop().create_task(self._ladder(rule, ep))
+            started.append(rule.name)
+        return started
+
+    async def drain(self) -> None:
+        """Wait until every started ladder has finished."""
+        while True:
+            tasks = [t for ep in self._episodes.values() for t in ep.tasks.values() if not t.done()]
+            if not tasks:
+                return
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def pending_approvals(self) -> list[int]:
+        return [k for k, f in self._approvals.items() if not f.done()]
+
+    def approve(self, audit_id: int) -> bool:
+        return self._answer(audit_id, True)
+
+    def reject(self, audit_id: int) -> bool:
+        return self._answer(audit_id, False)
+
+    def _answer(self, audit_id: int, yes: bool) -> bool:
+        fut = self._approvals.get(audit_id)
+        if fut is None or fut.done():
+            return False
+        fut.set_result(yes)
+        return True
+
+    # ---- the ladder ---------------------------------------------------------------------
+    async def _ladder(self, rule: Rule, ep: _Episode) -> None:
+        trigger = ep.trigger
+        done = self.store.claimed(trigger.episode, rule.name)
+        first = 0
+        if done:
+            # This episode already acted under this rule (before a restart, or on another replica).
+            last = max(done)
+            prior = self.store.query(episode=trigger.episode, limit=100_000)
+            climbed = any(r.rule == rule.name and r.rung == last and r.verdict in (
+                Verdict.NOT_BETTER, Verdict.FAILED) for r in prior)
+            if not climbed or last + 1 >= len(rule.ladder):
+                self._record(trigger, Verdict.SUPPRESSED, rule=rule, rung=last, guard="idempotency",
+                             detail=f"rung {last} of this episode already ran")
+                return
+            first = last + 1
+        for i in range(first, len(rule.ladder)):
+            rung = rule.ladder[i]
+            if ep.resolved.is_set():
+                self._record(trigger, Verdict.CANCELLED, rule=rule, rung=i,
+                             detail="the alert resolved before this step")
+                return
+            try:
+                action = self._action(rule, i, rung, trigger)
+            except TemplateError as exc:
+                self._record(trigger, Verdict.FAILED, rule=rule, rung=i, detail=f"params: {exc}")
+                continue
+            decision = self.guard.check(action)
+            if not decision:
+                self._record(trigger, Verdict.SUPPRESSED, action=action, guard=decision.guard,
+                             detail=decision.detail)
+                if decision.escalate:
+                    continue  # a restart loop: the next rung (or the page) instead
+                return
+            needs_approval = (rule.approval is not None and rule.approval.required
+                              and not self.settings.dry_run)  # dry-run acts on nothing to approve
+            if needs_approval and not await self._approved(action, trigger, ep,
+                                                           rule.approval.expires_s):  # type: ignore[union-attr]
+                return
+            lock = self._locks.setdefault(action.target, asyncio.Lock())
+            async with lock:  # one ladder at a time per target: two triggers never race
+                if not self.store.claim(trigger.episode, rule.name, i):
+                    self._record(trigger, Verdict.SUPPRESSED, action=action, guard="idempotency",
+                                 detail="this rung of this episode already ran")
+                    return
+                outcome, took = await self._execute(action, trigger)
+                verdict = (Verdict.DRY_RUN if self.settings.dry_run else Verdict.ACTED) \
+                    if outcome.ok else Verdict.FAILED
+                self._record(trigger, verdict, action=action, detail=outcome.detail,
+                             output=outcome.output, duration=took)
+                if outcome.ok and await self._verified(rung, ep):
+                    self._record(trigger, Verdict.VERIFIED, action=action,
+                                 detail=self._why_better(rung, ep))
+                    return
+                if outcome.ok:
+                    self._record(trigger, Verdict.NOT_BETTER, action=action,
+                                 detail=f"no better after {rung.wait_s:g}s")
+        await self._page(rule, trigger)
+
+    def _action(self, rule: Rule, i: int, rung: Rung, trigger: Trigger) -> Action:
+        return Action(rule=rule.name, rung=i, rung_name=rung.name, hook=rung.hook,
+                      target=render_target(rung, trigger), params=rung.params,
+                      timeout_s=rung.timeout_s, wait_s=rung.wait_s, episode=trigger.episode,
+                      secrets=frozenset(rung.secrets), restart=rung.restart)
+
+    async def _approved(self, action: Action, trigger: Trigger, ep: _Episode, expires_s: float
+                        ) -> bool:
+        rec_id = self._record(trigger, Verdict.PENDING_APPROVAL, action=action,
+                              detail=f"waiting for approval (expires in {expires_s:g}s)")
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._approvals[rec_id] = fut
+        resolved: asyncio.Future[Any] = asyncio.ensure_future(ep.resolved.wait())
+        waiting: set[asyncio.Future[Any]] = {fut, resolved}
+        try:
+            finished, _ = await asyncio.wait(waiting, timeout=expires_s,
+                                             return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            resolved.cancel()
+            self._approvals.pop(rec_id, None)
+        if fut in finished and fut.result():
+            return True
+        why = ("rejected" if fut in finished else
+               "the alert resolved first" if ep.resolved.is_set() else f"expired after {expires_s:g}s")
+        self._record(trigger, Verdict.REJECTED, action=action, guard="approval", detail=why)
+        return False
+
+    async def _execute(self, action: Action, trigger: Trigger) -> tuple[Outcome, float]:
+        hook = self._dry_hook if self.settings.dry_run else self.hooks.get(action.hook)
+        r = self.policy.guards.retries
+        delays = backoff_delays(r.attempts, r.base_s, r.max_s, self._rng)
+        self.guard.started(action)
+        t0 = time.perf_counter()
+        outcome = Outcome(False, "not run")
+        try:
+            for attempt in range(len(delays) + 1):
+                outcome = await self._call(hook, action, trigger)
+                if outcome.ok or attempt == len(delays):
+                    break
+                await self.sleep(delays[attempt])
+        finally:
+            self.guard.finished(action, outcome.ok)
+        if not outcome.ok and len(delays):
+            outcome.detail += f" (after {len(delays) + 1} attempts)"
+        return outcome, time.perf_counter() - t0
+
+    async def _call(self, hook: Any, action: Action, trigger: Trigger) -> Outcome:
+        try:
+            if inspect.iscoroutinefunction(hook.run):
+                coro = hook.run(action, trigger)
+            else:  # a synchronous hook runs in a worker thread; its timeout still applies
+                coro = asyncio.to_thread(hook.run, action, trigger)
+            result = await asyncio.wait_for(coro, timeout=action.timeout_s)
+        except TimeoutError:
+            return Outcome(False, f"{action.hook} timed out after {action.timeout_s:g}s")
+        except Exception as exc:  # a hook's bug is a failed action, not a dead engine
+            return Outcome(False, f"{action.hook} raised {type(exc).__name__}: {exc}")
+        if not isinstance(result, Outcome):
+            return Outcome(False, f"{action.hook} returned {type(result).__name__}, not an Outcome")
+        return result
+
+    async def _verified(self, rung: Rung, ep: _Episode) -> bool:
+        """Within the rung's wait: did the trigger resolve, or the HTTP check pass?"""
+        deadline = self.clock() + rung.wait_s
+        check = rung.success.http
+        while True:
+            if rung.success.resolved and ep.resolved.is_set():
+                return True
+            if check is not None and await _check_ok(check, ep.trigger):
+                return True
+            left = deadline - self.clock()
+            if left <= 0:
+                return rung.wait_s == 0 and check is None and not rung.success.resolved
+            step = min(left, check.interval_s if check else left)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ep.resolved.wait(), timeout=step)
+
+    def _why_better(self, rung: Rung, ep: _Episode) -> str:
+        if ep.resolved.is_set():
+            return "the alert resolved"
+        if rung.success.http is not None:
+            return f"{rung.success.http.field} below {rung.success.http.below:g}"
+        return "no verification configured"
+
+    async def _page(self, rule: Rule, trigger: Trigger) -> None:
+        page = self.policy.page
+        detail = f"ladder of {rule.name!r} exhausted without recovery"
+        if page is None:
+            self._record(trigger, Verdict.ESCALATED, rule=rule, detail=detail + "; no page configured")
+            return
+        body = {"text": f"Vigil: {detail} for {trigger.service or trigger.fingerprint}",
+                "rule": rule.name, "trigger": trigger.to_dict(),
+                "audit": [r.to_dict() for r in self.store.query(episode=trigger.episode)][-20:]}
+        try:
+            async with httpx.AsyncClient(timeout=page.timeout_s) as client:
+                resp = await client.post(page.url, json=body, headers=page.headers)
+            detail += f"; paged {page.url} -> {resp.status_code}"
+        except httpx.HTTPError as exc:
+            detail += f"; paging {page.url} failed: {exc}"
+        self._record(trigger, Verdict.ESCALATED, rule=rule, detail=detail)
+
+    def _record(self, trigger: Trigger, verdict: str, rule: Rule | None = None,
+                rung: int | None = None, action: Action | None = None, guard: str | None = None,
+                detail: str = "", output: str = "", duration: float | None = None) -> int:
+        params = None
+        if action is not None:
+            try:
+                shown = render(action.params, trigger)
+            except TemplateError:
+                shown = action.params
+            params = redact(shown, action.secrets)
+            if action.restart:
+                params["_restart"] = True  # so restart-loop counts survive a restart of Vigil
+        return self.store.add(AuditRecord(
+            episode=trigger.episode, fingerprint=trigger.fingerprint, source=trigger.source,
+            verdict=str(verdict), rule=action.rule if action else (rule.name if rule else None),
+            rung=action.rung if action else rung,
+            rung_name=action.rung_name if action else None, hook=action.hook if action else None,
+            target=action.target if action else None, params=params, guard=guard, detail=detail,
+            output=output, duration_s=duration, trigger=trigger.to_dict(), ts=self.clock()))
+
+
+def _running(ep: _Episode) -> bool:
+    return any(not t.done() for t in ep.tasks.values())
+
+
+async def _check_ok(check: HttpCheck, trigger: Trigger) -> bool:
+    try:
+        url = render(check.url, trigger, encode=True)
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            resp = await client.get(url)
+        if not 200 <= resp.status_code < 300:
+            return False
+        value: Any = resp.json()
+        for part in check.field.split("."):
+            value = value[part]
+        return float(value) < check.below
+    except (httpx.HTTPError, ValueError, KeyError, TypeError, TemplateError):
+        return False

@@ -1,0 +1,92 @@
+"""`Trigger`: what remediation acts on, from the detector's incidents or Alertmanager's alerts."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Source = Literal["detector", "alertmanager", "manual"]
+Status = Literal["firing", "resolved"]
+
+
+class TriggerError(ValueError):
+    """A trigger that cannot be used, with what is wrong."""
+
+
+@dataclass(slots=True)
+class Trigger:
+    """One alert episode: `fingerprint` names the alert, `starts_at` the episode.
+
+    `labels` are the matchable facts (service, severity, alertname, namespace, ...); for the
+    detector's incidents, `root_cause` and `kind` (error / latency / ...) come from the
+    incident. Values are strings: they are data, never code.
+
+    >>> t = Trigger.from_dict({"source": "alertmanager", "fingerprint": "abc", "status": "firing",
+    ...                        "starts_at": 100.0, "labels": {"service": "cart", "severity": "page"}})
+    >>> t.episode, t.severity, t.service
+    ('abc@100.000', 'page', 'cart')
+    """
+
+    source: Source
+    fingerprint: str
+    status: Status
+    starts_at: float  # epoch seconds
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    root_cause: str | None = None
+    kind: str | None = None
+
+    @property
+    def episode(self) -> str:
+        """(fingerprint, start): resends of one alert episode share it; a new episode does not."""
+        return f"{self.fingerprint}@{self.starts_at:.3f}"
+
+    @property
+    def severity(self) -> str:
+        return self.labels.get("severity", "")
+
+    @property
+    def service(self) -> str:
+        """The service the trigger is about: its root cause, else a `service`/`job`/`app` label."""
+        return self.root_cause or next(
+            (self.labels[k] for k in ("service", "job", "app") if self.labels.get(k)), "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Trigger:
+        if not isinstance(d, dict):
+            raise TriggerError("a trigger is a JSON object")
+        missing = [k for k in ("source", "fingerprint", "status", "starts_at") if k not in d]
+        if missing:
+            raise TriggerError(f"trigger lacks {', '.join(missing)}")
+        if d["source"] not in ("detector", "alertmanager", "manual"):
+            raise TriggerError(f"source {d['source']!r}: use detector, alertmanager or manual")
+        if d["status"] not in ("firing", "resolved"):
+            raise TriggerError(f"status {d['status']!r}: use firing or resolved")
+        try:
+            starts = float(d["starts_at"])
+        except (TypeError, ValueError) as exc:
+            raise TriggerError("starts_at must be epoch seconds") from exc
+        labels, annotations = d.get("labels") or {}, d.get("annotations") or {}
+        for name, m in (("labels", labels), ("annotations", annotations)):
+            if not isinstance(m, dict) or not all(isinstance(k, str) for k in m):
+                raise TriggerError(f"{name} must be an object of strings")
+        return cls(
+            source=d["source"], fingerprint=str(d["fingerprint"]), status=d["status"],
+            starts_at=starts, labels={k: str(v) for k, v in labels.items()},
+            annotations={k: str(v) for k, v in annotations.items()},
+            root_cause=d.get("root_cause"), kind=d.get("kind"),
+        )
+
+
+def fingerprint(labels: dict[str, str]) -> str:
+    """A stable fingerprint of a label set (order does not matter).
+
+    >>> fingerprint({"b": "2", "a": "1"}) == fingerprint({"a": "1", "b": "2"})
+    True
+    """
+    text = "\x1f".join(f"{k}\x1e{v}" for k, v in sorted(labels.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,535 @@
+"""The remediation engine against real targets: an HTTP service whose admin API really changes its
+rate limit, restarts and rolls back, and real child processes; every guardrail, the audit, and
+idempotency across a restart of Vigil."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from remediation.audit import AuditStore
+from remediation.engine import Engine, EngineSettings
+from remediation.policy import parse_policy
+from remediation.trigger import Trigger
+
+SERVICE = Path(__file__).parent / "services" / "admin_service.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Admin:
+    """The admin service in a child process."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.state = tmp / "admin-state.json"
+        self.proc = subprocess.Popen([sys.executable, str(SERVICE), str(self.port), str(self.state)])
+        self.wait_up()
+
+    def wait_up(self, old_boot: str | None = None) -> dict[str, Any]:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                s = httpx.get(self.url, timeout=0.5).json()
+                if old_boot is None or s["boot"] != old_boot:
+                    return dict(s)
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("admin service did not come up")
+
+    def status(self) -> dict[str, Any]:
+        return dict(httpx.get(self.url, timeout=2).json())
+
+    def setup(self, **state: Any) -> None:
+        httpx.post(self.url + "/admin/test-setup", json=state, timeout=2).raise_for_status()
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def admin(tmp_path: Path) -> Iterator[Admin]:
+    a = Admin(tmp_path)
+    yield a
+    a.stop()
+
+
+def trig(fp: str = "fp1", status: str = "firing", starts: float = 1000.0, **labels: str) -> Trigger:
+    return Trigger("alertmanager", fp, status, starts,  # type: ignore[arg-type]
+                   labels={"service": "cart", "severity": "page", **labels})
+
+
+def policy(body: str) -> Any:
+    return parse_policy(textwrap.dedent(body))
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def settle(engine: Engine) -> None:
+    await engine.drain()
+
+
+NO_GUARDS = """
+    guards:
+      cooldown_s: 0
+      retries: {attempts: 0}
+      budget: {max_actions: 1000, max_per_target: 1000}
+"""
+
+
+def throttle_rule(url: str, wait: float = 0.0, extra: str = "") -> str:
+    return f"""
+    rules:
+      - name: throttle-cart
+        match: {{labels: {{service: cart}}}}
+        ladder:
+          - name: throttle
+            hook: http
+            params:
+              url: {url}/admin/rate-limit/${{labels.service}}
+              json: {{limit: 5}}
+            wait_s: {wait}
+    {textwrap.indent(textwrap.dedent(extra), '    ')}
+    """
+
+
+# ---- dry-run, acting, verification --------------------------------------------------------------
+def test_dry_run_is_the_default_and_touches_nothing(admin: Admin, tmp_path: Path) -> None:
+    store = AuditStore(tmp_path / "audit.db")
+
+    async def go() -> None:
+        e = Engine(policy(throttle_rule(admin.url) + NO_GUARDS), store)
+        assert e.submit(trig()) == ["throttle-cart"]
+        await settle(e)
+    run(go())
+    assert admin.status()["rate_limit"] is None
+    assert [r.verdict for r in store.query()][:1] == ["dry_run"]
+    assert store.query()[0].hook == "http" and store.query()[0].target == "cart"
+
+
+def test_acting_throttles_the_service_and_verifies_by_its_metric(admin: Admin, tmp_path: Path) -> None:
+    store = AuditStore(tmp_path / "audit.db")
+    body = throttle_rule(admin.url, wait=5).replace(
+        "wait_s: 5", f"wait_s: 5\n            success: {{resolved: false, http: {{url: '{admin.url}/', "
+                     "field: error_rate, below: 0.05, interval_s: 0.1}}")
+
+    async def go() -> None:
+        e = Engine(policy(body + NO_GUARDS), store, settings=EngineSettings(dry_run=False))
+        e.submit(trig())
+        await settle(e)
+    run(go())
+    st = admin.status()
+    assert st["rate_limit"] == 5 and st["error_rate"] == 0.01
+    assert st["calls"][0]["path"] == "/admin/rate-limit/cart"
+    assert [r.verdict for r in store.query()] == ["acted", "verified"]
+
+
+def test_resolution_verifies_and_an_unresolved_ladder_climbs_then_pages(admin: Admin, tmp_path: Path
+                                                                        ) -> None:
+    pages: list[dict[str, Any]] = []
+    page_port = free_port()
+
+    class Pager(BaseHTTPRequestHandler):
+        def log_message(self, *a: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            pages.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+    server = ThreadingHTTPServer(("127.0.0.1", page_port), Pager)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    body = f"""
+    rules:
+      - name: cart
+        match: {{labels: {{service: cart}}}}
+        ladder:
+          - {{name: throttle, hook: http, wait_s: 0.3,
+              params: {{url: "{admin.url}/admin/rate-limit", json: {{limit: 50}}}}}}
+          - {{name: rollback, hook: http, wait_s: 0.3,
+              params: {{url: "{admin.url}/admin/rollback"}}}}
+    page: {{url: "http://127.0.0.1:{page_port}/page"}}
+    """ + NO_GUARDS
+    admin.setup(version="v2", history=["v1"])
+    store = AuditStore(tmp_path / "audit.db")
+
+    async def go() -> None:
+        e = Engine(policy(body), store, settings=EngineSettings(dry_run=False))
+        e.submit(trig("unresolved"))
+        await settle(e)
+        # A second episode that resolves while the first rung waits: verified, no climb.
+        e.submit(trig("resolves", starts=2000.0))
+        await asyncio.sleep(0.1)
+        e.submit(trig("resolves", status="resolved", starts=2000.0))
+        await settle(e)
+    try:
+        run(go())
+    finally:
+        server.shutdown()
+    first = [r.verdict for r in store.query(episode="unresolved@1000.000")]
+    assert first == ["acted", "not_better", "acted", "not_better", "escalated"]
+    assert admin.status()["version"] == "v1"  # the rollback really happened
+    assert len(pages) == 1 and pages[0]["rule"] == "cart" and "exhausted" in pages[0]["text"]
+    second = [r.verdict for r in store.query(episode="resolves@2000.000")]
+    assert second == ["acted", "resolved", "verified"]
+
+
+# ---- guards -------------------------------------------------------------------------------------
+def test_cooldown_per_hook_and_target(tmp_path: Path) -> None:
+    body = """
+    rules:
+      - {name: r, match: {}, ladder: [{name: note, hook: log, wait_s: 0}]}
+    guards: {cooldown_s: 600, retries: {attempts: 0}}
+    """
+    store = AuditStore(tmp_path / "a.db")
+
+    async def go() -> None:
+        e = Engine(policy(body), store)
+        e.submit(trig("a"))
+        await settle(e)
+        e.submit(trig("b", starts=2000.0))  # another episode, same target
+        e.submit(trig("c", starts=2000.0, service="db"))  # another target
+        await settle(e)
+    run(go())
+    by = {r.episode: r for r in store.query() if r.verdict in ("dry_run", "suppressed")}
+    assert by["b@2000.000"].verdict == "suppressed" and by["b@2000.000"].guard == "cooldown"
+    assert by["c@2000.000"].verdict == "dry_run"
+
+
+def test_budgets_global_and_per_target(tmp_path: Path) -> None:
+    body = """
+    rules:
+      - {name: r, match: {}, ladder: [{name: note, hook: log, wait_s: 0}]}
+    guards: {cooldown_s: 0, retries: {attempts: 0},
+             budget: {window_s: 3600, max_actions: 3, max_per_target: 2}}
+    """
+    store = AuditStore(tmp_path / "a.db")
+
+    async def go() -> None:
+        e = Engine(policy(body), store)
+        for i, svc in enumerate(["cart", "cart", "cart", "db", "api"]):
+            e.submit(trig(f"e{i}", service=svc))
+            await settle(e)
+    run(go())
+    guards = [r.guard for r in store.query() if r.verdict == "suppressed"]
+    assert guards == ["target_budget", "budget"]
+
+
+def test_max_concurrency_and_one_ladder_per_target_at_a_time(tmp_path: Path) -> None:
+    log = tmp_path / "spans.txt"
+    script = tmp_path / "slow.sh"
+    script.write_text(f'#!/bin/sh\necho "start $VIGIL_EPISODE $(date +%s.%N)" >> {log}\n'
+                      f'sleep 0.4\necho "end $VIGIL_EPISODE $(date +%s.%N)" >> {log}\n')
+    script.chmod(0o755)
+    body = f"""
+    rules:
+      - {{name: r, match: {{}}, ladder: [{{name: run, hook: command, wait_s: 0.2,
+          params: {{argv: ["{script}"]}}}}]}}
+    guards: {{cooldown_s: 0, max_concurrent: 2, retries: {{attempts: 0}}}}
+    """
+    store = AuditStore(tmp_path / "a.db")
+
+    async def go() -> None:
+        e = Engine(policy(body), store, settings=EngineSettings(dry_run=False))
+        e.submit(trig("a1"))  # cart
+        e.submit(trig("a2"))  # cart again: waits for a1's ladder, never overlaps
+        e.submit(trig("b", service="db"))
+        await asyncio.sleep(0.05)
+        e.submit(trig("c", service="api"))  # two running already
+        await settle(e)
+    run(go())
+    rows = [line.split() for line in log.read_text().splitlines()]
+    spans = {ep: [float(t) for k, e, t in rows if e == ep] for ep in {r[1] for r in rows}}
+    a1, a2 = spans["a1@1000.000"], spans["a2@1000.000"]
+    assert a1[1] <= a2[0] or a2[1] <= a1[0]  # the two cart runs did not overlap
+    sup = [r for r in store.query() if r.verdict == "suppressed"]
+    assert [(r.episode, r.guard) for r in sup] == [("c@1000.000", "concurrency")]
+
+
+def test_circuit_breaker_opens_and_half_opens_after_the_delay(admin: Admin, tmp_path: Path) -> None:
+    now = [1000.0]
+    body = f"""
+    rules:
+      - {{name: r, match: {{}}, ladder: [{{name: t, hook: http, wait_s: 0,
+          params: {{url: "{admin.url}/admin/rate-limit", json: {{limit: 50}}}}}}]}}
+    guards: {{cooldown_s: 0, retries: {{attempts: 0}}, breaker: {{failures: 2, reset_s: 60}},
+             budget: {{max_per_target: 100}}}}
+    """
+    admin.setup(fail_next=3)
+    store = AuditStore(tmp_path / "a.db")
+
+    async def go() -> None:
+        e = Engine(policy(body), store, settings=EngineSettings(dry_run=False), clock=lambda: now[0])
+        for i in range(3):
+            e.submit(trig(f"f{i}", starts=float(i)))
+            await settle(e)
+        now[0] += 61  # half-open: one probe goes through (and fails: fail_next was 3)
+        e.submit(trig("probe", starts=10.0))
+        await settle(e)
+        e.submit(trig("after-probe", starts=11.0))
+        await settle(e)
+        now[0] += 61
+        e.submit(trig("healthy", starts=12.0))  # the service works again: breaker closes
+        await settle(e)
+    run(go())
+    v = [(r.episode.split("@")[0], r.verdict, r.guard) for r in store.query()
+         if r.verdict in ("acted", "failed", "suppressed")]
+    assert v == [("f0", "failed", None), ("f1", "failed", None),
+                 ("f2", "suppressed", "circuit_breaker"), ("probe", "failed", None),
+                 ("after-probe", "suppressed", "circuit_breaker"), ("healthy", "acted", None)]
+
+
+def test_retries_back_off_with_jitter_and_stay_bounded(admin: Admin, tmp_path: Path) -> None:
+    slept: list[float] = []
+
+    async def fake_sleep(s: float) -> None:
+        slept.append(s)
+    body = f"""
+    rules:
+      - {{name: r, match: {{}}, ladder: [{{name: t, hook: http, wait_s: 0,
+          params: {{url: "{admin.url}/admin/rate-limit", json: {{limit: 50}}}}}}]}}
+    guards: {{cooldown_s: 0, retries: {{attempts: 3, base_s: 1, max_s: 3}}}}
+    """
+    admin.setup(fail_next=2)
+    store = AuditStore(tmp_path / "a.db")
+
+    async def go() -> None:
+        e = Engine(policy(body), store, settings=EngineSettings(dry_run=False, seed=1),
+                   sleep=fake_sleep)
+        e.submit(trig())
+        await settle(e)
+    run(go())
+    assert [r.verdict for r in store.query()][0] == "acted"
+    assert len(admin.status()["calls"]) == 3
+    assert len(slept) == 2 and 0 <= slept[0] <= 1 and 0 <= slept[1] <= 2
+
+
+def test_restart_loop_escalates_to_the_next_rung(admin: Admin, tmp_path: Path) -> None:
+    body = f"""
+    rules:
+      - name: r
+        match: {{}}
+        ladder:
+          - {{name: restart, hook: http, restart: true, wait_s: 0, success: {{resolved: false}},
+              params: {{url: "{admin.url}/admin/restart"}}}}
+          - {{name: rollback, hook: http, wait_s: 0, success: {{resolved: false}},
+              params: {{url: "{admin.url}/admin/rollback"}}}}
+    guards: {{cooldown_s: 0, retries: {{attempts: 0}}, restart_loop: {{max_restarts: 2, window_s: 600}},
+             budget: {{max_per_target: 100}}}}
+    """
+    admin.setup(version="v2", history=["v1"])
+    store = AuditStore(tmp_path / "a.db")
+
+    async def go() -> None:
+        e = Engine(policy(body), store, settings=EngineSettings(dry_run=False))
+        for i in range(3):
+            boot = admin.status()["boot"]
+            e.submit(trig(f"crash{i}", starts=float(i)))
+            await settle(e)
+            if i < 2:
+                admin.wait_up(old_boot=boot)  # it really restarted
+    run(go())
+    third = [(r.rung_name, r.verdict, r.guard) for r in store.query(episode="crash2@2.000")]
+    assert third[0] == ("restart", "suppressed", "restart_loop")
+    assert ("rollback", "acted", None) in third
+    st = admin.status()
+    assert st["restarts"] == 2 and st["version"] == "v1"
+
+
+def test_approval_waits_until_approved_rejected_or_expired(admin: Admin, tmp_path: Path) -> None:
+    body = f"""
+    rules:
+      - name: r
+        match: {{}}
+        approval: {{required: true, expires_s: 0.5}}
+        ladder: [{{name: t, hook: http, wait_s: 0,
+                   params: {{url: "{admin.url}/admin/rate-limit", json: {{limit: 7}}}}}}]
+    """ + NO_GUARDS
+    store = AuditStore(tmp_path / "a.db")
+
+    async def go() -> None:
+        e = Engine(policy(body), store, settings=EngineSettings(dry_run=False))
+        e.submit(trig("yes"))
+        e.submit(trig("no", service="db"))
+        e.submit(trig("late", service="api"))
+        await asyncio.sleep(0.1)
+        pending = e.pending_approvals()
+        assert len(pending) == 3
+        recs = {r.id: r.episode for r in store.query(verdict="pending_approval")}
+        by_ep = {recs[i]: i for i in pending}
+        assert e.approve(by_ep["yes@1000.000"]) and e.reject(by_ep["no@1000.000"])
+        await settle(e)
+    run(go())
+    final = {r.episode.split("@")[0]: (r.verdict, r.detail) for r in store.query()
+             if r.verdict in ("acted", "rejected")}
+    assert final["yes"][0] == "acted" and admin.status()["rate_limit"] == 7
+    assert final["no"] == ("rejected", "rejected")
+    assert final["late"][0] == "rejected" and "expired" in final["late"][1]
+
+
+def test_one_episode_acts_once_per_rung_even_across_a_restart_of_vigil(admin: Admin,
+                                                                      tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    body = throttle_rule(admin.url, wait=0) + NO_GUARDS
+
+    async def deliver() -> None:
+        e = Engine(policy(body), AuditStore(db), settings=EngineSettings(dry_run=False))
+        for _ in range(3):  # Alertmanager resends
+            e.submit(trig("same"))
+        await settle(e)
+    run(deliver())
+    run(deliver())  # a new Vigil process over the same audit database
+    assert len(admin.status()["calls"]) == 1
+    verdicts = [(r.verdict, r.guard) for r in AuditStore(db).query()]
+    assert verdicts.count(("acted", None)) == 1 and ("suppressed", "idempotency") in verdicts
+
+
+def test_a_hung_hook_times_out_kills_its_process_and_never_blocks_intake(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    script = tmp_path / "hang.sh"
+    script.write_text(f"#!/bin/sh\necho $$ > {pidfile}\nsleep 30\n")
+    script.chmod(0o755)
+    body = f"""
+    rules:
+      - {{name: r, match: {{}}, ladder: [{{name: hang, hook: command, timeout_s: 0.5, wait_s: 0,
+          params: {{argv: ["{script}"]}}}}]}}
+    """ + NO_GUARDS
+    store = AuditStore(tmp_path / "a.db")
+
+    async def go() -> float:
+        e = Engine(policy(body), store, settings=EngineSettings(dry_run=False))
+        t0 = time.monotonic()
+        e.submit(trig("h1"))
+        for i in range(50):  # intake stays instant while the hook hangs
+            e.submit(trig(f"other{i}", service=f"s{i}"))
+        intake = time.monotonic() - t0
+        await settle(e)
+        return intake
+    assert run(go()) < 0.5
+    rec = next(r for r in store.query(episode="h1@1000.000") if r.verdict == "failed")
+    assert "timed out" in rec.detail
+    pid = int(pidfile.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_the_command_hook_restarts_a_real_process_and_gets_labels_only_as_data(tmp_path: Path) -> None:
+    pidfile, seen = tmp_path / "worker.pid", tmp_path / "seen.json"
+    worker = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    pidfile.write_text(str(worker.pid))
+    restart = tmp_path / "restart.py"
+    restart.write_text(textwrap.dedent(f"""
+        import json, os, signal, subprocess, sys
+        data = json.load(sys.stdin)
+        env = {{k: v for k, v in os.environ.items() if k.startswith("VIGIL_")}}
+        json.dump({{"stdin": data, "env": env}}, open({str(seen)!r}, "w"))
+        old = int(open({str(pidfile)!r}).read())
+        os.kill(old, signal.SIGTERM)
+        new = subprocess.Popen(["sleep", "60"], start_new_session=True)
+        open({str(pidfile)!r}, "w").write(str(new.pid))
+        print("restarted", old, "->", new.pid)
+    """))
+    body = f"""
+    rules:
+      - {{name: r, match: {{}}, ladder: [{{name: restart, hook: command, restart: true, wait_s: 0,
+          params: {{argv: ["{sys.executable}", "{restart}"]}}}}]}}
+    """ + NO_GUARDS
+    evil = "cart; touch PWNED $(touch PWNED2)\n../../etc"
+    store = AuditStore(tmp_path / "a.db")
+
+    async def go() -> None:
+        e = Engine(policy(body), store, settings=EngineSettings(dry_run=False))
+        e.submit(trig("x", evil=evil))
+        await settle(e)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        run(go())
+    finally:
+        os.chdir(cwd)
+    worker.wait(timeout=5)  # the old worker really died
+    new_pid = int(pidfile.read_text())
+    try:
+        assert new_pid != worker.pid
+        os.kill(new_pid, 0)  # and a new one runs
+        got = json.loads(seen.read_text())
+        assert got["env"]["VIGIL_LABEL_EVIL"] == evil and got["stdin"]["trigger"]["labels"]["evil"] == evil
+        assert not (tmp_path / "PWNED").exists() and not (tmp_path / "PWNED2").exists()
+        rec = next(r for r in store.query() if r.verdict == "acted")
+        assert "restarted" in rec.output
+    finally:
+        os.kill(new_pid, signal.SIGTERM)
+
+
+def test_http_templating_encodes_hostile_labels_into_the_path(admin: Admin, tmp_path: Path) -> None:
+    body = throttle_rule(admin.url, wait=0) + NO_GUARDS
+    store = AuditStore(tmp_path / "a.db")
+    hostile = "../admin/restart;$(id)\nx"
+
+    async def go() -> None:
+        e = Engine(policy(body.replace("service: cart", "service: {regex: '(?s).*'}", 1)), store,
+                   settings=EngineSettings(dry_run=False))
+        e.submit(trig(service=hostile))
+        await settle(e)
+    run(go())
+    st = admin.status()
+    assert st["restarts"] == 0
+    assert st["calls"][0]["path"] == "/admin/rate-limit/..%2Fadmin%2Frestart%3B%24%28id%29%0Ax"
+
+
+def test_secrets_are_redacted_in_the_audit(admin: Admin, tmp_path: Path) -> None:
+    body = f"""
+    rules:
+      - {{name: r, match: {{}}, ladder: [{{name: t, hook: http, wait_s: 0, secrets: [api_key],
+          params: {{url: "{admin.url}/admin/rate-limit", json: {{limit: 50, api_key: k-123}},
+                    headers: {{Authorization: "Bearer s3cret"}}}}}}]}}
+    """ + NO_GUARDS
+    db = tmp_path / "a.db"
+
+    async def go() -> None:
+        e = Engine(policy(body), AuditStore(db), settings=EngineSettings(dry_run=False))
+        e.submit(trig())
+        await settle(e)
+    run(go())
+    assert admin.status()["calls"][0]["auth"] == "Bearer s3cret"  # the hook sent it
+    raw = db.read_bytes() + (db.with_name(db.name + "-wal").read_bytes()
+                             if db.with_name(db.name + "-wal").exists() else b"")
+    assert b"s3cret" not in raw and b"k-123" not in raw
+    params = AuditStore(db).query()[0].params
+    assert params is not None and params["headers"]["Authorization"] == "***"
+    assert params["json"]["api_key"] == "***"
+
+
+def test_no_matching_rule_is_recorded_as_suppressed(tmp_path: Path) -> None:
+    store = AuditStore(tmp_path / "a.db")
+
+    async def go() -> None:
+        e = Engine(policy("rules: []"), store)
+        assert e.submit(trig()) == []
+    run(go())
+    (rec,) = store.query()
+    assert (rec.verdict, rec.guard, rec.detail) == ("suppressed", "policy", "no rule matches")
