@@ -19,7 +19,9 @@ from detector.nab.run import DEFAULT_DETECTOR as DEFAULT_NAB_DETECTOR
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the configuration.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures.")
+policy_app = typer.Typer(no_args_is_help=True, help="Check and try remediation policies.")
 app.add_typer(config_app, name="config")
+app.add_typer(policy_app, name="policy")
 app.add_typer(bench_app, name="bench")
 
 out = Console() if sys.stdout.isatty() else Console(width=160)  # tables stay readable in logs
@@ -286,6 +288,28 @@ def bench_correlation_cmd(
     out.print(t)
 
 
+@bench_app.command("remediation")
+def bench_remediation_cmd(
+    triggers: Annotated[int, typer.Option(help="triggers (alert episodes)")] = 10_000,
+    targets: Annotated[int, typer.Option(help="distinct targets")] = 10_000,
+) -> None:
+    """Decisions/s through policy, guard, the log hook and a durable audit."""
+    from detector.bench import bench_remediation
+
+    f = bench_remediation(triggers, targets)
+    t = Table(title=f"vigil bench remediation ({f.triggers:,} triggers, {f.targets:,} targets)")
+    t.add_column("figure")
+    t.add_column("value")
+    t.add_row("decisions/s (policy + guard + claim + log hook + verify + audit)",
+              f"{f.decisions_per_s:,.0f}")
+    t.add_row("durable audit writes/s (rows + claims; WAL, synchronous=FULL, group commit)",
+              f"{f.audit_writes_per_s:,.0f}")
+    t.add_row("audit records", f"{f.audit_records:,}")
+    t.add_row("verdicts", ", ".join(f"{k} {v:,}" for k, v in sorted(f.verdicts.items())))
+    t.add_row("seconds", f"{f.seconds:.2f}")
+    out.print(t)
+
+
 @bench_app.command("templates")
 def bench_templates_cmd(
     events: Annotated[int, typer.Option(min=1000, help="messages to mine")] = 200_000,
@@ -451,6 +475,129 @@ def eval_rootcause(
     ac1 = sum(f.ac(1) * f.cases for f in figs) / max(n, 1)
     ac3 = sum(f.ac(3) * f.cases for f in figs) / max(n, 1)
     t.add_row("all", "", str(n), str(sum(f.covered for f in figs)), f"{ac1:.3f}", f"{ac3:.3f}", "")
+    out.print(t)
+
+
+@policy_app.command("check")
+def policy_check(file: Annotated[Path, typer.Argument(help="policy YAML")]) -> None:
+    """Validate a policy file; problems are printed as FILE:LINE: field: message."""
+    from remediation.policy import PolicyError, load_policy
+
+    try:
+        policy = load_policy(file)
+    except PolicyError as exc:
+        for line in exc.problems:
+            err.print(line, markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+    rungs = sum(len(r.ladder) for r in policy.rules)
+    out.print(f"{file}: ok, {len(policy.rules)} rules, {rungs} rungs", markup=False)
+
+
+@policy_app.command("test")
+def policy_test(
+    file: Annotated[Path, typer.Argument(help="policy YAML")],
+    trigger: Annotated[Path, typer.Option(help="a trigger as JSON (source, fingerprint, status, "
+                                          "starts_at, labels, ...)")],
+) -> None:
+    """Show, step by step, what the policy would do with a trigger. Nothing is acted on."""
+    from remediation.actions import redact
+    from remediation.guard import Guard
+    from remediation.policy import PolicyError, load_policy, render_target
+    from remediation.templating import TemplateError, render
+    from remediation.trigger import Trigger, TriggerError
+
+    try:
+        policy = load_policy(file)
+        t = Trigger.from_dict(orjson.loads(trigger.read_bytes()))
+    except PolicyError as exc:
+        for line in exc.problems:
+            err.print(line, markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+    except (OSError, orjson.JSONDecodeError, TriggerError) as exc:
+        err.print(f"error: trigger {trigger}: {exc}", markup=False)
+        raise typer.Exit(2) from exc
+    out.print(f"trigger {t.episode} ({t.source}, {t.status}, service {t.service or '-'})",
+              markup=False)
+    rules = policy.matching(t)
+    if t.status == "resolved":
+        out.print("resolved: closes the episode's record and stops its waiting steps.")
+        return
+    if not rules:
+        out.print("no rule matches: recorded as suppressed (policy); nothing happens.")
+        return
+    from remediation.actions import Action
+
+    guard = Guard(policy.guards)
+    for rule in rules:
+        out.print(f"rule {rule.name!r}" + (f" (approval required, expires in "
+                                          f"{rule.approval.expires_s:g}s)" if rule.approval else ""),
+                  markup=False)
+        for i, rung in enumerate(rule.ladder):
+            try:
+                target = render_target(rung, t)
+                params = redact(render(rung.params, t), frozenset(rung.secrets))
+            except TemplateError as exc:
+                out.print(f"  {i + 1}. {rung.name}: would fail: {exc}", markup=False)
+                continue
+            action = Action(rule.name, i, rung.name, rung.hook, target, rung.params, rung.timeout_s,
+                            rung.wait_s, t.episode, restart=rung.restart)
+            d = guard.check(action)
+            verdict = "allowed" if d else f"suppressed by {d.guard}: {d.detail}"
+            success = " or ".join(x for x in (
+                "the alert resolves" if rung.success.resolved else "",
+                f"{rung.success.http.field} < {rung.success.http.below:g} at {rung.success.http.url}"
+                if rung.success.http else "") if x) or "nothing (climbs at once)"
+            out.print(f"  {i + 1}. {rung.name}: hook {rung.hook} on {target} "
+                      f"(timeout {rung.timeout_s:g}s) - guard: {verdict}", markup=False)
+            out.print(f"     params: {orjson.dumps(params).decode()}", markup=False)
+            out.print(f"     then waits {rung.wait_s:g}s for {success}; if not better, the next "
+                      "step", markup=False)
+        out.print(f"  then: {'page ' + policy.page.url if policy.page else 'escalate (no page set)'}",
+                  markup=False)
+    out.print("(dry-run is the default: the engine records these without acting until "
+              "remediation runs with dry_run off)", markup=False)
+
+
+@app.command("audit")
+def audit_cmd(
+    db: Annotated[Path, typer.Option(help="the audit database")] = Path("vigil-audit.db"),
+    since: Annotated[str | None, typer.Option(help="only records since: epoch seconds or "
+                                              "a duration like 15m, 2h, 1d")] = None,
+    target: Annotated[str | None, typer.Option(help="only this target")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many")] = 200,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
+) -> None:
+    """Print remediation decisions from the audit database."""
+    import time as _time
+
+    from remediation.audit import AuditStore
+
+    if not db.is_file():
+        err.print(f"error: no audit database at {db}", markup=False)
+        raise typer.Exit(2)
+    when = None
+    if since:
+        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+        try:
+            when = (_time.time() - float(since[:-1]) * units[since[-1]]) if since[-1] in units \
+                else float(since)
+        except ValueError as exc:
+            err.print(f"error: --since {since!r}: use epoch seconds or 15m / 2h / 1d", markup=False)
+            raise typer.Exit(2) from exc
+    recs = AuditStore(db).query(since=when, target=target, limit=limit)
+    if as_json:
+        for r in recs:
+            typer.echo(orjson.dumps(r.to_dict()).decode())
+        return
+    from detector.simulate.fleet import rfc3339
+
+    t = Table(title=f"audit ({len(recs)} records)")
+    for col in ("id", "time (UTC)", "episode", "rule", "step", "hook", "target", "decision",
+                "guard", "detail"):
+        t.add_column(col)
+    for r in recs:
+        t.add_row(str(r.id), rfc3339(r.ts), r.episode, r.rule or "", r.rung_name or "",
+                  r.hook or "", r.target or "", r.verdict, r.guard or "", r.detail[:80])
     out.print(t)
 
 

@@ -3,10 +3,13 @@ trigger episode from acting twice on one rung, across restarts."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,14 +68,22 @@ class AuditRecord:
     trigger: dict[str, Any] | None = None
     ts: float = 0.0
     id: int | None = None
+    trigger_json: str | None = None  # `trigger` already serialised (an engine reuses it)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _COLUMNS}
+        out = {k: getattr(self, k) for k in _COLUMNS}
+        if out["trigger"] is None and self.trigger_json:
+            out["trigger"] = json.loads(self.trigger_json)
+        return out
 
 
 class AuditStore:
     """SQLite in WAL mode; `synchronous=FULL` by default, so a record is on disk when `add`
     returns. Safe to share between threads (one connection, one lock).
+
+    The engine uses the async forms (`aadd`, `aclaim`): a writer thread commits whatever is queued
+    in one transaction (group commit), and each awaiting caller resumes once its write is on
+    disk, so durability costs one fsync per batch instead of one per record.
 
     >>> store = AuditStore(":memory:")
     >>> store.add(AuditRecord("e1", "f", "manual", "dry_run", rule="r", rung=0, target="cart"))
@@ -94,22 +105,96 @@ class AuditStore:
             raise ValueError("synchronous must be FULL, EXTRA or NORMAL")
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self._db.executescript(_SCHEMA)
+        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None] = \
+            queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._writer = None
         with self._lock:
             self._db.close()
 
-    def add(self, rec: AuditRecord) -> int:
+    # ---- group commit for the engine ----------------------------------------------------
+    async def aadd(self, rec: AuditRecord) -> int:
         rec.ts = rec.ts or time.time()
+        rec.id = int(await self._submit(lambda: self._insert(rec)))
+        return rec.id
+
+    async def aclaim(self, episode: str, rule: str, rung: int) -> bool:
+        return bool(await self._submit(lambda: self._claim(episode, rule, rung)))
+
+    async def aclaimed(self, episode: str, rule: str) -> list[int]:
+        """`claimed`, run by the writer thread so the event loop never waits on its lock."""
+        rungs: list[int] = await self._submit(lambda: self._claimed(episode, rule))
+        return rungs
+
+    async def _submit(self, op: Callable[[], Any]) -> Any:
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_loop, name="vigil-audit", daemon=True)
+            self._writer.start()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put((op, fut))
+        return await fut
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            batch = []
+            stop = item is None
+            # Gather what is queued, and what arrives within a millisecond of the queue running
+            # dry: one fsync then covers a whole wave of decisions.
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= 5000:
+                    break
+                try:
+                    item = self._queue.get(timeout=0.001)
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+            if batch:
+                results: list[Any] = []
+                with self._lock:
+                    try:
+                        self._db.execute("BEGIN")
+                        for op, _ in batch:
+                            results.append(op())
+                        self._db.execute("COMMIT")
+                    except Exception as exc:  # report to every waiter, keep the writer alive
+                        self._db.execute("ROLLBACK")
+                        results = [exc] * len(batch)
+                by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+                for (_, fut), res in zip(batch, results, strict=True):
+                    by_loop.setdefault(fut.get_loop(), []).append((fut, res))
+                for loop, pairs in by_loop.items():  # one wake-up per loop per batch
+                    loop.call_soon_threadsafe(_settle_all, pairs)
+            if stop:
+                return
+
+    def _insert(self, rec: AuditRecord) -> int:
         row = (rec.ts, rec.episode, rec.fingerprint, rec.source, rec.rule, rec.rung, rec.rung_name,
                rec.hook, rec.target, _dump(rec.params), rec.verdict, rec.guard, rec.detail,
-               rec.output, rec.duration_s, _dump(rec.trigger))
+               rec.output, rec.duration_s, rec.trigger_json or _dump(rec.trigger))
+        cur = self._db.execute(
+            "INSERT INTO audit (ts, episode, fingerprint, source, rule, rung, rung_name, hook, "
+            "target, params, verdict, guard, detail, output, duration_s, trigger) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+        return int(cur.lastrowid or 0)
+
+    def _claim(self, episode: str, rule: str, rung: int) -> bool:
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO claims (episode, rule, rung, ts) VALUES (?, ?, ?, ?)",
+            (episode, rule, rung, time.time()))
+        return cur.rowcount == 1
+
+    def add(self, rec: AuditRecord) -> int:
+        rec.ts = rec.ts or time.time()
         with self._lock:
-            cur = self._db.execute(
-                "INSERT INTO audit (ts, episode, fingerprint, source, rule, rung, rung_name, hook, "
-                "target, params, verdict, guard, detail, output, duration_s, trigger) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
-        rec.id = int(cur.lastrowid or 0)
+            rec.id = self._insert(rec)
         return rec.id
 
     def add_many(self, recs: list[AuditRecord]) -> None:
@@ -130,15 +215,25 @@ class AuditStore:
         """True the first time (episode, rule, rung) is claimed, ever; False after, even after a
         restart: the same alert episode acts at most once per rung."""
         with self._lock:
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO claims (episode, rule, rung, ts) VALUES (?, ?, ?, ?)",
-                (episode, rule, rung, time.time()))
-        return cur.rowcount == 1
+            return self._claim(episode, rule, rung)
 
     def claimed(self, episode: str, rule: str) -> list[int]:
         with self._lock:
-            rows = self._db.execute("SELECT rung FROM claims WHERE episode = ? AND rule = ? "
-                                    "ORDER BY rung", (episode, rule)).fetchall()
+            return self._claimed(episode, rule)
+
+    def claims_since(self, since: float) -> dict[tuple[str, str], list[int]]:
+        """(episode, rule) -> rungs claimed since `since`: an engine's memory on start-up."""
+        with self._lock:
+            rows = self._db.execute("SELECT episode, rule, rung FROM claims WHERE ts >= ? "
+                                    "ORDER BY rung", (since,)).fetchall()
+        out: dict[tuple[str, str], list[int]] = {}
+        for episode, rule, rung in rows:
+            out.setdefault((episode, rule), []).append(int(rung))
+        return out
+
+    def _claimed(self, episode: str, rule: str) -> list[int]:
+        rows = self._db.execute("SELECT rung FROM claims WHERE episode = ? AND rule = ? "
+                                "ORDER BY rung", (episode, rule)).fetchall()
         return [int(r[0]) for r in rows]
 
     def query(self, since: float | None = None, target: str | None = None,
@@ -169,6 +264,16 @@ class AuditStore:
         start-up, so cooldowns and budgets survive a restart."""
         return [r for r in self.query(since=since, limit=1_000_000)
                 if r.verdict in ("acted", "failed", "dry_run")]
+
+
+def _settle_all(pairs: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for fut, result in pairs:
+        if fut.done():
+            continue
+        if isinstance(result, Exception):
+            fut.set_exception(result)
+        else:
+            fut.set_result(result)
 
 
 def _dump(v: Any) -> str | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,7 @@ from remediation.trigger import Trigger
 class EngineSettings:
     dry_run: bool = True  # acting needs an explicit dry_run=False
     seed: int | None = None  # retry jitter (tests pin it)
+    claim_memory_s: float = 30 * 86_400  # how far back an alert episode is recognised on start
 
 
 @dataclass
@@ -37,6 +39,7 @@ class _Episode:
     trigger: Trigger
     resolved: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    json: str | None = None  # the trigger, serialised once for its audit rows
 
 
 class Engine:
@@ -62,10 +65,12 @@ class Engine:
         horizon = max(g.cooldown_s, g.budget.window_s, g.restart_loop.window_s)
         self.guard.load(store.acted_since(clock() - horizon))
         self._rng = random.Random(self.settings.seed)
+        self._prior_claims = store.claims_since(clock() - self.settings.claim_memory_s)
         self._episodes: dict[str, _Episode] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._approvals: dict[int, asyncio.Future[bool]] = {}
         self._dry_hook = LogHook()
+        self._bg: set[asyncio.Future[Any]] = set()
 
     # ---- intake -------------------------------------------------------------------------
     def submit(self, trigger: Trigger) -> list[str]:
@@ -75,15 +80,16 @@ class Engine:
         if trigger.status == "resolved":
             if ep is not None:
                 ep.resolved.set()
-            self._record(trigger, Verdict.RESOLVED, detail="the alert resolved" + (
+            self._background(self._record(trigger, Verdict.RESOLVED, detail="the alert resolved" + (
                 "; waiting steps stop, a verification in progress counts it" if ep and _running(ep)
-                else ""))
+                else "")))
             return []
         if ep is None:
             ep = self._episodes[trigger.episode] = _Episode(trigger)
         rules = self.policy.matching(trigger)
         if not rules:
-            self._record(trigger, Verdict.SUPPRESSED, guard="policy", detail="no rule matches")
+            self._background(self._record(trigger, Verdict.SUPPRESSED, guard="policy",
+                                          detail="no rule matches"))
             return []
         started = []
         for rule in rules:
@@ -94,12 +100,19 @@ class Engine:
         return started
 
     async def drain(self) -> None:
-        """Wait until every started ladder has finished."""
+        """Wait until every started ladder (and pending audit write) has finished."""
         while True:
-            tasks = [t for ep in self._episodes.values() for t in ep.tasks.values() if not t.done()]
+            tasks: list[asyncio.Future[Any]] = [
+                t for ep in self._episodes.values() for t in ep.tasks.values() if not t.done()]
+            tasks += [t for t in self._bg if not t.done()]
             if not tasks:
                 return
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _background(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
 
     def pending_approvals(self) -> list[int]:
         return [k for k, f in self._approvals.items() if not f.done()]
@@ -120,7 +133,9 @@ class Engine:
     # ---- the ladder ---------------------------------------------------------------------
     async def _ladder(self, rule: Rule, ep: _Episode) -> None:
         trigger = ep.trigger
-        done = self.store.claimed(trigger.episode, rule.name)
+        # Rungs of this episode claimed before this engine started (a restart, or another
+        # replica on the same database); claims made since are refused by the claim itself.
+        done = self._prior_claims.get((trigger.episode, rule.name), [])
         first = 0
         if done:
             # This episode already acted under this rule (before a restart, or on another replica).
@@ -129,24 +144,24 @@ class Engine:
             climbed = any(r.rule == rule.name and r.rung == last and r.verdict in (
                 Verdict.NOT_BETTER, Verdict.FAILED) for r in prior)
             if not climbed or last + 1 >= len(rule.ladder):
-                self._record(trigger, Verdict.SUPPRESSED, rule=rule, rung=last, guard="idempotency",
+                await self._record(trigger, Verdict.SUPPRESSED, rule=rule, rung=last, guard="idempotency",
                              detail=f"rung {last} of this episode already ran")
                 return
             first = last + 1
         for i in range(first, len(rule.ladder)):
             rung = rule.ladder[i]
             if ep.resolved.is_set():
-                self._record(trigger, Verdict.CANCELLED, rule=rule, rung=i,
+                await self._record(trigger, Verdict.CANCELLED, rule=rule, rung=i,
                              detail="the alert resolved before this step")
                 return
             try:
                 action = self._action(rule, i, rung, trigger)
             except TemplateError as exc:
-                self._record(trigger, Verdict.FAILED, rule=rule, rung=i, detail=f"params: {exc}")
+                await self._record(trigger, Verdict.FAILED, rule=rule, rung=i, detail=f"params: {exc}")
                 continue
             decision = self.guard.check(action)
             if not decision:
-                self._record(trigger, Verdict.SUPPRESSED, action=action, guard=decision.guard,
+                await self._record(trigger, Verdict.SUPPRESSED, action=action, guard=decision.guard,
                              detail=decision.detail)
                 if decision.escalate:
                     continue  # a restart loop: the next rung (or the page) instead
@@ -158,21 +173,21 @@ class Engine:
                 return
             lock = self._locks.setdefault(action.target, asyncio.Lock())
             async with lock:  # one ladder at a time per target: two triggers never race
-                if not self.store.claim(trigger.episode, rule.name, i):
-                    self._record(trigger, Verdict.SUPPRESSED, action=action, guard="idempotency",
+                if not await self.store.aclaim(trigger.episode, rule.name, i):
+                    await self._record(trigger, Verdict.SUPPRESSED, action=action, guard="idempotency",
                                  detail="this rung of this episode already ran")
                     return
                 outcome, took = await self._execute(action, trigger)
                 verdict = (Verdict.DRY_RUN if self.settings.dry_run else Verdict.ACTED) \
                     if outcome.ok else Verdict.FAILED
-                self._record(trigger, verdict, action=action, detail=outcome.detail,
+                await self._record(trigger, verdict, action=action, detail=outcome.detail,
                              output=outcome.output, duration=took)
                 if outcome.ok and await self._verified(rung, ep):
-                    self._record(trigger, Verdict.VERIFIED, action=action,
+                    await self._record(trigger, Verdict.VERIFIED, action=action,
                                  detail=self._why_better(rung, ep))
                     return
                 if outcome.ok:
-                    self._record(trigger, Verdict.NOT_BETTER, action=action,
+                    await self._record(trigger, Verdict.NOT_BETTER, action=action,
                                  detail=f"no better after {rung.wait_s:g}s")
         await self._page(rule, trigger)
 
@@ -184,7 +199,7 @@ class Engine:
 
     async def _approved(self, action: Action, trigger: Trigger, ep: _Episode, expires_s: float
                         ) -> bool:
-        rec_id = self._record(trigger, Verdict.PENDING_APPROVAL, action=action,
+        rec_id = await self._record(trigger, Verdict.PENDING_APPROVAL, action=action,
                               detail=f"waiting for approval (expires in {expires_s:g}s)")
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._approvals[rec_id] = fut
@@ -200,7 +215,7 @@ class Engine:
             return True
         why = ("rejected" if fut in finished else
                "the alert resolved first" if ep.resolved.is_set() else f"expired after {expires_s:g}s")
-        self._record(trigger, Verdict.REJECTED, action=action, guard="approval", detail=why)
+        await self._record(trigger, Verdict.REJECTED, action=action, guard="approval", detail=why)
         return False
 
     async def _execute(self, action: Action, trigger: Trigger) -> tuple[Outcome, float]:
@@ -264,7 +279,7 @@ class Engine:
         page = self.policy.page
         detail = f"ladder of {rule.name!r} exhausted without recovery"
         if page is None:
-            self._record(trigger, Verdict.ESCALATED, rule=rule, detail=detail + "; no page configured")
+            await self._record(trigger, Verdict.ESCALATED, rule=rule, detail=detail + "; no page configured")
             return
         body = {"text": f"Vigil: {detail} for {trigger.service or trigger.fingerprint}",
                 "rule": rule.name, "trigger": trigger.to_dict(),
@@ -275,11 +290,12 @@ class Engine:
             detail += f"; paged {page.url} -> {resp.status_code}"
         except httpx.HTTPError as exc:
             detail += f"; paging {page.url} failed: {exc}"
-        self._record(trigger, Verdict.ESCALATED, rule=rule, detail=detail)
+        await self._record(trigger, Verdict.ESCALATED, rule=rule, detail=detail)
 
-    def _record(self, trigger: Trigger, verdict: str, rule: Rule | None = None,
-                rung: int | None = None, action: Action | None = None, guard: str | None = None,
-                detail: str = "", output: str = "", duration: float | None = None) -> int:
+    async def _record(self, trigger: Trigger, verdict: str, rule: Rule | None = None,
+                      rung: int | None = None, action: Action | None = None,
+                      guard: str | None = None, detail: str = "", output: str = "",
+                      duration: float | None = None) -> int:
         params = None
         if action is not None:
             try:
@@ -289,13 +305,22 @@ class Engine:
             params = redact(shown, action.secrets)
             if action.restart:
                 params["_restart"] = True  # so restart-loop counts survive a restart of Vigil
-        return self.store.add(AuditRecord(
+        return await self.store.aadd(AuditRecord(
             episode=trigger.episode, fingerprint=trigger.fingerprint, source=trigger.source,
             verdict=str(verdict), rule=action.rule if action else (rule.name if rule else None),
             rung=action.rung if action else rung,
             rung_name=action.rung_name if action else None, hook=action.hook if action else None,
             target=action.target if action else None, params=params, guard=guard, detail=detail,
-            output=output, duration_s=duration, trigger=trigger.to_dict(), ts=self.clock()))
+            output=output, duration_s=duration, trigger_json=self._trigger_json(trigger),
+            ts=self.clock()))
+
+    def _trigger_json(self, trigger: Trigger) -> str:
+        ep = self._episodes.get(trigger.episode)
+        if ep is not None and ep.trigger is trigger:
+            if ep.json is None:
+                ep.json = json.dumps(trigger.to_dict())
+            return ep.json
+        return json.dumps(trigger.to_dict())
 
 
 def _running(ep: _Episode) -> bool:

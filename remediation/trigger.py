@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Source = Literal["detector", "alertmanager", "manual"]
@@ -36,11 +36,11 @@ class Trigger:
     annotations: dict[str, str] = field(default_factory=dict)
     root_cause: str | None = None
     kind: str | None = None
+    # (fingerprint, start): resends of one alert episode share it; a new episode does not.
+    episode: str = field(init=False, default="", repr=False, compare=False)
 
-    @property
-    def episode(self) -> str:
-        """(fingerprint, start): resends of one alert episode share it; a new episode does not."""
-        return f"{self.fingerprint}@{self.starts_at:.3f}"
+    def __post_init__(self) -> None:
+        self.episode = f"{self.fingerprint}@{self.starts_at:.3f}"
 
     @property
     def severity(self) -> str:
@@ -53,7 +53,10 @@ class Trigger:
             (self.labels[k] for k in ("service", "job", "app") if self.labels.get(k)), "")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"source": self.source, "fingerprint": self.fingerprint, "status": self.status,
+                "starts_at": self.starts_at, "labels": dict(self.labels),
+                "annotations": dict(self.annotations), "root_cause": self.root_cause,
+                "kind": self.kind}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Trigger:

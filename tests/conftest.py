@@ -12,6 +12,7 @@ from detector.config import VigilConfig
 from detector.pipeline import Pipeline
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+collect_ignore = ["services"]  # programs the tests start as real processes, not test modules
 
 
 def line(**fields: Any) -> bytes:

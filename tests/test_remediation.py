@@ -323,7 +323,7 @@ def test_retries_back_off_with_jitter_and_stay_bounded(admin: Admin, tmp_path: P
         e.submit(trig())
         await settle(e)
     run(go())
-    assert [r.verdict for r in store.query()][0] == "acted"
+    assert store.query()[0].verdict == "acted"
     assert len(admin.status()["calls"]) == 3
     assert len(slept) == 2 and 0 <= slept[0] <= 1 and 0 <= slept[1] <= 2
 
@@ -530,6 +530,7 @@ def test_no_matching_rule_is_recorded_as_suppressed(tmp_path: Path) -> None:
     async def go() -> None:
         e = Engine(policy("rules: []"), store)
         assert e.submit(trig()) == []
+        await settle(e)
     run(go())
     (rec,) = store.query()
     assert (rec.verdict, rec.guard, rec.detail) == ("suppressed", "policy", "no rule matches")

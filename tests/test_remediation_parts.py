@@ -1,0 +1,358 @@
+"""Remediation parts: policy validation with line numbers, the policy and audit commands, the
+Kubernetes hook against a local server that follows the API's paths and payloads (no cluster runs
+here), and third-party hooks from entry points."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from typer.testing import CliRunner
+
+from detector.cli import app
+from remediation.actions import Action
+from remediation.hooks.base import HookRegistry
+from remediation.hooks.kubernetes import RATE_LIMIT, RESTARTED_AT, KubernetesHook, connection
+from remediation.policy import PolicyError, parse_policy
+from remediation.trigger import Trigger
+
+runner = CliRunner()
+
+
+# ---- policy files -------------------------------------------------------------------------------
+def problems(text: str) -> list[str]:
+    with pytest.raises(PolicyError) as exc:
+        parse_policy(textwrap.dedent(text), "p.yaml")
+    return exc.value.problems
+
+
+def test_bad_policies_are_reported_with_their_line_and_field() -> None:
+    got = problems("""
+        rules:
+          - name: a
+            match: {labels: {alertname: {regex: "High("}}}
+            ladder:
+              - {name: x, hook: htp}
+          - name: a
+            ladder: []
+          - name: c
+            ladder:
+              - {name: y, hook: command, params: {argv: ["restart", "${labels.service}"]}}
+              - {name: z, hook: http, params: {url: "http://${labels.host}/x"}}
+              - {name: w, hook: log, params: {note: "${trigger.nonsense}"}}
+        guards: {cooldown_s: -1, bogus: 1}
+    """)
+    text = "\n".join(got)
+    assert "p.yaml:4: rules[0].match.labels.alertname" in text and "bad regex" in text
+    assert "p.yaml:8: rules[1].ladder" in text
+    assert "p.yaml:14: guards.cooldown_s" in text and "p.yaml:14: guards.bogus" in text
+
+
+def test_hook_params_and_references_are_checked_after_the_schema() -> None:
+    got = "\n".join(problems("""
+        rules:
+          - name: a
+            ladder:
+              - {name: x, hook: htp}
+          - name: a
+            ladder:
+              - {name: y, hook: command, params: {argv: ["restart", "${labels.service}"]}}
+              - {name: z, hook: http, params: {url: "http://${labels.host}/x"}}
+              - {name: w, hook: log, params: {note: "${trigger.nonsense}"}}
+    """))
+    assert "p.yaml:5: rules[0].ladder[0]: unknown hook 'htp'" in got
+    assert "p.yaml:6: rules[1].name: 'a' is used twice" in got
+    assert "rules[1].ladder[0]: command: argv cannot use ${...}" in got
+    assert "rules[1].ladder[1]: http: the scheme and host must be literal" in got
+    assert "unknown reference ${trigger.nonsense}" in got
+
+
+def test_yaml_syntax_errors_point_at_the_line() -> None:
+    assert problems("rules:\n  - name: a\n    ladder: [\n")[0].startswith("p.yaml:4: not valid YAML")
+
+
+def test_policy_check_and_test_commands(tmp_path: Path) -> None:
+    good = tmp_path / "policy.yaml"
+    good.write_text(textwrap.dedent("""
+        rules:
+          - name: cart-errors
+            match: {labels: {service: {in: [cart, checkout]}}, severity: [page]}
+            ladder:
+              - name: throttle
+                hook: http
+                params: {url: "http://127.0.0.1:9/admin/${labels.service}/limit", json: {limit: 5},
+                         headers: {Authorization: "Bearer hush"}}
+                wait_s: 60
+              - {name: restart, hook: log, restart: true}
+        page: {url: "http://127.0.0.1:9/page"}
+    """))
+    ok = runner.invoke(app, ["policy", "check", str(good)])
+    assert ok.exit_code == 0 and "1 rules, 2 rungs" in ok.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - name: x\n    ladder:\n      - {name: y, hook: nope}\n")
+    res = runner.invoke(app, ["policy", "check", str(bad)])
+    assert res.exit_code == 2 and "bad.yaml:4: rules[0].ladder[0]: unknown hook 'nope'" in res.output
+    trig = tmp_path / "t.json"
+    trig.write_text(json.dumps({"source": "alertmanager", "fingerprint": "f", "status": "firing",
+                                "starts_at": 1, "labels": {"service": "cart", "severity": "page"}}))
+    res = runner.invoke(app, ["policy", "test", str(good), "--trigger", str(trig)])
+    assert res.exit_code == 0, res.output
+    assert "1. throttle: hook http on cart" in res.output and "2. restart" in res.output
+    assert "/admin/cart/limit" in res.output and "hush" not in res.output
+    assert "then: page http://127.0.0.1:9/page" in res.output
+
+
+def test_audit_command_lists_and_filters(tmp_path: Path) -> None:
+    from remediation.audit import AuditRecord, AuditStore
+
+    db = tmp_path / "a.db"
+    store = AuditStore(db)
+    store.add(AuditRecord("e1", "f", "manual", "acted", rule="r", target="cart", hook="log"))
+    store.add(AuditRecord("e2", "g", "manual", "suppressed", rule="r", target="db", guard="cooldown"))
+    res = runner.invoke(app, ["audit", "--db", str(db), "--target", "db", "--json"])
+    assert res.exit_code == 0
+    (line,) = [json.loads(x) for x in res.output.splitlines() if x.strip()]
+    assert line["guard"] == "cooldown"
+    assert runner.invoke(app, ["audit", "--db", str(db), "--since", "1h"]).exit_code == 0
+    assert runner.invoke(app, ["audit", "--db", str(tmp_path / "none.db")]).exit_code == 2
+
+
+# ---- kubernetes, against a local server with the API's paths and payloads ------------------------
+class FakeKube:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str, Any]] = []  # method, path, content-type, body
+        rs_template = {"metadata": {"labels": {"app": "cart", "pod-template-hash": "old"}},
+                       "spec": {"containers": [{"name": "cart", "image": "cart:1.0"}]}}
+        self.deployment = {
+            "metadata": {"name": "cart", "namespace": "shop", "uid": "u-1",
+                         "annotations": {"deployment.kubernetes.io/revision": "3"}},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "cart"}},
+                     "template": {"metadata": {"labels": {"app": "cart"}},
+                                  "spec": {"containers": [{"name": "cart", "image": "cart:1.2"}]}}}}
+        owner = [{"kind": "Deployment", "name": "cart", "uid": "u-1"}]
+        self.replicasets = [
+            {"metadata": {"name": "cart-a", "ownerReferences": owner,
+                          "annotations": {"deployment.kubernetes.io/revision": "1"}},
+             "spec": {"template": {"metadata": {"labels": {"app": "cart"}}, "spec": {}}}},
+            {"metadata": {"name": "cart-b", "ownerReferences": owner,
+                          "annotations": {"deployment.kubernetes.io/revision": "2"}},
+             "spec": {"template": rs_template}},
+            {"metadata": {"name": "cart-c", "ownerReferences": owner,
+                          "annotations": {"deployment.kubernetes.io/revision": "3"}},
+             "spec": {"template": self.deployment["spec"]["template"]}},
+            {"metadata": {"name": "other", "ownerReferences": [{"uid": "u-9"}],
+                          "annotations": {"deployment.kubernetes.io/revision": "2"}},
+             "spec": {"template": {}}}]
+        self.ingress: dict[str, Any] = {"metadata": {"annotations": {}}}
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a: object) -> None:
+                pass
+
+            def reply(self, code: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                u = urlsplit(self.path)
+                fake.calls.append(("GET", self.path, "", self.headers.get("Authorization")))
+                if u.path == "/apis/apps/v1/namespaces/shop/deployments/cart":
+                    return self.reply(200, fake.deployment)
+                if u.path == "/apis/apps/v1/namespaces/shop/replicasets":
+                    assert parse_qs(u.query)["labelSelector"] == ["app=cart"]
+                    return self.reply(200, {"kind": "ReplicaSetList", "items": fake.replicasets})
+                self.reply(404, {"kind": "Status", "code": 404})
+
+            def do_PATCH(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                ctype = self.headers["Content-Type"]
+                fake.calls.append(("PATCH", self.path, ctype, body))
+                if self.headers.get("Authorization") != "Bearer kube-token":
+                    return self.reply(401, {"kind": "Status", "code": 401})
+                if self.path == "/apis/apps/v1/namespaces/shop/deployments/cart":
+                    if ctype == "application/json-patch+json":
+                        for op in body:
+                            assert op["op"] == "replace" and op["path"] == "/spec/template"
+                            fake.deployment["spec"]["template"] = op["value"]
+                    else:
+                        ann = body["spec"]["template"]["metadata"]["annotations"]
+                        fake.deployment["spec"]["template"]["metadata"].setdefault(
+                            "annotations", {}).update(ann)
+                    return self.reply(200, fake.deployment)
+                if self.path == "/apis/apps/v1/namespaces/shop/deployments/cart/scale":
+                    fake.deployment["spec"]["replicas"] = body["spec"]["replicas"]
+                    return self.reply(200, {"kind": "Scale", "spec": body["spec"]})
+                if self.path == "/apis/networking.k8s.io/v1/namespaces/shop/ingresses/cart":
+                    fake.ingress["metadata"]["annotations"].update(body["metadata"]["annotations"])
+                    return self.reply(200, fake.ingress)
+                self.reply(404, {"kind": "Status", "code": 404})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def kube(tmp_path: Path) -> Iterator[tuple[FakeKube, Path]]:
+    fake = FakeKube()
+    cfg = tmp_path / "kubeconfig"
+    cfg.write_text(textwrap.dedent(f"""
+        apiVersion: v1
+        kind: Config
+        current-context: test
+        clusters: [{{name: local, cluster: {{server: "{fake.url}"}}}}]
+        users: [{{name: vigil, user: {{token: kube-token}}}}]
+        contexts: [{{name: test, context: {{cluster: local, user: vigil}}}}]
+    """))
+    yield fake, cfg
+    fake.server.shutdown()
+
+
+def kube_action(params: dict[str, Any]) -> Any:
+    hook = KubernetesHook()
+    p = hook.validate(params)
+    a = Action("r", 0, p["operation"], "kubernetes", "cart", p, 5.0, 0.0, "e")
+    t = Trigger("manual", "f", "firing", 0.0, labels={"service": "cart", "ns": "shop"})
+    return asyncio.run(hook.run(a, t))
+
+
+def test_kubernetes_rollout_restart_sets_the_restartedAt_annotation(kube: tuple[FakeKube, Path]
+                                                                    ) -> None:
+    fake, cfg = kube
+    out = kube_action({"operation": "restart", "namespace": "${labels.ns}",
+                       "deployment": "${labels.service}", "kubeconfig": str(cfg)})
+    assert out.ok, out.detail
+    method, path, ctype, _ = fake.calls[-1]
+    assert (method, path, ctype) == ("PATCH", "/apis/apps/v1/namespaces/shop/deployments/cart",
+                                     "application/strategic-merge-patch+json")
+    assert RESTARTED_AT in fake.deployment["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_kubernetes_rollback_takes_the_previous_replicasets_template(kube: tuple[FakeKube, Path]
+                                                                     ) -> None:
+    fake, cfg = kube
+    out = kube_action({"operation": "rollback", "namespace": "shop", "deployment": "cart",
+                       "kubeconfig": str(cfg)})
+    assert out.ok, out.detail
+    assert out.data == {"from_revision": 3, "to_revision": 2}
+    tmpl = fake.deployment["spec"]["template"]
+    assert tmpl["spec"]["containers"][0]["image"] == "cart:1.0"
+    assert "pod-template-hash" not in tmpl["metadata"]["labels"]
+
+
+def test_kubernetes_scale_and_throttle(kube: tuple[FakeKube, Path]) -> None:
+    fake, cfg = kube
+    assert kube_action({"operation": "scale", "namespace": "shop", "deployment": "cart",
+                        "replicas": 5, "kubeconfig": str(cfg)}).ok
+    assert fake.deployment["spec"]["replicas"] == 5
+    assert fake.calls[-1][2] == "application/merge-patch+json"
+    assert kube_action({"operation": "throttle", "namespace": "shop", "ingress": "cart",
+                        "rps": 20, "kubeconfig": str(cfg)}).ok
+    assert fake.ingress["metadata"]["annotations"][RATE_LIMIT] == "20"
+
+
+def test_kubernetes_encodes_names_and_reports_api_errors(kube: tuple[FakeKube, Path]) -> None:
+    fake, cfg = kube
+    out = kube_action({"operation": "restart", "namespace": "../../x", "deployment": "a/b",
+                       "kubeconfig": str(cfg)})
+    assert not out.ok and "404" in out.detail
+    assert fake.calls[-1][1] == "/apis/apps/v1/namespaces/..%2F..%2Fx/deployments/a%2Fb"
+    cfg.write_text(cfg.read_text().replace("kube-token", "wrong"))
+    out = kube_action({"operation": "scale", "namespace": "shop", "deployment": "cart",
+                       "replicas": 1, "kubeconfig": str(cfg)})
+    assert not out.ok and "401" in out.detail
+
+
+def test_kubernetes_in_cluster_auth_reads_the_service_account(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import remediation.hooks.kubernetes as k
+
+    (tmp_path / "token").write_text("sa-token\n")
+    (tmp_path / "ca.crt").write_text("CA")
+    monkeypatch.setattr(k, "SA_DIR", tmp_path)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6443")
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    server, headers, verify, cert = connection({"in_cluster": True})
+    assert server == "https://10.0.0.1:6443" and headers == {"Authorization": "Bearer sa-token"}
+    assert verify == str(tmp_path / "ca.crt") and cert is None
+
+
+# ---- third-party hooks --------------------------------------------------------------------------
+def test_third_party_hooks_load_from_entry_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                  ) -> None:
+    (tmp_path / "acme_hooks.py").write_text(textwrap.dedent("""
+        from remediation.actions import Outcome
+
+        class PagerHook:
+            name = "acme-pager"
+            def validate(self, params):
+                return params
+            def run(self, action, trigger):  # synchronous: the engine runs it in a thread
+                return Outcome(True, "paged acme")
+
+        broken = 42
+    """))
+    dist = tmp_path / "acme_hooks-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-hooks\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[vigil.remediation_hooks]\nacme = acme_hooks:PagerHook\nbad = acme_hooks:broken\n"
+        "missing = acme_hooks:Nope\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("acme_hooks", None)
+    reg = HookRegistry()
+    assert "acme-pager" in reg.hooks and {"http", "command", "kubernetes", "log"} <= set(reg.hooks)
+    assert any("not a Hook" in e for e in reg.errors) and any("failed to load" in e for e in reg.errors)
+
+    from remediation.audit import AuditStore
+    from remediation.engine import Engine, EngineSettings
+
+    policy = parse_policy("rules: [{name: r, ladder: [{name: p, hook: acme-pager, wait_s: 0, "
+                          "success: {resolved: false}}]}]", hooks=reg)
+    store = AuditStore(tmp_path / "a.db")
+
+    async def go() -> None:
+        e = Engine(policy, store, hooks=reg, settings=EngineSettings(dry_run=False))
+        e.submit(Trigger("manual", "f", "firing", 0.0, labels={"service": "x"}))
+        await e.drain()
+    asyncio.run(go())
+    assert [(r.verdict, r.detail) for r in store.query()][:2] == [("acted", "paged acme"),
+                                                                  ("verified", "no verification configured")]
+
+
+def test_rules_match_on_source_labels_severity_root_cause_and_kind() -> None:
+    from detector.triggers import incident_trigger
+
+    pol = parse_policy(textwrap.dedent("""
+        rules:
+          - name: db-errors
+            match: {source: [detector], root_cause: [db], kind: [error], severity: [page],
+                    labels: {service: {regex: "check.*"}, incident: {in: [inc-1, inc-2]}}}
+            ladder: [{name: n, hook: log}]
+          - name: anything-from-alertmanager
+            match: {source: [alertmanager]}
+            ladder: [{name: n, hook: log}]
+    """))
+    inc = {"id": "inc-1", "fingerprint": "root_cause=db", "service": "checkout", "status": "open",
+           "opened_at": 5.0, "features": {"error_ratio": 4, "latency_p99": 1},
+           "root_cause": [{"service": "db", "confidence": 0.97}]}
+    assert [r.name for r in pol.matching(incident_trigger(inc))] == ["db-errors"]
+    assert pol.matching(incident_trigger({**inc, "id": "inc-3"})) == []
+    assert pol.matching(incident_trigger({**inc, "features": {"latency_p99": 3}})) == []
+    am = Trigger("alertmanager", "f", "firing", 0.0, labels={"service": "checkout"})
+    assert [r.name for r in pol.matching(am)] == ["anything-from-alertmanager"]
