@@ -123,13 +123,18 @@ class AuditStore:
         rec.id = int(await self._submit(lambda: self._insert(rec)))
         return rec.id
 
+    async def aadd_many(self, recs: list[AuditRecord]) -> list[int]:
+        """Several records in one queued write (they commit together)."""
+        now = time.time()
+        for r in recs:
+            r.ts = r.ts or now
+        ids: list[int] = await self._submit(lambda: [self._insert(r) for r in recs])
+        for r, i in zip(recs, ids, strict=True):
+            r.id = i
+        return ids
+
     async def aclaim(self, episode: str, rule: str, rung: int) -> bool:
         return bool(await self._submit(lambda: self._claim(episode, rule, rung)))
-
-    async def aclaimed(self, episode: str, rule: str) -> list[int]:
-        """`claimed`, run by the writer thread so the event loop never waits on its lock."""
-        rungs: list[int] = await self._submit(lambda: self._claimed(episode, rule))
-        return rungs
 
     async def _submit(self, op: Callable[[], Any]) -> Any:
         if self._writer is None:
@@ -197,29 +202,11 @@ class AuditStore:
             rec.id = self._insert(rec)
         return rec.id
 
-    def add_many(self, recs: list[AuditRecord]) -> None:
-        """Several records in one transaction (one fsync)."""
-        now = time.time()
-        rows = [(r.ts or now, r.episode, r.fingerprint, r.source, r.rule, r.rung, r.rung_name,
-                 r.hook, r.target, _dump(r.params), r.verdict, r.guard, r.detail, r.output,
-                 r.duration_s, _dump(r.trigger)) for r in recs]
-        with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT INTO audit (ts, episode, fingerprint, source, rule, rung, rung_name, hook, "
-                "target, params, verdict, guard, detail, output, duration_s, trigger) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            self._db.execute("COMMIT")
-
     def claim(self, episode: str, rule: str, rung: int) -> bool:
         """True the first time (episode, rule, rung) is claimed, ever; False after, even after a
         restart: the same alert episode acts at most once per rung."""
         with self._lock:
             return self._claim(episode, rule, rung)
-
-    def claimed(self, episode: str, rule: str) -> list[int]:
-        with self._lock:
-            return self._claimed(episode, rule)
 
     def claims_since(self, since: float) -> dict[tuple[str, str], list[int]]:
         """(episode, rule) -> rungs claimed since `since`: an engine's memory on start-up."""
@@ -230,11 +217,6 @@ class AuditStore:
         for episode, rule, rung in rows:
             out.setdefault((episode, rule), []).append(int(rung))
         return out
-
-    def _claimed(self, episode: str, rule: str) -> list[int]:
-        rows = self._db.execute("SELECT rung FROM claims WHERE episode = ? AND rule = ? "
-                                "ORDER BY rung", (episode, rule)).fetchall()
-        return [int(r[0]) for r in rows]
 
     def query(self, since: float | None = None, target: str | None = None,
               episode: str | None = None, verdict: str | None = None, limit: int = 1000,

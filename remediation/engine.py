@@ -180,15 +180,22 @@ class Engine:
                 outcome, took = await self._execute(action, trigger)
                 verdict = (Verdict.DRY_RUN if self.settings.dry_run else Verdict.ACTED) \
                     if outcome.ok else Verdict.FAILED
-                await self._record(trigger, verdict, action=action, detail=outcome.detail,
-                             output=outcome.output, duration=took)
+                done_rec = self._audit_record(trigger, verdict, action=action,
+                                              detail=outcome.detail, output=outcome.output,
+                                              duration=took)
+                if outcome.ok and self._settled_now(rung, ep):
+                    # Nothing to wait for: both rows go to disk in one write.
+                    await self.store.aadd_many([done_rec, self._audit_record(
+                        trigger, Verdict.VERIFIED, action=action, detail=self._why_better(rung, ep))])
+                    return
+                await self.store.aadd(done_rec)
                 if outcome.ok and await self._verified(rung, ep):
                     await self._record(trigger, Verdict.VERIFIED, action=action,
-                                 detail=self._why_better(rung, ep))
+                                       detail=self._why_better(rung, ep))
                     return
                 if outcome.ok:
                     await self._record(trigger, Verdict.NOT_BETTER, action=action,
-                                 detail=f"no better after {rung.wait_s:g}s")
+                                       detail=f"no better after {rung.wait_s:g}s")
         await self._page(rule, trigger)
 
     def _action(self, rule: Rule, i: int, rung: Rung, trigger: Trigger) -> Action:
@@ -296,6 +303,13 @@ class Engine:
                       rung: int | None = None, action: Action | None = None,
                       guard: str | None = None, detail: str = "", output: str = "",
                       duration: float | None = None) -> int:
+        return await self.store.aadd(self._audit_record(
+            trigger, verdict, rule, rung, action, guard, detail, output, duration))
+
+    def _audit_record(self, trigger: Trigger, verdict: str, rule: Rule | None = None,
+                      rung: int | None = None, action: Action | None = None,
+                      guard: str | None = None, detail: str = "", output: str = "",
+                      duration: float | None = None) -> AuditRecord:
         params = None
         if action is not None:
             try:
@@ -305,14 +319,20 @@ class Engine:
             params = redact(shown, action.secrets)
             if action.restart:
                 params["_restart"] = True  # so restart-loop counts survive a restart of Vigil
-        return await self.store.aadd(AuditRecord(
+        return AuditRecord(
             episode=trigger.episode, fingerprint=trigger.fingerprint, source=trigger.source,
             verdict=str(verdict), rule=action.rule if action else (rule.name if rule else None),
             rung=action.rung if action else rung,
             rung_name=action.rung_name if action else None, hook=action.hook if action else None,
             target=action.target if action else None, params=params, guard=guard, detail=detail,
             output=output, duration_s=duration, trigger_json=self._trigger_json(trigger),
-            ts=self.clock()))
+            ts=self.clock())
+
+    def _settled_now(self, rung: Rung, ep: _Episode) -> bool:
+        """Verified without waiting: already resolved, or a rung that asks for no check."""
+        if rung.success.resolved and ep.resolved.is_set():
+            return True
+        return rung.wait_s == 0 and rung.success.http is None and not rung.success.resolved
 
     def _trigger_json(self, trigger: Trigger) -> str:
         ep = self._episodes.get(trigger.episode)
