@@ -478,6 +478,34 @@ def eval_rootcause(
     out.print(t)
 
 
+@app.command("consume")
+def consume(config: ConfigOpt = None,
+            log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO") -> None:
+    """Run the Kafka consumer group (topics, outputs and checkpoints from config / VIGIL_KAFKA__*).
+    SIGTERM or SIGINT drains: the batch finishes, outputs are flushed, offsets committed, state
+    checkpointed; then exit 0."""
+    import logging
+    import signal
+    import threading
+
+    from detector.side_server import serve
+    from detector.sources.kafka import LogConsumer
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    cfg = _config(config)
+    consumer = LogConsumer(cfg)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server = serve(consumer, cfg.kafka.http_host, cfg.kafka.http_port)
+    host, port = server.server_address[:2]
+    err.print(f"vigil consume: /healthz /readyz /metrics on http://{host!s}:{port}", markup=False)
+    code = consumer.run(stop)
+    server.shutdown()
+    raise typer.Exit(code)
+
+
 @policy_app.command("check")
 def policy_check(file: Annotated[Path, typer.Argument(help="policy YAML")]) -> None:
     """Validate a policy file; problems are printed as FILE:LINE: field: message."""

@@ -205,6 +205,54 @@ class CorrelationConfig(BaseModel):
                                  "joins that service's incident")
 
 
+class KafkaConfig(BaseModel):
+    """`vigil consume`: the consumer group, its output topics, checkpoints and side server.
+    Every field has a `VIGIL_KAFKA__<FIELD>` environment override."""
+
+    bootstrap_servers: list[str] = Field(default=["127.0.0.1:9092"])
+    topics: list[str] = Field(default=["logs"], min_length=1)
+    group_id: str = "vigil"
+    client_id: str = "vigil"
+    anomalies_topic: str = "vigil.anomalies"
+    incidents_topic: str = "vigil.incidents"
+    dead_letter_topic: str = "vigil.dead-letters"
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    poll_max_records: int = Field(default=5000, ge=1)
+    poll_timeout_ms: int = Field(default=500, ge=1)
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    heartbeat_interval_ms: int = Field(default=3000, ge=100)
+    max_poll_interval_ms: int = Field(default=300_000, ge=1000)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: str | None = Field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    checkpoint_dir: Path = Path("vigil-checkpoints")
+    checkpoint_every_s: float = Field(default=60.0, gt=0)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=9108, ge=0, le=65535)
+    drain_timeout_s: float = Field(default=30.0, gt=0)
+    retry_backoff_s: float = Field(default=0.5, gt=0)
+    retry_backoff_max_s: float = Field(default=15.0, gt=0)
+    stall_after_s: float = Field(default=120.0, gt=0, description="not ready when no poll has "
+                                 "returned for this long")
+
+    def client_options(self) -> dict[str, object]:
+        """Options passed through to kafka-python (security included)."""
+        opts: dict[str, object] = {
+            "bootstrap_servers": self.bootstrap_servers, "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+        }
+        for name in ("sasl_mechanism", "sasl_plain_username", "sasl_plain_password", "ssl_cafile",
+                     "ssl_certfile", "ssl_keyfile"):
+            value = getattr(self, name)
+            if value is not None:
+                opts[name] = value
+        return opts
+
+
 class IncidentConfig(BaseModel):
     gap_seconds: float = Field(
         default=60.0, gt=0, description="an incident resolves after this long with no anomaly"
@@ -228,6 +276,7 @@ class VigilConfig(BaseSettings):
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     incidents: IncidentConfig = Field(default_factory=IncidentConfig)
     correlation: CorrelationConfig = Field(default_factory=CorrelationConfig)
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     batch_size: int = Field(default=65536, gt=0, description="lines decoded and scored together")
 

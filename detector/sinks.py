@@ -50,3 +50,16 @@ class MemorySink:
 
     def close(self) -> None:
         return None
+
+
+class NullSink:
+    """Drops records: for a caller that takes them from `BatchOutcome` instead (the consumer)."""
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        return None
+
+    def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

@@ -11,6 +11,7 @@ template. Where messages repeat, an exact cache (message -> template) skips the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -116,6 +117,31 @@ class TemplateMiner:
         """(id, text, count) of every live template, most frequent first."""
         out = [(t.id, t.text, int(self._count[s])) for s, t in self._templates.items()]
         return sorted(out, key=lambda x: -x[2])
+
+    def state_dict(self) -> dict[str, Any]:
+        """Templates (id, tokens, first seen, count) in id order, for a checkpoint (plain data)."""
+        rows = sorted(((t.id, t.tokens, t.first_seen, int(self._count[s]))
+                       for s, t in self._templates.items()), key=lambda r: r[0])
+        return {"templates": [list(r) for r in rows], "next_id": self._next_id}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Rebuild the templates of `state_dict` into this (empty) miner, ids kept, so templates
+        known before a restart are neither new nor rare after it."""
+        if self._templates:
+            raise ValueError("load_state needs an empty miner")
+        for tid, tokens, first_seen, count in state["templates"]:
+            leaf = self._route(list(tokens))
+            slot = self._free_slot()
+            t = Template(id=int(tid), tokens=list(tokens), first_seen=float(first_seen))
+            self._templates[slot] = t
+            self._slot_of[t.id] = slot
+            self._slot_tid[slot] = t.id
+            self._count[slot] = int(count)
+            self._first_seen[slot] = t.first_seen
+            leaf.append(slot)
+            self._leaf_of[slot] = leaf
+            self._remember(self._masked, " ".join(t.tokens), slot)
+        self._next_id = max(int(state.get("next_id", 0)), self._next_id)
 
     # ---- mining -------------------------------------------------------------------------
     def _slots_exact(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -91,7 +92,9 @@ class EwmaZScore:
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.name,
-            "params": {"alpha": self.alpha, "clip_z": self.clip_z, "warmup": self.warmup},
+            # strict JSON has no Infinity: no clipping is written as null
+            "params": {"alpha": self.alpha, "clip_z": None if math.isinf(self.clip_z) else self.clip_z,
+                       "warmup": self.warmup},
             "mean": self._mean.tolist(),
             "var": self._var.tolist(),
             "n": self._n.tolist(),

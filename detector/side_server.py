@@ -1,0 +1,43 @@
+"""The consumer's side HTTP server: /healthz (the loop is alive), /readyz (connected, assigned,
+not stalled), /metrics (Prometheus text). Read-only: nothing here can trigger an action."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from detector.sources.kafka import LogConsumer
+
+
+def serve(consumer: LogConsumer, host: str, port: int) -> ThreadingHTTPServer:
+    """Start the server in a daemon thread; `server.server_address` has the bound port."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path == "/healthz":
+                alive = consumer.state.alive
+                self._send(200 if alive else 503, orjson.dumps({"alive": alive}))
+            elif self.path == "/readyz":
+                ok, why = consumer.ready()
+                self._send(200 if ok else 503, orjson.dumps({"ready": ok, "detail": why}))
+            elif self.path == "/metrics":
+                self._send(200, generate_latest(consumer.metrics.registry), CONTENT_TYPE_LATEST)
+            else:
+                self._send(404, orjson.dumps({"error": "not found"}))
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="vigil-side-http", daemon=True).start()
+    return server

