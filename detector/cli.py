@@ -288,6 +288,33 @@ def bench_correlation_cmd(
     out.print(t)
 
 
+@bench_app.command("kafka")
+def bench_kafka_cmd(
+    events: Annotated[int, typer.Option(help="log lines for the throughput comparison")] = 60_000,
+    rate: Annotated[float, typer.Option(help="events/s in the steady-rate latency run")] = 1000.0,
+    seconds: Annotated[float, typer.Option(help="length of the steady-rate run")] = 45.0,
+    bootstrap: Annotated[str | None, typer.Option(help="use this broker instead of starting "
+                                                  "a local Tansu")] = None,
+) -> None:
+    """`vigil consume` vs a bare kafka-python loop on the same broker and topic; end-to-end
+    latency at a steady rate (bounded: the run lasts --seconds plus ~30 s)."""
+    from detector.bench import bench_kafka
+
+    f = bench_kafka(events, steady_rate=rate, steady_seconds=seconds, bootstrap=bootstrap)
+    t = Table(title=f"vigil bench kafka ({f.events:,} events, {f.partitions} partitions)")
+    t.add_column("figure")
+    t.add_column("value")
+    t.add_row("bare consumer: poll + orjson.loads (events/s)", f"{f.bare_events_per_s:,.0f}")
+    t.add_row("vigil consume: pipeline + outputs + flush + commit (events/s)",
+              f"{f.vigil_events_per_s:,.0f}")
+    t.add_row("ratio vigil / bare (target >= 0.8)", f"{f.ratio:.2f}")
+    t.add_row(f"steady run: {f.steady_rate:,.0f} events/s for {f.steady_seconds:g}s; produce -> "
+              "committed p50 / p99 (s)", f"{f.latency_p50_s:.3f} / {f.latency_p99_s:.3f}")
+    t.add_row("fault start -> incident received (s; includes the 10 s window + 5 s lateness)",
+              ", ".join(f"{d:.1f}" for d in f.incident_delays_s) or "no incident")
+    out.print(t)
+
+
 @bench_app.command("remediation")
 def bench_remediation_cmd(
     triggers: Annotated[int, typer.Option(help="triggers (alert episodes)")] = 10_000,
