@@ -1,8 +1,9 @@
-"""Checkpoints of a pipeline's learned state (baselines, templates, the services it tracks), as
-plain JSON written atomically: no pickle, so loading one runs no code.
+"""Checkpoints of a pipeline's state (baselines, templates, services, per-service latency
+baselines, open requests and their events, the learned call graph), as plain JSON written
+atomically: no pickle, so loading one runs no code.
 
-Open windows and open requests are not kept: the consumer commits offsets only after it has
-flushed what they produced, and a restored pipeline re-learns the few seconds in flight.
+Open windows are not kept: the consumer commits offsets only after it has flushed what they
+produced, and a restored pipeline starts its windows afresh.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ def pipeline_state(p: Pipeline) -> dict[str, Any]:
         },
         "templates": p.miner.state_dict(),
         "events": p.stats.events,
+        "services": list(p.services.names),
+        "flagger": p.flagger.state_dict() if p.flagger is not None else None,
+        "correlator": p.correlator.state_dict() if p.correlator is not None else None,
+        "call_graph": ([[a, b, n] for (a, b), n in p.ranker.edges.items()]
+                       if p.ranker is not None else []),
     }
 
 
@@ -51,6 +57,15 @@ def restore_pipeline(p: Pipeline, state: dict[str, Any]) -> None:
         if part is not None and st is not None:
             part.load_state(st)
     p.miner.load_state(state["templates"])
+    for name in state.get("services", []):  # ids first: the correlator's events refer to them
+        p.services.id_of(name)
+    if p.flagger is not None and state.get("flagger"):
+        p.flagger.load_state(state["flagger"])
+    if p.correlator is not None and state.get("correlator"):
+        p.correlator.load_state(state["correlator"])
+    if p.ranker is not None:
+        for a, b, n in state.get("call_graph", []):
+            p.ranker.edges[(int(a), int(b))] += int(n)
 
 
 def save(directory: Path, key: str, state: dict[str, Any]) -> Path:

@@ -11,6 +11,7 @@ Only anomalous requests (and a sample of normal ones, for the call graph) are ma
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,14 @@ _COLUMNS: dict[str, type] = {
     "span": np.uint32, "parent": np.uint32, "callee": np.int32, "caller": np.int32,
     "template": np.int32, "latency": np.float32, "status": np.int16,
 }
+
+
+def _enc(arr: npt.NDArray[Any]) -> dict[str, str]:
+    return {"dtype": arr.dtype.str, "b64": base64.b64encode(np.ascontiguousarray(arr).tobytes()).decode()}
+
+
+def _dec(d: dict[str, str]) -> npt.NDArray[Any]:
+    return np.frombuffer(base64.b64decode(d["b64"]), dtype=np.dtype(d["dtype"])).copy()
 
 
 def _low32(h: U64) -> npt.NDArray[np.uint32]:
@@ -141,6 +150,41 @@ class RequestCorrelator:
         arena = sum(a.nbytes for a in self._arena.values())
         return int(slots + arena + self._table.nbytes() + self._free.nbytes
                    + self._recent.nbytes())
+
+    # ---- checkpoints --------------------------------------------------------------------
+    _SLOT_ARRAYS = ("_key", "_seq", "_first", "_last", "_n", "_anom")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Open requests and their events as plain data (numpy buffers in base64): no pickle.
+        The late-event memory is not kept."""
+        self._compact()
+        return {
+            "slots": {name: _enc(getattr(self, name)) for name in self._SLOT_ARRAYS},
+            "free": _enc(self._free[: self._nfree]), "next_seq": self._next_seq,
+            "rid": [[k, v] for k, v in self._rid.items()],
+            "arena": {k: _enc(v[: self._rows]) for k, v in self._arena.items()},
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        for name in self._SLOT_ARRAYS:
+            setattr(self, name, _dec(state["slots"][name]))
+        self._free = _dec(state["free"])
+        self._nfree = len(self._free)
+        self._next_seq = int(state["next_seq"])
+        self._rid = {int(k): str(v) for k, v in state["rid"]}
+        arena = {k: _dec(v) for k, v in state["arena"].items()}
+        self._rows = len(arena["ts"])
+        size = max(4096, self._rows)
+        self._arena = {}
+        for k, t in _COLUMNS.items():
+            col: npt.NDArray[Any] = np.zeros(size, dtype=t)
+            col[: self._rows] = arena[k]
+            self._arena[k] = col
+        self._dead = 0
+        live = np.flatnonzero(self._seq >= 0)
+        self._table = IdTable(max(len(live), min(self.cfg.max_open_requests, 1 << 16)))
+        if len(live):
+            self._table.insert(self._key[live], live)
 
     # ---- intake -------------------------------------------------------------------------
     def add(

@@ -3,6 +3,8 @@ above their service's usual, as a bitmask per event."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -88,6 +90,16 @@ class EventFlagger:
             f[ready & (z > self.cfg.latency_z) & (rise > np.log(self.cfg.latency_factor))] |= SLOW
             self._learn(svc[known], loglat[known], has[known])
         return flags
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": self._mean.tolist(), "var": self._var.tolist(),
+                "lat_n": self._lat_n.tolist(), "events": self._events.tolist()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self._mean = np.asarray(state["mean"], dtype=np.float64)
+        self._var = np.asarray(state["var"], dtype=np.float64)
+        self._lat_n = np.asarray(state["lat_n"], dtype=np.int64)
+        self._events = np.asarray(state["events"], dtype=np.int64)
 
     def _learn(self, svc: npt.NDArray[np.int32], loglat: npt.NDArray[np.float64],
                has: npt.NDArray[np.bool_]) -> None:

@@ -225,3 +225,40 @@ def test_id_table_agrees_with_a_dict_through_inserts_deletes_and_rebuilds() -> N
         assert len(table) == len(ref)
     probe = np.arange(1, 5_000, dtype=np.uint64)
     assert table.get(probe).tolist() == [ref.get(int(k), -1) for k in probe]
+
+
+def test_open_requests_survive_a_checkpoint_round_trip() -> None:
+    import json
+
+    c = RequestCorrelator(CorrelationConfig(ttl_seconds=5.0, graph_sample=0))
+    add(c, ["a", "a", "b"], [0.0, 0.5, 1.0], flags=[0, 1, 0], services=[0, 1, 2])
+    c.add(pl.Series(["a"]), ts=np.array([0.7]), service=np.array([3], dtype=np.int32),
+          flags=np.array([0], dtype=np.uint8))
+    state = json.loads(json.dumps(c.state_dict()))  # plain JSON all the way
+    d = RequestCorrelator(CorrelationConfig(ttl_seconds=5.0, graph_sample=0))
+    d.load_state(state)
+    assert d.open_requests == 2
+    add(d, ["b"], [2.0], flags=[1], services=[4])  # b continues after the restore
+    closed = {t.request_id: t for t in d.close_due(now=20.0)}
+    assert sorted(closed) == ["a", "b"]
+    assert closed["a"].service.tolist() == [0, 1, 3] and closed["b"].service.tolist() == [2, 4]
+
+
+def test_a_pipeline_checkpoint_restores_baselines_templates_and_open_requests(tmp_path: Any) -> None:
+    from detector import checkpoint
+    from detector.pipeline import Pipeline
+
+    lines, _ = simulated_lines(20_000, seed=2)
+    cfg = VigilConfig()
+    p = Pipeline(cfg)
+    p.process(lines)
+    path = checkpoint.save(tmp_path, "logs/0", checkpoint.pipeline_state(p))
+    q = Pipeline(cfg)
+    checkpoint.restore_pipeline(q, checkpoint.load(tmp_path, "logs/0") or {})
+    assert path.name == "logs-p0.json"
+    assert q.scorer.series_count == p.scorer.series_count > 0
+    assert len(q.miner) == len(p.miner) and q.services.names == p.services.names
+    assert q.correlator is not None and p.correlator is not None
+    assert q.correlator.open_requests == p.correlator.open_requests > 0
+    s1 = p.scorer.model.state_dict()
+    assert q.scorer.model.state_dict()["mean"] == s1["mean"]
