@@ -533,6 +533,39 @@ def consume(config: ConfigOpt = None,
     raise typer.Exit(code)
 
 
+@app.command("serve")
+def serve_cmd(
+    policy: Annotated[Path, typer.Option(help="remediation policy YAML")],
+    host: Annotated[str, typer.Option(help="listen address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="listen port")] = 9107,
+    audit_db: Annotated[Path, typer.Option(help="audit database")] = Path("vigil-audit.db"),
+    inbox_db: Annotated[Path, typer.Option(help="durable intake database")] = Path("vigil-inbox.db"),
+    token_file: Annotated[Path | None, typer.Option(help="bearer token file (or "
+                                                    "$VIGIL_WEBHOOK_TOKEN)")] = None,
+    basic_user: Annotated[str | None, typer.Option(help="basic-auth user")] = None,
+    password_file: Annotated[Path | None, typer.Option(help="basic-auth password file (or "
+                                                       "$VIGIL_WEBHOOK_PASSWORD)")] = None,
+    act: Annotated[bool, typer.Option("--act", help="really run hooks (default: dry-run)")] = False,
+) -> None:
+    """The Alertmanager webhook receiver: POST /alertmanager, GET /incidents, GET /actions,
+    POST /actions/{id}/approve|reject, /healthz, /readyz, /metrics, /docs. Auth is required."""
+    import uvicorn
+
+    from detector.webhook.app import create_app
+    from detector.webhook.settings import AuthError, ServeSettings
+    from remediation.policy import PolicyError
+
+    settings = ServeSettings(policy=policy, audit_db=audit_db, inbox_db=inbox_db,
+                             bearer_token_file=token_file, basic_user=basic_user,
+                             basic_password_file=password_file, dry_run=not act)
+    try:
+        application = create_app(settings)
+    except (AuthError, PolicyError) as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from exc
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
 @policy_app.command("check")
 def policy_check(file: Annotated[Path, typer.Argument(help="policy YAML")]) -> None:
     """Validate a policy file; problems are printed as FILE:LINE: field: message."""

@@ -130,6 +130,7 @@ def settings(b: Broker, tmp: Path, group: str = "vigil-test", **kafka: Any) -> d
         "VIGIL_KAFKA__SESSION_TIMEOUT_MS": "3000", "VIGIL_KAFKA__HEARTBEAT_INTERVAL_MS": "500",
         "VIGIL_KAFKA__MAX_POLL_INTERVAL_MS": "10000", "VIGIL_KAFKA__CHECKPOINT_EVERY_S": "1",
         "VIGIL_KAFKA__RETRY_BACKOFF_MAX_S": "2", "VIGIL_KAFKA__POLL_TIMEOUT_MS": "200",
+        "VIGIL_KAFKA__STALL_AFTER_S": "5",
     }
     env.update({f"VIGIL_KAFKA__{k.upper()}": str(v) for k, v in kafka.items()})
     return env
@@ -279,11 +280,10 @@ def test_a_broker_outage_is_survived_without_a_restart(broker: Broker, tmp_path:
         broker.produce("logs", log_lines(500, seed=5))
         until(lambda: httpx.get(url + "/readyz").status_code == 200, 30, "ready")
         broker.stop()
-        until(lambda: httpx.get(url + "/readyz").status_code == 503, 30, "not ready")
+        until(lambda: httpx.get(url + "/readyz").status_code == 503, 45, "not ready")
         assert httpx.get(url + "/healthz").status_code == 200  # alive all along
         time.sleep(20)
         broker.start()  # memory storage: the topics are gone until recreated
-        assert "not" in httpx.get(url + "/readyz").json()["detail"] or True
         broker.topics("logs", "vigil.anomalies", "vigil.incidents", "vigil.dead-letters")
         lines = log_lines(1000, seed=6)
         broker.produce("logs", lines)

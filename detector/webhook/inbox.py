@@ -1,0 +1,82 @@
+"""Durable intake: every accepted alert is on disk (SQLite WAL, synchronous=FULL) before the
+webhook answers 200, and stays marked unprocessed until the engine has taken it, so a crash after
+the answer loses nothing."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from remediation.trigger import Trigger
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS inbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received REAL NOT NULL,
+    episode TEXT NOT NULL,
+    status TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    processed INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS inbox_todo ON inbox (processed, id);
+"""
+
+
+class Inbox:
+    def __init__(self, path: Path | str) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def add(self, triggers: list[Trigger]) -> list[int]:
+        """Store triggers in one transaction; their ids, in order."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN")
+            ids = []
+            for t in triggers:
+                cur = self._db.execute(
+                    "INSERT INTO inbox (received, episode, status, trigger) VALUES (?, ?, ?, ?)",
+                    (now, t.episode, t.status, json.dumps(t.to_dict())))
+                ids.append(int(cur.lastrowid or 0))
+            self._db.execute("COMMIT")
+        return ids
+
+    def done(self, ids: list[int]) -> None:
+        with self._lock:
+            self._db.executemany("UPDATE inbox SET processed = 1 WHERE id = ?", [(i,) for i in ids])
+
+    def pending(self) -> list[tuple[int, Trigger]]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, trigger FROM inbox WHERE processed = 0 "
+                                    "ORDER BY id").fetchall()
+        return [(int(i), Trigger.from_dict(json.loads(t))) for i, t in rows]
+
+    def episodes(self, limit: int = 500) -> list[dict[str, object]]:
+        """The latest state of each alert episode seen (for GET /incidents)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT episode, status, trigger, MAX(received), COUNT(*) FROM inbox "
+                "GROUP BY episode ORDER BY MAX(id) DESC LIMIT ?", (limit,)).fetchall()
+        out = []
+        for episode, _status, trig, received, deliveries in rows:
+            t = json.loads(trig)
+            out.append({"episode": episode, "status": t["status"], "fingerprint": t["fingerprint"],
+                        "labels": t["labels"], "last_received": received,
+                        "deliveries": deliveries})
+        return out
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM inbox").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

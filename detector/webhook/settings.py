@@ -1,0 +1,51 @@
+"""Settings of `vigil serve`: where the policy and the databases are, and who may call it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class AuthError(ValueError):
+    pass
+
+
+class ServeSettings(BaseModel):
+    policy: Path
+    audit_db: Path = Path("vigil-audit.db")
+    inbox_db: Path = Path("vigil-inbox.db")
+    dry_run: bool = True
+    # Secrets come from files or the environment, never from the command line.
+    bearer_token_file: Path | None = None
+    bearer_token_env: str = "VIGIL_WEBHOOK_TOKEN"
+    basic_user: str | None = None
+    basic_password_file: Path | None = None
+    basic_password_env: str = "VIGIL_WEBHOOK_PASSWORD"
+    allow_unauthenticated: bool = False  # an explicit opt-out; the default is auth required
+    max_body_bytes: int = Field(default=1 << 20, gt=0)
+    queue_size: int = Field(default=10_000, gt=0)
+    retry_after_s: int = Field(default=5, gt=0)
+
+    def token(self) -> str | None:
+        return _secret(self.bearer_token_file, self.bearer_token_env)
+
+    def password(self) -> str | None:
+        return _secret(self.basic_password_file, self.basic_password_env)
+
+    def check(self) -> None:
+        """Refuse to start without credentials unless unauthenticated access was asked for."""
+        if self.allow_unauthenticated:
+            return
+        if not self.token() and not (self.basic_user and self.password()):
+            raise AuthError("no credentials: set a bearer token (bearer_token_file or "
+                            f"${self.bearer_token_env}) or basic auth (basic_user and a password "
+                            f"file or ${self.basic_password_env}); or allow_unauthenticated")
+
+
+def _secret(path: Path | None, env: str) -> str | None:
+    if path is not None:
+        value = path.read_text().strip()
+        return value or None
+    return os.environ.get(env) or None

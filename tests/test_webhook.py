@@ -1,0 +1,180 @@
+"""The Alertmanager webhook receiver through FastAPI's test client: auth, validation, durable
+intake, one action per episode across resends and restarts, back-pressure, the audit API."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from detector.webhook.app import create_app
+from detector.webhook.inbox import Inbox
+from detector.webhook.settings import AuthError, ServeSettings
+
+TOKEN = "s3cret-token"
+POLICY = """
+rules:
+  - name: page-cart
+    match: {labels: {service: cart}}
+    ladder:
+      - {name: note, hook: log, wait_s: 0, success: {resolved: false}}
+guards: {cooldown_s: 0}
+"""
+
+
+def notification(status: str = "firing", n: int = 1, fp: str = "abc123", **extra: Any) -> dict[str, Any]:
+    alerts = [{"status": status, "labels": {"alertname": "HighErrors", "service": "cart",
+                                            "severity": "page"},
+               "annotations": {"summary": "errors"}, "startsAt": "2026-11-23T10:00:00Z",
+               "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prom/graph",
+               "fingerprint": f"{fp}{i}" if n > 1 else fp, "unknownKey": 1} for i in range(n)]
+    return {"version": "4", "groupKey": "{}:{alertname=\"HighErrors\"}", "truncatedAlerts": 0,
+            "status": status, "receiver": "vigil", "groupLabels": {"alertname": "HighErrors"},
+            "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am",
+            "alerts": alerts, "somethingNew": True, **extra}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> ServeSettings:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    return ServeSettings(policy=policy, audit_db=tmp_path / "audit.db",
+                         inbox_db=tmp_path / "inbox.db", bearer_token_file=token,
+                         basic_user="am", basic_password_file=token)
+
+
+def client(settings: ServeSettings) -> TestClient:
+    return TestClient(create_app(settings))
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def wait_for(c: TestClient, predicate: Any, timeout: float = 5.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        actions = c.get("/actions", headers=AUTH).json()
+        if predicate(actions) or time.monotonic() > deadline:
+            return list(actions)
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def app(settings: ServeSettings) -> Iterator[TestClient]:
+    with client(settings) as c:
+        yield c
+
+
+def test_an_alert_is_accepted_stored_and_acted_on_in_dry_run(app: TestClient) -> None:
+    r = app.post("/alertmanager", json=notification(), headers=AUTH)
+    assert r.status_code == 200 and r.json()["accepted"] == 1
+    actions = wait_for(app, lambda a: any(x["verdict"] == "dry_run" for x in a))
+    rec = next(x for x in actions if x["verdict"] == "dry_run")
+    assert rec["hook"] == "log" and rec["target"] == "cart" and rec["source"] == "alertmanager"
+    assert app.get("/incidents", headers=AUTH).json()[0]["status"] == "firing"
+    alias = app.post("/api/v1/alerts/alertmanager", json=notification(fp="other"), headers=AUTH)
+    assert alias.status_code == 200
+
+
+def test_credentials_are_required_and_a_rejected_call_records_nothing(
+        app: TestClient, settings: ServeSettings) -> None:
+    assert app.post("/alertmanager", json=notification()).status_code == 401
+    assert app.post("/alertmanager", json=notification(),
+                    headers={"Authorization": "Bearer wrong"}).status_code == 401
+    basic = base64.b64encode(f"am:{TOKEN}".encode()).decode()
+    bad_basic = base64.b64encode(b"am:nope").decode()
+    assert app.post("/alertmanager", json=notification(),
+                    headers={"Authorization": f"Basic {bad_basic}"}).status_code == 401
+    assert app.get("/actions").status_code == 401
+    assert Inbox(settings.inbox_db).count() == 0
+    ok = app.post("/alertmanager", json=notification(), headers={"Authorization": f"Basic {basic}"})
+    assert ok.status_code == 200
+
+
+def test_the_server_refuses_to_start_without_credentials(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VIGIL_WEBHOOK_TOKEN", raising=False)
+    monkeypatch.delenv("VIGIL_WEBHOOK_PASSWORD", raising=False)
+    policy = tmp_path / "p.yaml"
+    policy.write_text(POLICY)
+    with pytest.raises(AuthError, match="no credentials"):
+        create_app(ServeSettings(policy=policy, audit_db=tmp_path / "a.db", inbox_db=tmp_path / "i.db"))
+
+
+@pytest.mark.parametrize(("body", "where"), [
+    ({**notification(), "version": "3"}, "version"),
+    ({**notification(), "alerts": [{"status": "firing"}]}, "fingerprint"),
+    ({k: v for k, v in notification().items() if k != "groupKey"}, "groupKey"),
+    ({**notification(), "alerts": [{**notification()["alerts"][0], "startsAt": "yesterday"}]},
+     "startsAt"),
+])
+def test_malformed_notifications_get_a_4xx_naming_the_problem(
+        app: TestClient, settings: ServeSettings, body: dict[str, Any], where: str) -> None:
+    r = app.post("/alertmanager", json=body, headers=AUTH)
+    assert r.status_code == 422 and where in r.text
+    assert Inbox(settings.inbox_db).count() == 0
+
+
+def test_not_json_and_oversize_bodies_are_refused(app: TestClient, settings: ServeSettings) -> None:
+    r = app.post("/alertmanager", content=b"{nope", headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 422
+    big = b'{"x": "' + b"a" * (settings.max_body_bytes + 10) + b'"}'
+    r = app.post("/alertmanager", content=big, headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert Inbox(settings.inbox_db).count() == 0
+
+
+def test_five_deliveries_and_a_restart_still_act_once(settings: ServeSettings) -> None:
+    with client(settings) as c:
+        for _ in range(5):
+            assert c.post("/alertmanager", json=notification(), headers=AUTH).status_code == 200
+        wait_for(c, lambda a: any(x["verdict"] == "dry_run" for x in a))
+    with client(settings) as c:  # Vigil restarted between deliveries
+        assert c.post("/alertmanager", json=notification(), headers=AUTH).status_code == 200
+        actions = wait_for(c, lambda a: sum(x["guard"] == "idempotency" for x in a) >= 1)
+    assert sum(x["verdict"] == "dry_run" for x in actions) == 1
+    assert Inbox(settings.inbox_db).count() == 6  # every delivery was kept
+
+
+def test_resolution_closes_the_episode(app: TestClient) -> None:
+    app.post("/alertmanager", json=notification(), headers=AUTH)
+    app.post("/alertmanager", json=notification("resolved"), headers=AUTH)
+    actions = wait_for(app, lambda a: any(x["verdict"] == "resolved" for x in a))
+    assert any(x["verdict"] == "resolved" for x in actions)
+    assert app.get("/incidents", headers=AUTH).json()[0]["status"] == "resolved"
+
+
+def test_a_full_queue_answers_503_with_retry_after_and_stores_nothing(tmp_path: Path,
+                                                                     settings: ServeSettings) -> None:
+    small = settings.model_copy(update={"queue_size": 2})
+    with client(small) as c:
+        r = c.post("/alertmanager", json=notification(n=3), headers=AUTH)
+        assert r.status_code == 503 and r.headers["Retry-After"] == "5"
+        assert Inbox(small.inbox_db).count() == 0
+
+
+def test_alerts_stored_before_a_crash_are_processed_on_start(settings: ServeSettings) -> None:
+    from remediation.trigger import Trigger
+
+    Inbox(settings.inbox_db).add([Trigger("alertmanager", "left", "firing", 1.0,
+                                          labels={"service": "cart"})])
+    with client(settings) as c:
+        actions = wait_for(c, lambda a: any(x["episode"] == "left@1.000" for x in a))
+    assert any(x["episode"] == "left@1.000" and x["verdict"] == "dry_run" for x in actions)
+
+
+def test_health_metrics_and_approval_endpoints(app: TestClient) -> None:
+    assert app.get("/healthz").json()["alive"] is True
+    assert app.get("/readyz").status_code == 200
+    app.post("/alertmanager", json=notification(), headers=AUTH)
+    assert "vigil_webhook_alerts_total" in app.get("/metrics").text
+    assert app.post("/actions/999/approve", headers=AUTH).status_code == 404
+    assert app.post("/actions/999/reject", headers=AUTH).status_code == 404
+    assert app.get("/docs").status_code == 200 and "/alertmanager" in app.get("/openapi.json").text
