@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench clean
+.PHONY: install debian-deps demo test lint bench clean
 
 # Debian splits venv and ensurepip out of python3: installed when missing (we run as root).
 $(STAMP): pyproject.toml
@@ -22,7 +22,13 @@ demo: install
 	$(BIN)/vigil simulate --scenario error_burst --events 200000 --seed 1 --out demo/error_burst.jsonl
 	$(BIN)/vigil replay demo/error_burst.jsonl --out demo/out
 
-test: install
+# The tests start real Prometheus and Alertmanager (Debian packages; we run as root).
+debian-deps:
+	@command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null || { \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+	    prometheus prometheus-alertmanager; }
+
+test: install debian-deps
 	$(BIN)/pytest -q
 
 lint: install
