@@ -641,3 +641,92 @@ def bench_kafka(events: int = 60_000, partitions: int = 3, steady_rate: float = 
     finally:
         if broker is not None:
             broker.close()
+
+
+@dataclass(slots=True)
+class WebhookFigures:
+    notifications: int
+    alerts_per_notification: int
+    concurrency: int
+    seconds: float
+    notifications_per_s: float
+    p50_ms: float
+    p99_ms: float
+    statuses: dict[int, int]
+    stored_alerts: int  # in the durable inbox afterwards (no loss: = accepted alerts)
+
+
+def bench_webhook(notifications: int = 5000, alerts: int = 10, concurrency: int = 32
+                  ) -> WebhookFigures:
+    """`vigil serve` in a child process (dry-run, bearer auth); this process sends a bounded load
+    over loopback and then counts what the server stored durably."""
+    import asyncio
+    import collections
+    import socket
+    import tempfile
+
+    import httpx
+
+    from detector.webhook.inbox import Inbox
+
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        (tmp / "policy.yaml").write_text(
+            "rules: [{name: all, ladder: [{name: n, hook: log, wait_s: 0, "
+            "success: {resolved: false}}]}]\nguards: {cooldown_s: 0, "
+            "budget: {max_actions: 10000000, max_per_target: 10000000}, max_concurrent: 100000}\n")
+        (tmp / "token").write_text("bench-token")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = subprocess.Popen(
+            [sys.executable, "-m", "detector", "serve", "--policy", str(tmp / "policy.yaml"),
+             "--token-file", str(tmp / "token"), "--port", str(port),
+             "--audit-db", str(tmp / "audit.db"), "--inbox-db", str(tmp / "inbox.db")])
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    if httpx.get(url + "/healthz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise
+                time.sleep(0.1)
+
+            def body(i: int) -> bytes:
+                return orjson.dumps({
+                    "version": "4", "groupKey": f"g{i}", "status": "firing", "receiver": "vigil",
+                    "alerts": [{"status": "firing", "fingerprint": f"fp{i}-{j}",
+                                "startsAt": "2026-11-23T10:00:00Z",
+                                "labels": {"alertname": "Load", "service": f"svc{j}",
+                                           "severity": "page"}} for j in range(alerts)]})
+            payloads = [body(i) for i in range(notifications)]
+            latencies: list[float] = []
+            statuses: collections.Counter[int] = collections.Counter()
+
+            async def load() -> float:
+                sem = asyncio.Semaphore(concurrency)
+                headers = {"Authorization": "Bearer bench-token",
+                           "Content-Type": "application/json"}
+                async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(
+                        max_connections=concurrency)) as client:
+                    async def one(p: bytes) -> None:
+                        async with sem:
+                            t0 = time.perf_counter()
+                            r = await client.post(url + "/alertmanager", content=p, headers=headers)
+                            latencies.append(time.perf_counter() - t0)
+                            statuses[r.status_code] += 1
+                    t0 = time.perf_counter()
+                    await asyncio.gather(*(one(p) for p in payloads))
+                    return time.perf_counter() - t0
+            seconds = asyncio.run(load())
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        stored = Inbox(tmp / "inbox.db").count()
+    lat = sorted(latencies)
+    return WebhookFigures(notifications, alerts, concurrency, seconds, notifications / seconds,
+                          1e3 * lat[len(lat) // 2], 1e3 * lat[min(len(lat) - 1, int(0.99 * len(lat)))],
+                          dict(statuses), stored)

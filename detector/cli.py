@@ -315,6 +315,29 @@ def bench_kafka_cmd(
     out.print(t)
 
 
+@bench_app.command("webhook")
+def bench_webhook_cmd(
+    notifications: Annotated[int, typer.Option(help="notifications to send")] = 5000,
+    alerts: Annotated[int, typer.Option(help="alerts per notification")] = 10,
+    concurrency: Annotated[int, typer.Option(help="requests in flight")] = 32,
+) -> None:
+    """`vigil serve` in a child process under a bounded load over loopback: notifications/s,
+    latency, and whether every accepted alert was stored."""
+    from detector.bench import bench_webhook
+
+    f = bench_webhook(notifications, alerts, concurrency)
+    t = Table(title=f"vigil bench webhook ({f.notifications:,} notifications x "
+                    f"{f.alerts_per_notification} alerts, {f.concurrency} in flight)")
+    t.add_column("figure")
+    t.add_column("value")
+    t.add_row("notifications/s (target >= 500)", f"{f.notifications_per_s:,.0f}")
+    t.add_row("latency p50 / p99 (ms; target p99 < 100)", f"{f.p50_ms:.1f} / {f.p99_ms:.1f}")
+    t.add_row("status codes", ", ".join(f"{k}: {v:,}" for k, v in sorted(f.statuses.items())))
+    accepted = f.statuses.get(200, 0) * f.alerts_per_notification
+    t.add_row("alerts stored durably / accepted", f"{f.stored_alerts:,} / {accepted:,}")
+    out.print(t)
+
+
 @bench_app.command("remediation")
 def bench_remediation_cmd(
     triggers: Annotated[int, typer.Option(help="triggers (alert episodes)")] = 10_000,

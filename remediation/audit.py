@@ -3,9 +3,7 @@ trigger episode from acting twice on one rung, across restarts."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import queue
 import sqlite3
 import threading
 import time
@@ -13,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from remediation.group_commit import GroupCommitter
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -105,15 +105,10 @@ class AuditStore:
             raise ValueError("synchronous must be FULL, EXTRA or NORMAL")
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self._db.executescript(_SCHEMA)
-        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None] = \
-            queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
+        self._writer = GroupCommitter(self._db, self._lock, "vigil-audit")
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._queue.put(None)
-            self._writer.join()
-            self._writer = None
+        self._writer.close()
         with self._lock:
             self._db.close()
 
@@ -137,48 +132,7 @@ class AuditStore:
         return bool(await self._submit(lambda: self._claim(episode, rule, rung)))
 
     async def _submit(self, op: Callable[[], Any]) -> Any:
-        if self._writer is None:
-            self._writer = threading.Thread(target=self._write_loop, name="vigil-audit", daemon=True)
-            self._writer.start()
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put((op, fut))
-        return await fut
-
-    def _write_loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            batch = []
-            stop = item is None
-            # Gather what is queued, and what arrives within a millisecond of the queue running
-            # dry: one fsync then covers a whole wave of decisions.
-            while item is not None:
-                batch.append(item)
-                if len(batch) >= 5000:
-                    break
-                try:
-                    item = self._queue.get(timeout=0.001)
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-            if batch:
-                results: list[Any] = []
-                with self._lock:
-                    try:
-                        self._db.execute("BEGIN")
-                        for op, _ in batch:
-                            results.append(op())
-                        self._db.execute("COMMIT")
-                    except Exception as exc:  # report to every waiter, keep the writer alive
-                        self._db.execute("ROLLBACK")
-                        results = [exc] * len(batch)
-                by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
-                for (_, fut), res in zip(batch, results, strict=True):
-                    by_loop.setdefault(fut.get_loop(), []).append((fut, res))
-                for loop, pairs in by_loop.items():  # one wake-up per loop per batch
-                    loop.call_soon_threadsafe(_settle_all, pairs)
-            if stop:
-                return
+        return await self._writer.submit(op)
 
     def _insert(self, rec: AuditRecord) -> int:
         row = (rec.ts, rec.episode, rec.fingerprint, rec.source, rec.rule, rec.rung, rec.rung_name,
@@ -246,16 +200,6 @@ class AuditStore:
         start-up, so cooldowns and budgets survive a restart."""
         return [r for r in self.query(since=since, limit=1_000_000)
                 if r.verdict in ("acted", "failed", "dry_run")]
-
-
-def _settle_all(pairs: list[tuple[asyncio.Future[Any], Any]]) -> None:
-    for fut, result in pairs:
-        if fut.done():
-            continue
-        if isinstance(result, Exception):
-            fut.set_exception(result)
-        else:
-            fut.set_result(result)
 
 
 def _dump(v: Any) -> str | None:

@@ -70,7 +70,7 @@ class Receiver:
                 batch.append(self.queue.get_nowait())
             for _, trigger in batch:
                 self.engine.submit(trigger)
-            await asyncio.to_thread(self.inbox.done, [i for i, _ in batch])
+            await self.inbox.adone([i for i, _ in batch])
             self.depth.set(self.queue.qsize())
 
 
@@ -115,7 +115,7 @@ def _alerts_router(rx: Receiver) -> APIRouter:
             rx.notifications.labels(outcome="busy").inc()
             raise HTTPException(503, "the processing queue is full; retry later",
                                 headers={"Retry-After": str(rx.settings.retry_after_s)})
-        ids = await asyncio.to_thread(rx.inbox.add, triggers)
+        ids = await rx.inbox.aadd(triggers)
         for i, t in zip(ids, triggers, strict=True):
             rx.queue.put_nowait((i, t))
             rx.alerts.labels(status=t.status).inc()

@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+from remediation.group_commit import GroupCommitter
 from remediation.trigger import Trigger
 
 _SCHEMA = """
@@ -34,6 +35,28 @@ class Inbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._writer = GroupCommitter(self._db, self._lock, "vigil-inbox")
+
+    async def aadd(self, triggers: list[Trigger]) -> list[int]:
+        """`add` through group commit: concurrent requests share one fsync."""
+        rows: list[tuple[str, str, str]] = [
+            (t.episode, str(t.status), json.dumps(t.to_dict())) for t in triggers]
+        ids: list[int] = await self._writer.submit(lambda: self._insert(rows))
+        return ids
+
+    def _insert(self, rows: list[tuple[str, str, str]]) -> list[int]:
+        now = time.time()
+        ids = []
+        for episode, status, trig in rows:
+            cur = self._db.execute(
+                "INSERT INTO inbox (received, episode, status, trigger) VALUES (?, ?, ?, ?)",
+                (now, episode, status, trig))
+            ids.append(int(cur.lastrowid or 0))
+        return ids
+
+    async def adone(self, ids: list[int]) -> None:
+        await self._writer.submit(lambda: self._db.executemany(
+            "UPDATE inbox SET processed = 1 WHERE id = ?", [(i,) for i in ids]))
 
     def add(self, triggers: list[Trigger]) -> list[int]:
         """Store triggers in one transaction; their ids, in order."""
@@ -78,5 +101,6 @@ class Inbox:
             return int(self._db.execute("SELECT COUNT(*) FROM inbox").fetchone()[0])
 
     def close(self) -> None:
+        self._writer.close()
         with self._lock:
             self._db.close()
