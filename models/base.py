@@ -105,6 +105,22 @@ def as_step(series: IntArray, values: FloatArray) -> tuple[IntArray, FloatArray]
     return s, x
 
 
+def as_times(ts: FloatArray | None, values: FloatArray, model: str) -> FloatArray:
+    """The epoch seconds of one step's values, checked (models that need the time of day).
+
+    >>> as_times(None, np.array([1.0]), "SeasonalZScore")
+    Traceback (most recent call last):
+    ...
+    ValueError: SeasonalZScore needs the time of each value: pass ts= (epoch s)
+    """
+    if ts is None:
+        raise ValueError(f"{model} needs the time of each value: pass ts= (epoch s)")
+    t = np.asarray(ts, dtype=np.float64)
+    if t.shape != values.shape or not np.isfinite(t).all():
+        raise ValueError("ts must be finite epoch seconds, one per value")
+    return t
+
+
 def effective_floor(
     centre: FloatArray, floor: FloatArray | None, rel_floor: FloatArray | None
 ) -> FloatArray:

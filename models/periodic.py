@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from models.base import BoolArray, FloatArray, IntArray, Scored, as_step, grow
+from models.base import BoolArray, FloatArray, IntArray, Scored, as_step, as_times, grow
 from models.ewma import EwmaZScore
 
 _EMPTY = -(2**31)  # period number of a slot never written (int32)
@@ -95,11 +95,7 @@ class PeriodicZScore:
     ) -> Scored:
         """Score then learn one time step; `ts` (epoch seconds, one per value) is required."""
         series, x = as_step(series, values)
-        if ts is None:
-            raise ValueError("PeriodicZScore needs the time of each value: pass ts= (epoch s)")
-        t = np.asarray(ts, dtype=np.float64)
-        if t.shape != x.shape or not np.isfinite(t).all():
-            raise ValueError("ts must be finite epoch seconds, one per value")
+        t = as_times(ts, x, "PeriodicZScore")
         n_rows = len(series)
         out = Scored(z=np.zeros(n_rows), mean=x.copy(), std=np.zeros(n_rows),
                      seen=np.zeros(n_rows, dtype=np.int64), dof=np.ones(n_rows))

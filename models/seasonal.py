@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from models.base import FloatArray, IntArray, Scored, as_step, effective_floor, grow
+from models.base import FloatArray, IntArray, Scored, as_step, as_times, effective_floor, grow
 
 _HOURS, _WEEK = 24, 24 * 7
 _MIN_COUNT = 3  # values a bucket needs before its mean is trusted
@@ -75,11 +75,7 @@ class SeasonalZScore:
     ) -> Scored:
         """Score then learn one time step; `ts` (epoch seconds, one per value) is required."""
         series, x = as_step(series, values)
-        if ts is None:
-            raise ValueError("SeasonalZScore needs the time of each value: pass ts= (epoch s)")
-        t = np.asarray(ts, dtype=np.float64)
-        if t.shape != x.shape or not np.isfinite(t).all():
-            raise ValueError("ts must be finite epoch seconds, one per value")
+        t = as_times(ts, x, "SeasonalZScore")
         if len(series):
             top = int(series.max()) + 1
             for name, fill in (("_level", 0.0), ("_var", 0.0), ("_week", 0.0), ("_week_n", 0),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
-from remediation.actions import Action, Outcome
+from remediation.actions import Action
 from remediation.trigger import Trigger
 
 ENTRY_POINT_GROUP = "vigil.remediation_hooks"
@@ -73,9 +73,3 @@ class HookRegistry:
             raise HookParamError(f"unknown hook {name!r}; known: {', '.join(sorted(self.hooks))}") \
                 from None
 
-
-def run_sync(result: Any) -> Outcome:
-    """For hooks whose `run` is synchronous: the value they returned, checked."""
-    if not isinstance(result, Outcome):
-        return Outcome(False, f"hook returned {type(result).__name__}, not an Outcome")
-    return result
