@@ -335,6 +335,11 @@ def bench_webhook_cmd(
     t.add_row("status codes", ", ".join(f"{k}: {v:,}" for k, v in sorted(f.statuses.items())))
     accepted = f.statuses.get(200, 0) * f.alerts_per_notification
     t.add_row("alerts stored durably / accepted", f"{f.stored_alerts:,} / {accepted:,}")
+    t.add_row("alerts finished by the engine / dry-run actions audited",
+              f"{f.processed_alerts:,} / {f.dry_run_actions:,}")
+    t.add_row("engine alerts/s (first request to last alert finished)",
+              f"{f.processed_alerts / f.engine_seconds:,.0f}")
+    t.add_row("server CPU (web + engine processes)", f"{f.server_cpu_s:.1f} s")
     out.print(t)
 
 
@@ -569,6 +574,8 @@ def serve_cmd(
     password_file: Annotated[Path | None, typer.Option(help="basic-auth password file (or "
                                                        "$VIGIL_WEBHOOK_PASSWORD)")] = None,
     act: Annotated[bool, typer.Option("--act", help="really run hooks (default: dry-run)")] = False,
+    queue_size: Annotated[int, typer.Option(help="accepted alerts the engine may have unfinished "
+                                            "before the webhook answers 503")] = 100_000,
 ) -> None:
     """The Alertmanager webhook receiver: POST /alertmanager, GET /incidents, GET /actions,
     POST /actions/{id}/approve|reject, /healthz, /readyz, /metrics, /docs. Auth is required."""
@@ -580,7 +587,8 @@ def serve_cmd(
 
     settings = ServeSettings(policy=policy, audit_db=audit_db, inbox_db=inbox_db,
                              bearer_token_file=token_file, basic_user=basic_user,
-                             basic_password_file=password_file, dry_run=not act)
+                             basic_password_file=password_file, dry_run=not act,
+                             queue_size=queue_size)
     try:
         application = create_app(settings)
     except (AuthError, PolicyError) as exc:

@@ -32,6 +32,9 @@ class EngineSettings:
     dry_run: bool = True  # acting needs an explicit dry_run=False
     seed: int | None = None  # retry jitter (tests pin it)
     claim_memory_s: float = 30 * 86_400  # how far back an alert episode is recognised on start
+    # Finished episodes are forgotten after this long (memory stays bounded; a later resend of a
+    # forgotten episode is still refused by its durable claim, and audited as such).
+    episode_memory_s: float = 3600.0
 
 
 @dataclass
@@ -40,6 +43,7 @@ class _Episode:
     resolved: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     json: str | None = None  # the trigger, serialised once for its audit rows
+    seen: float = 0.0  # when a delivery of this episode last arrived
 
 
 class Engine:
@@ -71,33 +75,62 @@ class Engine:
         self._approvals: dict[int, asyncio.Future[bool]] = {}
         self._dry_hook = LogHook()
         self._bg: set[asyncio.Future[Any]] = set()
+        self._submitted = 0
 
     # ---- intake -------------------------------------------------------------------------
     def submit(self, trigger: Trigger) -> list[str]:
         """Take a trigger; returns the rules whose ladders started (none for a resend or a
         resolution). Must be called from the engine's event loop; returns at once."""
+        started, _ = self._take(trigger)
+        return started
+
+    async def process(self, trigger: Trigger) -> None:
+        """`submit`, then wait until everything it started has finished (its ladders, or the
+        audit row of a resolution or suppression): a caller that marks the trigger handled
+        afterwards never loses it to a crash in between."""
+        _, work = self._take(trigger)
+        if work:
+            await asyncio.gather(*work, return_exceptions=True)
+
+    def _take(self, trigger: Trigger) -> tuple[list[str], list[asyncio.Future[Any]]]:
+        self._submitted += 1
+        if self._submitted % 4096 == 0:
+            self._forget_finished()
         ep = self._episodes.get(trigger.episode)
         if trigger.status == "resolved":
             if ep is not None:
                 ep.resolved.set()
-            self._background(self._record(trigger, Verdict.RESOLVED, detail="the alert resolved" + (
-                "; waiting steps stop, a verification in progress counts it" if ep and _running(ep)
-                else "")))
-            return []
+                ep.seen = self.clock()
+            return [], [self._background(self._record(
+                trigger, Verdict.RESOLVED, detail="the alert resolved" + (
+                    "; waiting steps stop, a verification in progress counts it"
+                    if ep and _running(ep) else "")))]
         if ep is None:
             ep = self._episodes[trigger.episode] = _Episode(trigger)
+        ep.seen = self.clock()
         rules = self.policy.matching(trigger)
         if not rules:
-            self._background(self._record(trigger, Verdict.SUPPRESSED, guard="policy",
-                                          detail="no rule matches"))
-            return []
-        started = []
+            return [], [self._background(self._record(trigger, Verdict.SUPPRESSED, guard="policy",
+                                                      detail="no rule matches"))]
+        started: list[str] = []
+        work: list[asyncio.Future[Any]] = []
         for rule in rules:
             if rule.name in ep.tasks:
                 continue  # a resend of an episode already being handled
-            ep.tasks[rule.name] = asyncio.get_running_loop().create_task(self._ladder(rule, ep))
+            task = ep.tasks[rule.name] = asyncio.get_running_loop().create_task(
+                self._ladder(rule, ep))
             started.append(rule.name)
-        return started
+            work.append(task)
+        return started, work
+
+    def _forget_finished(self) -> None:
+        horizon = self.clock() - self.settings.episode_memory_s
+        for key in [k for k, ep in self._episodes.items()
+                    if ep.seen < horizon and not _running(ep)]:
+            del self._episodes[key]
+
+    def episodes_in_memory(self) -> int:
+        return len(self._episodes)
 
     async def drain(self) -> None:
         """Wait until every started ladder (and pending audit write) has finished."""
@@ -109,10 +142,11 @@ class Engine:
                 return
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _background(self, coro: Awaitable[Any]) -> None:
+    def _background(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
         task = asyncio.ensure_future(coro)
         self._bg.add(task)
         task.add_done_callback(self._bg.discard)
+        return task
 
     def pending_approvals(self) -> list[int]:
         return [k for k, f in self._approvals.items() if not f.done()]

@@ -66,7 +66,7 @@ class GroupCommitter:
         results: list[Any] = []
         with self._lock:
             try:
-                self._db.execute("BEGIN")
+                self._db.execute("BEGIN IMMEDIATE")  # the write lock now: other processes wait
                 for op, _ in batch:
                     results.append(op())
                 self._db.execute("COMMIT")

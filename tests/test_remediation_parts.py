@@ -356,3 +356,31 @@ def test_rules_match_on_source_labels_severity_root_cause_and_kind() -> None:
     assert pol.matching(incident_trigger({**inc, "features": {"latency_p99": 3}})) == []
     am = Trigger("alertmanager", "f", "firing", 0.0, labels={"service": "checkout"})
     assert [r.name for r in pol.matching(am)] == ["anything-from-alertmanager"]
+
+
+def test_finished_episodes_are_forgotten_and_a_late_resend_is_still_refused(tmp_path: Path) -> None:
+    from remediation.audit import AuditStore
+    from remediation.engine import Engine, EngineSettings
+
+    policy = parse_policy("rules: [{name: r, ladder: [{name: n, hook: log, wait_s: 0, "
+                          "success: {resolved: false}}]}]\nguards: {cooldown_s: 0, budget: "
+                          "{max_actions: 100000, max_per_target: 100000}}\n", "p.yaml")
+    now = [1000.0]
+    store = AuditStore(tmp_path / "audit.db")
+
+    async def run() -> Engine:
+        e = Engine(policy, store, settings=EngineSettings(episode_memory_s=60),
+                   clock=lambda: now[0])
+        first = Trigger("alertmanager", "old", "firing", 1.0, labels={"service": "a"})
+        await e.process(first)
+        now[0] += 120  # the episode is finished and older than its memory
+        await asyncio.gather(*(  # a sweep every 4,096 triggers
+            e.process(Trigger("alertmanager", f"new{i}", "firing", 2.0, labels={"service": f"s{i}"}))
+            for i in range(4095)))
+        assert e.episodes_in_memory() == 4095  # "old" forgotten; the new ones are recent
+        await e.process(first)  # a late resend of the forgotten episode
+        return e
+    asyncio.run(run())
+    old = store.query(episode="old@1.000")
+    assert [r.verdict for r in old].count("dry_run") == 1
+    assert any(r.guard == "idempotency" for r in old)  # refused by its durable claim

@@ -178,3 +178,58 @@ def test_health_metrics_and_approval_endpoints(app: TestClient) -> None:
     assert app.post("/actions/999/approve", headers=AUTH).status_code == 404
     assert app.post("/actions/999/reject", headers=AUTH).status_code == 404
     assert app.get("/docs").status_code == 200 and "/alertmanager" in app.get("/openapi.json").text
+
+
+def test_a_chunked_body_over_the_limit_is_refused_as_it_arrives(app: TestClient,
+                                                                settings: ServeSettings) -> None:
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit counts what arrives
+        yield b'{"version": "4", "x": "'
+        for _ in range(settings.max_body_bytes // 65536 + 2):
+            yield b"a" * 65536
+        yield b'"}'
+    r = app.post("/alertmanager", content=chunks(), headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert Inbox(settings.inbox_db).count() == 0
+
+
+def test_approval_through_the_api_lets_the_action_run_or_refuses_it(tmp_path: Path,
+                                                                      settings: ServeSettings) -> None:
+    policy = tmp_path / "approve.yaml"
+    policy.write_text(POLICY.replace("    ladder:", "    approval: {required: true, expires_s: 60}\n"
+                                                  "    ladder:"))
+    acting = settings.model_copy(update={"policy": policy, "dry_run": False})  # the log hook acts
+    with client(acting) as c:
+        c.post("/alertmanager", json=notification(fp="yes"), headers=AUTH)
+        c.post("/alertmanager", json=notification(fp="no"), headers=AUTH)
+        pending = wait_for(c, lambda a: sum(x["verdict"] == "pending_approval" for x in a) == 2)
+        ids = {x["fingerprint"]: x["id"] for x in pending if x["verdict"] == "pending_approval"}
+        assert not any(x["verdict"] == "acted" for x in pending)  # nothing ran without approval
+        assert c.post(f"/actions/{ids['yes']}/approve", headers=AUTH).json() == {"approved": ids["yes"]}
+        assert c.post(f"/actions/{ids['no']}/reject", headers=AUTH).status_code == 200
+        assert c.post(f"/actions/{ids['no']}/approve", headers=AUTH).status_code == 404  # answered
+        done = wait_for(c, lambda a: any(x["verdict"] == "rejected" for x in a)
+                        and any(x["verdict"] == "acted" for x in a))
+    by_fp = {(x["fingerprint"], x["verdict"]) for x in done}
+    assert ("yes", "acted") in by_fp and ("no", "rejected") in by_fp and ("no", "acted") not in by_fp
+
+
+def test_a_killed_engine_process_is_restarted_and_its_unfinished_alerts_redone(
+        settings: ServeSettings) -> None:
+    slow = settings.policy.parent / "slow.yaml"  # the ladder waits 30 s for a resolution
+    slow.write_text(POLICY.replace("wait_s: 0, success: {resolved: false}",
+                                   "wait_s: 30, success: {resolved: true}"))
+    with client(settings.model_copy(update={"policy": slow})) as c:
+        receiver = c.app.state.receiver  # type: ignore[attr-defined]
+        c.post("/alertmanager", json=notification(), headers=AUTH)
+        wait_for(c, lambda a: any(x["verdict"] == "dry_run" for x in a))
+        first = receiver.engine.process
+        first.kill()  # the episode is mid-ladder: not finished, so not marked processed
+        deadline = time.monotonic() + 30
+        while not (receiver.engine.alive and receiver.engine.process is not first):
+            assert time.monotonic() < deadline, "the engine process was not restarted"
+            time.sleep(0.1)
+        actions = wait_for(c, lambda a: any(x["guard"] == "idempotency" for x in a))
+        assert c.get("/readyz").status_code == 200
+        assert "vigil_webhook_engine_restarts_total 1.0" in c.get("/metrics").text
+    # Redone after the restart, and refused by the claim: still one action.
+    assert sum(x["verdict"] == "dry_run" for x in actions) == 1

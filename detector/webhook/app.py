@@ -6,72 +6,88 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
 from detector.webhook.auth import authenticate
 from detector.webhook.inbox import Inbox
+from detector.webhook.limits import BodyLimit
 from detector.webhook.models import Accepted, Notification
 from detector.webhook.settings import ServeSettings
+from detector.webhook.worker import EngineProcess
 from remediation.audit import AuditStore
-from remediation.engine import Engine, EngineSettings
 from remediation.policy import load_policy
-from remediation.trigger import Trigger
+
+log = logging.getLogger("vigil.serve")
 
 
 class Receiver:
-    """The app's state: inbox, queue, engine and metrics (one per app, no globals)."""
+    """The web process's state: inbox, engine process, queue depth and metrics (one per app)."""
 
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
         self.inbox = Inbox(settings.inbox_db)
-        self.store = AuditStore(settings.audit_db)
-        self.policy = load_policy(settings.policy)
-        self.engine: Engine | None = None
-        self.queue: asyncio.Queue[tuple[int, Trigger]] | None = None
-        self.worker: asyncio.Task[None] | None = None
+        self.store = AuditStore(settings.audit_db)  # read here; the engine process writes it
+        load_policy(settings.policy)  # a bad policy stops the start here, with its problems
+        self.engine = EngineProcess(settings)
+        self.accepted = 0
+        self.pending_at_start = 0
+        self.stopping = False
+        self.supervisor: asyncio.Task[None] | None = None
         r = self.registry = CollectorRegistry()
         self.notifications = Counter("vigil_webhook_notifications_total",
                                      "Notifications by outcome", ["outcome"], registry=r)
         self.alerts = Counter("vigil_webhook_alerts_total", "Alerts accepted", ["status"],
                               registry=r)
-        self.depth = Gauge("vigil_webhook_queue_depth", "Alerts waiting for the engine",
-                           registry=r)
+        self.unauthorized = Counter("vigil_webhook_unauthorized",
+                                    "Requests refused for missing or wrong credentials",
+                                    registry=r)
+        self.restarts = Counter("vigil_webhook_engine_restarts_total",
+                                "Times the engine process died and was restarted", registry=r)
+        Gauge("vigil_webhook_queue_depth", "Accepted alerts the engine has not finished",
+              registry=r).set_function(self.depth)
+
+    def depth(self) -> int:
+        """Accepted alerts not yet finished by the engine (the durable inbox's backlog)."""
+        return self.pending_at_start + self.accepted - self.engine.done
 
     async def start(self) -> None:
-        self.queue = asyncio.Queue(maxsize=self.settings.queue_size)
-        self.engine = Engine(self.policy, self.store,
-                             settings=EngineSettings(dry_run=self.settings.dry_run))
-        for item in await asyncio.to_thread(self.inbox.pending):  # a crash after a 200
-            self.queue.put_nowait(item)
-        self.worker = asyncio.create_task(self._work())
+        self.pending_at_start = await asyncio.to_thread(self.inbox.pending_count)
+        await self.engine.start()
+        self.supervisor = asyncio.create_task(self._supervise())
 
     async def stop(self) -> None:
-        if self.worker is not None:
-            self.worker.cancel()
+        self.stopping = True
+        if self.supervisor is not None:
+            self.supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self.worker
-        if self.engine is not None:
-            await self.engine.drain()
+                await self.supervisor
+        await self.engine.stop()
         self.inbox.close()
         self.store.close()
 
-    async def _work(self) -> None:
-        assert self.queue is not None and self.engine is not None
-        while True:
-            first = await self.queue.get()
-            batch = [first]
-            while not self.queue.empty() and len(batch) < 1000:
-                batch.append(self.queue.get_nowait())
-            for _, trigger in batch:
-                self.engine.submit(trigger)
-            await self.inbox.adone([i for i, _ in batch])
-            self.depth.set(self.queue.qsize())
+    async def _supervise(self) -> None:
+        """Restart the engine process if it dies; what it had not finished is redone (the
+        audit's claims keep that to one action per episode and rung)."""
+        delay = 0.5
+        while not self.stopping:
+            await asyncio.sleep(delay)
+            process = self.engine.process
+            if process is not None and not process.is_alive():
+                log.error("engine process exited (%s); restarting", process.exitcode)
+                self.restarts.inc()
+                await self.engine.stop()
+                try:
+                    await self.engine.start()
+                    delay = 0.5
+                except RuntimeError as exc:
+                    log.error("%s", exc)
+                    delay = min(30.0, delay * 2)
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
@@ -86,14 +102,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     app = FastAPI(title="Vigil webhook receiver", lifespan=lifespan)
     app.state.receiver = receiver
-    auth = Depends(authenticate(settings))
+    auth = Depends(authenticate(settings, receiver.unauthorized.inc))
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > settings.max_body_bytes):
-            return JSONResponse({"detail": f"body over {settings.max_body_bytes} bytes"}, 413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     app.include_router(_alerts_router(receiver), dependencies=[auth])
     app.include_router(_actions_router(receiver), dependencies=[auth])
@@ -109,19 +120,22 @@ def _alerts_router(rx: Receiver) -> APIRouter:
     async def alertmanager(notification: Notification, response: Response) -> Accepted:
         """Accept an Alertmanager webhook notification (version 4): each alert becomes a
         trigger, stored durably, then queued; 503 with Retry-After when the queue is full."""
-        assert rx.queue is not None
         triggers = [a.trigger() for a in notification.alerts]
-        if rx.queue.qsize() + len(triggers) > rx.queue.maxsize:
+        if rx.depth() + len(triggers) > rx.settings.queue_size:
             rx.notifications.labels(outcome="busy").inc()
             raise HTTPException(503, "the processing queue is full; retry later",
                                 headers={"Retry-After": str(rx.settings.retry_after_s)})
-        ids = await rx.inbox.aadd(triggers)
-        for i, t in zip(ids, triggers, strict=True):
-            rx.queue.put_nowait((i, t))
-            rx.alerts.labels(status=t.status).inc()
+        rx.accepted += len(triggers)  # counted before the write: a concurrent request sees it
+        try:
+            await rx.inbox.aadd(triggers)
+        except BaseException:
+            rx.accepted -= len(triggers)
+            raise
+        firing = sum(t.status == "firing" for t in triggers)
+        rx.alerts.labels(status="firing").inc(firing)
+        rx.alerts.labels(status="resolved").inc(len(triggers) - firing)
         rx.notifications.labels(outcome="accepted").inc()
-        rx.depth.set(rx.queue.qsize())
-        return Accepted(accepted=len(triggers), queued=rx.queue.qsize())
+        return Accepted(accepted=len(triggers), queued=rx.depth())
 
     @router.get("/incidents")
     async def incidents(limit: Annotated[int, Query(ge=1, le=10_000)] = 500
@@ -145,19 +159,27 @@ def _actions_router(rx: Receiver) -> APIRouter:
 
     @router.post("/actions/{action_id}/approve")
     async def approve(action_id: int) -> dict[str, Any]:
-        assert rx.engine is not None
-        if not rx.engine.approve(action_id):
-            raise HTTPException(404, f"no pending approval {action_id}")
+        """Let a pending action run (its audit id, from GET /actions)."""
+        await _answer(rx, action_id, True)
         return {"approved": action_id}
 
     @router.post("/actions/{action_id}/reject")
     async def reject(action_id: int) -> dict[str, Any]:
-        assert rx.engine is not None
-        if not rx.engine.reject(action_id):
-            raise HTTPException(404, f"no pending approval {action_id}")
+        """Refuse a pending action."""
+        await _answer(rx, action_id, False)
         return {"rejected": action_id}
 
     return router
+
+
+async def _answer(rx: Receiver, action_id: int, approve: bool) -> None:
+    try:
+        found = await rx.engine.answer(action_id, approve)
+    except (RuntimeError, TimeoutError) as exc:
+        raise HTTPException(503, f"the engine is not available: {exc}",
+                            headers={"Retry-After": str(rx.settings.retry_after_s)}) from exc
+    if not found:
+        raise HTTPException(404, f"no pending approval {action_id}")
 
 
 def _health_router(rx: Receiver) -> APIRouter:
@@ -170,10 +192,11 @@ def _health_router(rx: Receiver) -> APIRouter:
 
     @router.get("/readyz")
     async def readyz(response: Response) -> dict[str, Any]:
-        ok = rx.worker is not None and not rx.worker.done() and rx.queue is not None \
-            and rx.queue.qsize() < rx.queue.maxsize
-        response.status_code = 200 if ok else 503
-        return {"ready": ok, "queue": rx.queue.qsize() if rx.queue else None}
+        engine = rx.engine.alive
+        room = rx.depth() < rx.settings.queue_size
+        response.status_code = 200 if engine and room else 503
+        return {"ready": engine and room, "engine": engine, "queue": rx.depth(),
+                "queue_size": rx.settings.queue_size}
 
     @router.get("/metrics")
     async def metrics() -> Response:

@@ -1,14 +1,16 @@
 """Durable intake: every accepted alert is on disk (SQLite WAL, synchronous=FULL) before the
-webhook answers 200, and stays marked unprocessed until the engine has taken it, so a crash after
-the answer loses nothing."""
+webhook answers 200, and stays marked unprocessed until the engine has finished with it, so a
+crash after the answer loses nothing. The web process adds; the engine process reads what is new
+and marks it processed (SQLite serialises the two writers; each waits up to `busy_timeout`)."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
 from pathlib import Path
+
+import orjson
 
 from remediation.group_commit import GroupCommitter
 from remediation.trigger import Trigger
@@ -32,6 +34,7 @@ class Inbox:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA busy_timeout=30000")  # the other process may hold the write lock
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
@@ -40,7 +43,7 @@ class Inbox:
     async def aadd(self, triggers: list[Trigger]) -> list[int]:
         """`add` through group commit: concurrent requests share one fsync."""
         rows: list[tuple[str, str, str]] = [
-            (t.episode, str(t.status), json.dumps(t.to_dict())) for t in triggers]
+            (t.episode, str(t.status), orjson.dumps(t.to_dict()).decode()) for t in triggers]
         ids: list[int] = await self._writer.submit(lambda: self._insert(rows))
         return ids
 
@@ -54,33 +57,40 @@ class Inbox:
             ids.append(int(cur.lastrowid or 0))
         return ids
 
-    async def adone(self, ids: list[int]) -> None:
-        await self._writer.submit(lambda: self._db.executemany(
-            "UPDATE inbox SET processed = 1 WHERE id = ?", [(i,) for i in ids]))
-
     def add(self, triggers: list[Trigger]) -> list[int]:
         """Store triggers in one transaction; their ids, in order."""
         now = time.time()
         with self._lock:
-            self._db.execute("BEGIN")
+            self._db.execute("BEGIN IMMEDIATE")
             ids = []
             for t in triggers:
                 cur = self._db.execute(
                     "INSERT INTO inbox (received, episode, status, trigger) VALUES (?, ?, ?, ?)",
-                    (now, t.episode, t.status, json.dumps(t.to_dict())))
+                    (now, t.episode, t.status, orjson.dumps(t.to_dict()).decode()))
                 ids.append(int(cur.lastrowid or 0))
             self._db.execute("COMMIT")
         return ids
 
     def done(self, ids: list[int]) -> None:
         with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("UPDATE inbox SET processed = 1 WHERE id = ?", [(i,) for i in ids])
+            self._db.execute("COMMIT")
 
     def pending(self) -> list[tuple[int, Trigger]]:
+        return self.unprocessed(0, 1 << 62)
+
+    def unprocessed(self, after: int, limit: int) -> list[tuple[int, Trigger]]:
+        """Unprocessed alerts with ids above `after`, oldest first."""
         with self._lock:
-            rows = self._db.execute("SELECT id, trigger FROM inbox WHERE processed = 0 "
-                                    "ORDER BY id").fetchall()
-        return [(int(i), Trigger.from_dict(json.loads(t))) for i, t in rows]
+            rows = self._db.execute("SELECT id, trigger FROM inbox WHERE processed = 0 AND id > ? "
+                                    "ORDER BY id LIMIT ?", (after, limit)).fetchall()
+        return [(int(i), Trigger.from_dict(orjson.loads(t))) for i, t in rows]
+
+    def pending_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute(
+                "SELECT COUNT(*) FROM inbox WHERE processed = 0").fetchone()[0])
 
     def episodes(self, limit: int = 500) -> list[dict[str, object]]:
         """The latest state of each alert episode seen (for GET /incidents)."""
@@ -90,7 +100,7 @@ class Inbox:
                 "GROUP BY episode ORDER BY MAX(id) DESC LIMIT ?", (limit,)).fetchall()
         out = []
         for episode, _status, trig, received, deliveries in rows:
-            t = json.loads(trig)
+            t = orjson.loads(trig)
             out.append({"episode": episode, "status": t["status"], "fingerprint": t["fingerprint"],
                         "labels": t["labels"], "last_received": received,
                         "deliveries": deliveries})

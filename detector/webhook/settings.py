@@ -25,7 +25,7 @@ class ServeSettings(BaseModel):
     basic_password_env: str = "VIGIL_WEBHOOK_PASSWORD"
     allow_unauthenticated: bool = False  # an explicit opt-out; the default is auth required
     max_body_bytes: int = Field(default=1 << 20, gt=0)
-    queue_size: int = Field(default=10_000, gt=0)
+    queue_size: int = Field(default=100_000, gt=0)  # unfinished alerts before 503
     retry_after_s: int = Field(default=5, gt=0)
 
     def token(self) -> str | None:
