@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -319,27 +320,35 @@ def bench_kafka_cmd(
 def bench_webhook_cmd(
     notifications: Annotated[int, typer.Option(help="notifications to send")] = 5000,
     alerts: Annotated[int, typer.Option(help="alerts per notification")] = 10,
-    concurrency: Annotated[int, typer.Option(help="requests in flight")] = 32,
+    concurrency: Annotated[int, typer.Option(help="connections (requests in flight at most)")] = 32,
+    rate: Annotated[list[float] | None, typer.Option(
+        help="offered notifications/s (an open load); 0 = as fast as answers come back; "
+             "repeatable; default: 500 (the target), then 0")] = None,
 ) -> None:
     """`vigil serve` in a child process under a bounded load over loopback: notifications/s,
-    latency, and whether every accepted alert was stored."""
+    latency, and whether every accepted alert was stored and finished by the engine."""
     from detector.bench import bench_webhook
 
-    f = bench_webhook(notifications, alerts, concurrency)
-    t = Table(title=f"vigil bench webhook ({f.notifications:,} notifications x "
-                    f"{f.alerts_per_notification} alerts, {f.concurrency} in flight)")
+    runs = [bench_webhook(notifications, alerts, concurrency, r or None)
+            for r in (rate if rate else [500.0, 0.0])]
+    t = Table(title=f"vigil bench webhook ({notifications:,} notifications x {alerts} alerts, "
+                    f"{concurrency} connections)")
     t.add_column("figure")
-    t.add_column("value")
-    t.add_row("notifications/s (target >= 500)", f"{f.notifications_per_s:,.0f}")
-    t.add_row("latency p50 / p99 (ms; target p99 < 100)", f"{f.p50_ms:.1f} / {f.p99_ms:.1f}")
-    t.add_row("status codes", ", ".join(f"{k}: {v:,}" for k, v in sorted(f.statuses.items())))
-    accepted = f.statuses.get(200, 0) * f.alerts_per_notification
-    t.add_row("alerts stored durably / accepted", f"{f.stored_alerts:,} / {accepted:,}")
-    t.add_row("alerts finished by the engine / dry-run actions audited",
-              f"{f.processed_alerts:,} / {f.dry_run_actions:,}")
-    t.add_row("engine alerts/s (first request to last alert finished)",
-              f"{f.processed_alerts / f.engine_seconds:,.0f}")
-    t.add_row("server CPU (web + engine processes)", f"{f.server_cpu_s:.1f} s")
+    for f in runs:
+        t.add_column(f"offered {f.rate:,.0f}/s" if f.rate else "closed loop")
+
+    def row(name: str, fn: Callable[[Any], str]) -> None:
+        t.add_row(name, *(fn(f) for f in runs))
+    row("notifications/s (target >= 500)", lambda f: f"{f.notifications_per_s:,.0f}")
+    row("latency p50 / p99 (ms; target p99 < 100)", lambda f: f"{f.p50_ms:.1f} / {f.p99_ms:.1f}")
+    row("status codes", lambda f: ", ".join(f"{k}: {v:,}" for k, v in sorted(f.statuses.items())))
+    row("alerts stored durably / accepted", lambda f: f"{f.stored_alerts:,} / "
+        f"{f.statuses.get(200, 0) * f.alerts_per_notification:,}")
+    row("alerts finished by the engine / dry-run actions audited",
+        lambda f: f"{f.processed_alerts:,} / {f.dry_run_actions:,}")
+    row("engine alerts/s (first request to last alert finished)",
+        lambda f: f"{f.processed_alerts / f.engine_seconds:,.0f}")
+    row("server CPU (web + engine processes)", lambda f: f"{f.server_cpu_s:.1f} s")
     out.print(t)
 
 

@@ -233,3 +233,22 @@ def test_a_killed_engine_process_is_restarted_and_its_unfinished_alerts_redone(
         assert "vigil_webhook_engine_restarts_total 1.0" in c.get("/metrics").text
     # Redone after the restart, and refused by the claim: still one action.
     assert sum(x["verdict"] == "dry_run" for x in actions) == 1
+
+
+def test_progress_survives_out_of_order_finishes_and_old_finished_alerts_are_pruned(
+        tmp_path: Path) -> None:
+    from detector.webhook.progress import Progress, read_progress
+    from remediation.trigger import Trigger
+
+    inbox = Inbox(tmp_path / "inbox.db")
+    ids = inbox.add([Trigger("alertmanager", f"f{i}", "firing", 1.0) for i in range(5)])
+    p = Progress(tmp_path / "p")
+    p.save([ids[0], ids[2], ids[3]], watermark=ids[0])  # 2 still running; 3 and 4 finished
+    p.close()
+    again = Progress(tmp_path / "p")  # a restarted engine process
+    rows = inbox.after(again.watermark, 100)
+    assert [i for i, _ in again.pending(rows)] == [ids[1], ids[4]]
+    assert read_progress(tmp_path / "p") == (ids[0], 2)
+    assert inbox.prune(again.watermark, before=time.time() + 1) == 1  # only what is finished
+    assert inbox.prune(ids[-1], before=0.0) == 0  # nothing older than the retention
+    assert inbox.count() == 4

@@ -35,8 +35,8 @@ class Receiver:
         self.store = AuditStore(settings.audit_db)  # read here; the engine process writes it
         load_policy(settings.policy)  # a bad policy stops the start here, with its problems
         self.engine = EngineProcess(settings)
-        self.accepted = 0
-        self.pending_at_start = 0
+        self.last_id = 0  # the newest alert written to the inbox
+        self.reserved = 0  # alerts admitted by requests still writing them
         self.stopping = False
         self.supervisor: asyncio.Task[None] | None = None
         r = self.registry = CollectorRegistry()
@@ -54,10 +54,11 @@ class Receiver:
 
     def depth(self) -> int:
         """Accepted alerts not yet finished by the engine (the durable inbox's backlog)."""
-        return self.pending_at_start + self.accepted - self.engine.done
+        e = self.engine
+        return max(0, self.last_id + self.reserved - e.watermark - e.finished_above)
 
     async def start(self) -> None:
-        self.pending_at_start = await asyncio.to_thread(self.inbox.pending_count)
+        self.last_id = await asyncio.to_thread(self.inbox.last_id)
         await self.engine.start()
         self.supervisor = asyncio.create_task(self._supervise())
 
@@ -75,8 +76,13 @@ class Receiver:
         """Restart the engine process if it dies; what it had not finished is redone (the
         audit's claims keep that to one action per episode and rung)."""
         delay = 0.5
+        pruned = time.monotonic()
         while not self.stopping:
             await asyncio.sleep(delay)
+            if time.monotonic() - pruned > 60:  # finished alerts past their retention
+                pruned = time.monotonic()
+                await asyncio.to_thread(self.inbox.prune, self.engine.watermark,
+                                        time.time() - self.settings.inbox_retention_s)
             process = self.engine.process
             if process is not None and not process.is_alive():
                 log.error("engine process exited (%s); restarting", process.exitcode)
@@ -125,12 +131,12 @@ def _alerts_router(rx: Receiver) -> APIRouter:
             rx.notifications.labels(outcome="busy").inc()
             raise HTTPException(503, "the processing queue is full; retry later",
                                 headers={"Retry-After": str(rx.settings.retry_after_s)})
-        rx.accepted += len(triggers)  # counted before the write: a concurrent request sees it
+        rx.reserved += len(triggers)  # counted before the write: a concurrent request sees it
         try:
-            await rx.inbox.aadd(triggers)
-        except BaseException:
-            rx.accepted -= len(triggers)
-            raise
+            ids = await rx.inbox.aadd(triggers)
+        finally:
+            rx.reserved -= len(triggers)
+        rx.last_id = max(rx.last_id, *ids) if ids else rx.last_id
         firing = sum(t.status == "firing" for t in triggers)
         rx.alerts.labels(status="firing").inc(firing)
         rx.alerts.labels(status="resolved").inc(len(triggers) - firing)

@@ -27,6 +27,8 @@ class ServeSettings(BaseModel):
     max_body_bytes: int = Field(default=1 << 20, gt=0)
     queue_size: int = Field(default=100_000, gt=0)  # unfinished alerts before 503
     retry_after_s: int = Field(default=5, gt=0)
+    engine_nice: int = Field(default=10, ge=0, le=19)  # the engine process's CPU niceness
+    inbox_retention_s: float = Field(default=7 * 86_400, gt=0)  # finished alerts kept this long
 
     def token(self) -> str | None:
         return _secret(self.bearer_token_file, self.bearer_token_env)

@@ -5,7 +5,9 @@ webhook answer, and the two use both cores.
 
 One pipe joins them (pickled tuples; both ends are Vigil):
   web -> engine: ("answer", request_id, audit_id, approve), ("stop",)
-  engine -> web: ("ready",), ("done", count), ("answered", request_id, ok), ("failed", reason)
+  engine -> web: ("ready", watermark, finished_above), ("progress", watermark, finished_above),
+                 ("answered", request_id, ok), ("failed", reason)
+Progress: every inbox id at or below the watermark is finished, plus `finished_above` ids past it.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import contextlib
 import functools
 import logging
 import multiprocessing
+import os
 from multiprocessing.connection import Connection
 from typing import Any
 
 from detector.webhook.inbox import Inbox
+from detector.webhook.progress import Progress, progress_path
 from detector.webhook.settings import ServeSettings
 from remediation.audit import AuditStore
 from remediation.engine import Engine, EngineSettings
@@ -35,6 +39,10 @@ _GRACE_S = 5.0  # on stop, how long ladders in flight may finish before they are
 def run(settings_json: str, conn: Connection) -> None:
     """The engine process's entry point."""
     settings = ServeSettings.model_validate_json(settings_json)
+    # Under a storm the engine has a backlog and the webhook has callers waiting on it: the
+    # scheduler should favour the callers. (Work, not correctness, is what waits.)
+    with contextlib.suppress(OSError):
+        os.nice(settings.engine_nice)
     try:
         asyncio.run(_Worker(settings, conn).main())
     except Exception as exc:  # tell the web process why, then die (it restarts us)
@@ -55,11 +63,13 @@ class _Worker:
         loop = asyncio.get_running_loop()
         s = self.settings
         self.inbox = Inbox(s.inbox_db)
+        self.progress = Progress(progress_path(s.inbox_db))
+        self.read_upto = self.progress.watermark
         self.store = AuditStore(s.audit_db)
         self.engine = Engine(load_policy(s.policy), self.store,
                              settings=EngineSettings(dry_run=s.dry_run))
         loop.add_reader(self.conn.fileno(), self._on_message)
-        self.conn.send(("ready",))
+        self.conn.send(("ready", self.progress.watermark, len(self.progress.finished)))
         flusher = asyncio.create_task(self._flush_loop())
         try:
             await self._read_loop()
@@ -76,15 +86,16 @@ class _Worker:
             await self._flush()
             await self.engine.drain()
             self.inbox.close()
+            self.progress.close()
             self.store.close()
 
     async def _read_loop(self) -> None:
-        last = 0
         while not self.stopping.is_set():
             room = min(_READ_BATCH, self.settings.queue_size - len(self.inflight))
-            rows = await asyncio.to_thread(self.inbox.unprocessed, last, room) if room > 0 else []
-            for i, trigger in rows:
-                last = i
+            rows = await asyncio.to_thread(self.inbox.after, self.read_upto, room) if room else []
+            if rows:
+                self.read_upto = rows[-1][0]
+            for i, trigger in self.progress.pending(rows):
                 task = asyncio.create_task(self.engine.process(trigger))
                 self.inflight[i] = task
                 task.add_done_callback(functools.partial(self._finished, i))
@@ -103,10 +114,14 @@ class _Worker:
             await self._flush()
 
     async def _flush(self) -> None:
+        # Everything read and not in flight is finished: the watermark is just below the oldest
+        # alert still in flight.
+        mark = min(self.inflight) - 1 if self.inflight else self.read_upto
+        if not self.finished and mark == self.progress.watermark:
+            return
         ids, self.finished = self.finished, []
-        if ids:
-            await asyncio.to_thread(self.inbox.done, ids)
-            self._send(("done", len(ids)))
+        await asyncio.to_thread(self.progress.save, ids, mark)
+        self._send(("progress", self.progress.watermark, len(self.progress.finished)))
 
     def _send(self, msg: tuple[Any, ...]) -> None:
         try:
@@ -138,7 +153,8 @@ class EngineProcess:
         self.process: multiprocessing.process.BaseProcess | None = None
         self.conn: Connection | None = None
         self.ready = False
-        self.done = 0  # alerts marked processed, over every run of the engine process
+        self.watermark = 0  # every inbox id at or below it is finished
+        self.finished_above = 0  # and these many past it
         self.starts = 0
         self.last_failure = ""
         self._answers: dict[int, asyncio.Future[bool]] = {}
@@ -204,13 +220,13 @@ class EngineProcess:
             while self.conn.poll():
                 msg = self.conn.recv()
                 kind = msg[0]
-                if kind == "done":
-                    self.done += msg[1]
+                if kind in ("progress", "ready"):
+                    self.watermark, self.finished_above = msg[1], msg[2]
                 elif kind == "answered":
                     fut = self._answers.get(msg[1])
                     if fut is not None and not fut.done():
                         fut.set_result(bool(msg[2]))
-                elif kind == "ready":
+                if kind == "ready":
                     self.ready = True
                     if self._ready is not None and not self._ready.done():
                         self._ready.set_result(None)
