@@ -585,6 +585,11 @@ def serve_cmd(
     act: Annotated[bool, typer.Option("--act", help="really run hooks (default: dry-run)")] = False,
     queue_size: Annotated[int, typer.Option(help="accepted alerts the engine may have unfinished "
                                             "before the webhook answers 503")] = 100_000,
+    tls_cert: Annotated[Path | None, typer.Option(help="serve HTTPS with this certificate (PEM)")
+                        ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="the certificate's private key (PEM)")] = None,
+    tls_client_ca: Annotated[Path | None, typer.Option(
+        help="mTLS: require client certificates signed by this CA (PEM)")] = None,
 ) -> None:
     """The Alertmanager webhook receiver: POST /alertmanager, GET /incidents, GET /actions,
     POST /actions/{id}/approve|reject, /healthz, /readyz, /metrics, /docs. Auth is required."""
@@ -603,7 +608,17 @@ def serve_cmd(
     except (AuthError, PolicyError) as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from exc
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    if (tls_cert is None) != (tls_key is None) or (tls_client_ca and not tls_cert):
+        err.print("error: --tls-cert and --tls-key go together; --tls-client-ca needs both")
+        raise typer.Exit(2)
+    tls: dict[str, Any] = {}
+    if tls_cert is not None:
+        import ssl
+
+        tls = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
+        if tls_client_ca is not None:
+            tls |= {"ssl_ca_certs": str(tls_client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    uvicorn.run(application, host=host, port=port, log_level="warning", **tls)
 
 
 @policy_app.command("check")
