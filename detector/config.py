@@ -253,6 +253,55 @@ class KafkaConfig(BaseModel):
         return opts
 
 
+class PromQuery(BaseModel):
+    """One PromQL query whose result series Vigil watches."""
+
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_:.-]*$", description="names its anomalies "
+                      "(feature `metric:<name>`)")
+    query: str = Field(min_length=1)
+    step_seconds: float = Field(default=60.0, gt=0, description="resolution and poll interval")
+    lookback_seconds: float = Field(default=6 * 3600.0, ge=0, description="history read at start "
+                                    "(warm-up) with query_range")
+    service_labels: list[str] = Field(default=["service", "job", "app"], min_length=1,
+                                      description="the first of these labels present names the "
+                                      "series' service")
+    series_labels: list[str] | None = Field(default=None, description="labels that identify a "
+                                            "series (default: all of them)")
+    baseline: Literal["level", "periodic", "seasonal"] = Field(
+        default="periodic", description="level: EWMA only; periodic: EWMA plus the value a day "
+        "earlier where that explains the series better; seasonal: hour-of-week profile")
+    direction: Literal["up", "down", "both"] = "both"
+    alpha: float = Field(default=0.02, gt=0, le=1, description="EWMA weight of a new point")
+    warmup: int = Field(default=30, ge=2, description="points a series needs before it may alarm")
+    abs_floor: float = Field(default=0.0, ge=0, description="spread below this is noise")
+    rel_floor: float = Field(default=0.01, ge=0, description="...or below this share of the level")
+
+
+class PrometheusConfig(BaseModel):
+    """Prometheus series as a source (prometheus-api-client)."""
+
+    model_config = {"extra": "forbid"}
+
+    url: str = "http://127.0.0.1:9090"
+    queries: list[PromQuery] = Field(default_factory=list)
+    bearer_token_file: Path | None = None
+    verify_tls: bool = True
+    timeout_s: float = Field(default=10.0, gt=0, description="per HTTP request")
+    retries: int = Field(default=3, ge=0, description="retries of a failed query per poll")
+    backoff_s: float = Field(default=0.5, gt=0, description="first retry delay (full jitter)")
+    backoff_max_s: float = Field(default=10.0, gt=0)
+    max_backfill_seconds: float = Field(default=6 * 3600.0, gt=0, description="after an outage, "
+                                        "read back at most this much")
+    idle_series_seconds: float = Field(default=900.0, gt=0, description="a series with no point "
+                                       "for this long is forgotten (pod churn)")
+    max_series: int = Field(default=200_000, ge=1, description="series held at once; new ones "
+                            "beyond are counted and dropped")
+    threshold: float = Field(default=0.9999, gt=0, lt=1, description="1 - p at which a point is "
+                             "anomalous")
+
+
 class IncidentConfig(BaseModel):
     gap_seconds: float = Field(
         default=60.0, gt=0, description="an incident resolves after this long with no anomaly"
@@ -277,6 +326,7 @@ class VigilConfig(BaseSettings):
     incidents: IncidentConfig = Field(default_factory=IncidentConfig)
     correlation: CorrelationConfig = Field(default_factory=CorrelationConfig)
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     batch_size: int = Field(default=65536, gt=0, description="lines decoded and scored together")
 

@@ -197,8 +197,15 @@ class Anomaly:
     model: str
     explanation: str
     events: int
+    labels: dict[str, str] | None = None  # a metric series' labels
+    link: str | None = None  # where to look (a metric: Prometheus's graph page)
 
     def to_dict(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.labels is not None:
+            extra["labels"] = self.labels
+        if self.link is not None:
+            extra["link"] = self.link
         return {
             "kind": "anomaly",
             "service": self.service,
@@ -211,7 +218,7 @@ class Anomaly:
             "model": self.model,
             "explanation": self.explanation,
             "events": self.events,
-        }
+        } | extra
 
 
 @dataclass(slots=True)

@@ -126,6 +126,19 @@ class Pipeline:
         self.stats.seconds += time.perf_counter() - t0
         return out
 
+    def add_anomalies(self, anomalies: list[Anomaly]) -> BatchOutcome:
+        """Fold anomalies found outside the log windows (metric series) into the incidents: an
+        anomaly of a service joins that service's open incident, or the incident its request
+        evidence or call graph points to, and counts in the root-cause ranking like a window
+        anomaly. Not thread-safe: call it from the thread that calls `process`."""
+        out = BatchOutcome(events=EventBatch.empty())
+        if anomalies:
+            out.incidents.extend(self.tracker.advance(min(a.window_start for a in anomalies)))
+            out.anomalies.extend(anomalies)
+            out.incidents.extend(self.tracker.add(anomalies))
+        self._emit(out)
+        return out
+
     def finish(self) -> BatchOutcome:
         """Close every open window (end of input) and write the open incidents' latest state."""
         out = BatchOutcome(events=EventBatch.empty())

@@ -48,10 +48,10 @@ def explain(feature: str, value: float, mean: float, std: float) -> str:
     'p99 latency 840 ms vs baseline 120 ± 30 ms'
     """
     label, unit = _LABELS.get(feature, (feature, ""))
-    return f"{label} {_fmt(value)}{unit} vs baseline {_fmt(mean)} ± {_fmt(std)}{unit}"
+    return f"{label} {format_value(value)}{unit} vs baseline {format_value(mean)} ± {format_value(std)}{unit}"
 
 
-def _fmt(v: float) -> str:
+def format_value(v: float) -> str:
     if not math.isfinite(v):
         return str(v)
     a = abs(v)

@@ -131,6 +131,16 @@ def effective_floor(
     return out
 
 
+def forget_rows(obj: object, names: tuple[str, ...], series: IntArray,
+                fills: dict[str, float] | None = None) -> None:
+    """Reset the rows of `series` in each named per-series array of `obj` to its start value
+    (0 unless `fills` says otherwise): the ids may then be reused for new series."""
+    for name in names:
+        arr = getattr(obj, name)
+        rows = series[series < len(arr)]
+        arr[rows] = (fills or {}).get(name, 0)
+
+
 def grow(arr: npt.NDArray[Any], size: int, fill: float) -> npt.NDArray[Any]:
     """`arr` extended along axis 0 to at least `size` rows (doubling), new rows set to `fill`."""
     if len(arr) >= size:

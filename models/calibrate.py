@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from models.base import FloatArray, IntArray, grow
+from models.base import FloatArray, IntArray, forget_rows, grow
 
 _MAX_COUNT = np.iinfo(np.uint16).max - 1
 _EPS = 1e-300
@@ -113,6 +113,10 @@ class TailCalibrator:
         np.add.at(self._hist, (series, b), 1)
         self._n[series] = n + 1
         return np.clip(out, _EPS, 1.0)
+
+    def forget(self, series: IntArray) -> None:
+        """Start these series afresh (their ids may be reused)."""
+        forget_rows(self, ("_hist", "_n"), np.asarray(series, dtype=np.int64))
 
     def state_dict(self) -> dict[str, Any]:
         return {

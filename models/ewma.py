@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from models.base import FloatArray, IntArray, Scored, as_step, effective_floor, grow
+from models.base import FloatArray, IntArray, Scored, as_step, effective_floor, forget_rows, grow
 
 
 class EwmaZScore:
@@ -88,6 +88,10 @@ class EwmaZScore:
         # An EWMA of weight alpha averages about (2 - alpha) / alpha values.
         dof = np.minimum(n, (2.0 - self.alpha) / self.alpha).astype(np.float64)
         return Scored(z=z, mean=mean, std=std, seen=n, dof=dof)
+
+    def forget(self, series: IntArray) -> None:
+        """Start these series afresh (their ids may be reused)."""
+        forget_rows(self, ("_mean", "_var", "_n"), np.asarray(series, dtype=np.int64))
 
     def state_dict(self) -> dict[str, Any]:
         return {

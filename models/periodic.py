@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from models.base import BoolArray, FloatArray, IntArray, Scored, as_step, as_times, grow
+from models.base import BoolArray, FloatArray, IntArray, Scored, as_step, as_times, forget_rows, grow
 from models.ewma import EwmaZScore
 
 _EMPTY = -(2**31)  # period number of a slot never written (int32)
@@ -133,6 +133,12 @@ class PeriodicZScore:
         self._value[series, bank, slot] = x
         self._cycle[series, bank, slot] = cycle.astype(np.int32)
         return out
+
+    def forget(self, series: IntArray) -> None:
+        """Start these series afresh (their ids may be reused)."""
+        ids = np.asarray(series, dtype=np.int64)
+        forget_rows(self, self._ARRAYS, ids, {"_cycle": _EMPTY})
+        self.residuals.forget(ids)
 
     def explains(self, series: IntArray) -> BoolArray:
         """True where the period model beats a flat level for the series (see the class doc)."""

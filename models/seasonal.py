@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from models.base import FloatArray, IntArray, Scored, as_step, as_times, effective_floor, grow
+from models.base import FloatArray, IntArray, Scored, as_step, as_times, effective_floor, forget_rows, grow
 
 _HOURS, _WEEK = 24, 24 * 7
 _MIN_COUNT = 3  # values a bucket needs before its mean is trusted
@@ -113,6 +113,11 @@ class SeasonalZScore:
         return Scored(z=z, mean=expected, std=std, seen=n, dof=dof)
 
     _ARRAYS = ("_level", "_var", "_week", "_week_n", "_day", "_day_n", "_n")
+
+    def forget(self, series: IntArray) -> None:
+        """Start these series afresh (their ids may be reused)."""
+        forget_rows(self, ("_level", "_var", "_week", "_week_n", "_day", "_day_n", "_n"),
+                    np.asarray(series, dtype=np.int64))
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {

@@ -1,0 +1,254 @@
+"""Prometheus as a source, against the real Debian `prometheus` on a free loopback port: a NAB
+series backfilled with promtool (its labeled anomaly found in its window), a live exporter whose
+change Vigil sees, Prometheus stopped mid-run (readiness, bounded retries, backfill on recovery);
+and, without Prometheus, dedupe / NaN / gaps / pod churn and metric + log anomalies joining one
+incident."""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from detector.config import PrometheusConfig, PromQuery, VigilConfig
+from detector.events import Anomaly
+from detector.metrics_watch import MetricWatcher
+from detector.pipeline import Pipeline
+from detector.promlocal import LocalPrometheus, available, openmetrics
+from detector.sources.prometheus import PrometheusSource
+
+NAB = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "nab"
+NAB_FILE = "artificialWithAnomaly/art_daily_jumpsup.csv"
+needs_prometheus = pytest.mark.skipif(
+    not available(), reason="needs the Debian package prometheus (make test installs it)")
+
+
+def epoch(s: str) -> float:
+    return datetime.strptime(s[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def watcher(cfg: VigilConfig, clock: Any = time.time, pipeline: Pipeline | None = None
+            ) -> MetricWatcher:
+    src = PrometheusSource(cfg.prometheus, clock=clock, sleep=lambda s: time.sleep(min(s, 0.05)))
+    return MetricWatcher(cfg, pipeline=pipeline, source=src)
+
+
+# ---- a backfilled NAB series ----------------------------------------------------------------
+@needs_prometheus
+@pytest.mark.skipif(not (NAB / "data" / NAB_FILE).exists(),
+                    reason="needs ../shared/datasets/nab (not part of a clone)")
+def test_a_backfilled_nab_anomaly_is_found_in_its_labeled_window(tmp_path: Path) -> None:
+    rows = list(csv.DictReader((NAB / "data" / NAB_FILE).open()))
+    ts = [epoch(r["timestamp"]) for r in rows]
+    labels = {"service": "billing", "series": "art_daily_jumpsup"}
+    openmetrics(tmp_path / "nab.om", "nab_value",
+                ((labels, t, float(r["value"])) for t, r in zip(ts, rows, strict=True)))
+    windows = [(epoch(a), epoch(b)) for a, b in
+               json.loads((NAB / "labels" / "combined_windows.json").read_text())[NAB_FILE]]
+    prom = LocalPrometheus(tmp_path)
+    prom.backfill(tmp_path / "nab.om")
+    with prom:
+        cfg = VigilConfig(prometheus=PrometheusConfig(url=prom.url, queries=[PromQuery(
+            name="nab", query="nab_value", step_seconds=300, lookback_seconds=2 * 86400)]))
+        # Two days of history, then "live" an hour a poll, until the series' last point (Prometheus
+        # would answer for five minutes past it: its lookback delta).
+        w = watcher(cfg, clock := Clock(ts[0] + 2 * 86400))
+        found: list[Anomaly] = []
+        incidents = []
+        while True:
+            res = w.poll_once()
+            found += res.anomalies
+            incidents += res.incidents
+            if clock.t >= ts[-1]:
+                break
+            clock.t = min(clock.t + 3600, ts[-1])
+    st = w.source.stats
+    assert st.failed_polls == 0 and st.points == len(rows)  # every point read once
+    inside = [a for a in found if any(lo <= a.window_end <= hi for lo, hi in windows)]
+    assert inside, "the labeled anomaly was not found"
+    assert len(found) - len(inside) <= 1  # false alarms outside the window
+    a = inside[0]
+    assert a.service == "billing" and a.feature == "metric:nab"
+    assert a.labels is not None and a.labels["series"] == "art_daily_jumpsup"
+    assert a.link is not None and a.link.startswith(prom.url + "/graph?g0.expr=nab_value")
+    assert any(i.service == "billing" and i.features.get("metric:nab") for i in incidents)
+
+
+# ---- a live exporter -------------------------------------------------------------------------
+class Exporter:
+    """`checkout_latency_ms{service="checkout"}`: noise around `level` (set by the test)."""
+
+    def __init__(self) -> None:
+        self.level = 100.0
+        self.down = False
+        rng = np.random.default_rng(1)
+        me = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                v = me.level + float(rng.normal(0, 2))
+                body = (f"# TYPE checkout_latency_ms gauge\n"
+                        f'checkout_latency_ms{{service="checkout"}} {v}\n').encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.target = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def live_cfg(url: str, **prom: Any) -> VigilConfig:
+    return VigilConfig(prometheus=PrometheusConfig(url=url, queries=[PromQuery(
+        name="latency", query="checkout_latency_ms", step_seconds=1, lookback_seconds=60,
+        warmup=10, baseline="level")], **prom))
+
+
+@needs_prometheus
+def test_vigil_sees_a_live_exporters_metric_change(tmp_path: Path) -> None:
+    exp = Exporter()
+    with LocalPrometheus(tmp_path, scrape_targets=[exp.target]) as prom:
+        w = watcher(live_cfg(prom.url))
+        time.sleep(2)
+        w.poll_once()  # warm-up read
+        deadline = time.monotonic() + 40
+        while w.source.stats.points < 20:  # a baseline of normal points
+            assert time.monotonic() < deadline, "no points from the live exporter"
+            time.sleep(1)
+            assert not w.poll_once().anomalies
+        exp.level = 400.0  # the checkout service slows down
+        changed = time.monotonic()
+        found: list[Anomaly] = []
+        while not found:
+            assert time.monotonic() - changed < 20, "the change was not seen"
+            time.sleep(1)
+            found = w.poll_once().anomalies
+    exp.server.shutdown()
+    a = found[0]
+    assert a.service == "checkout" and a.value > 300 and a.baseline_mean < 150
+    assert a.labels is not None and a.labels["job"] == "test"
+    assert w.ready() == (True, "ok")
+
+
+@needs_prometheus
+def test_prometheus_stopped_mid_run_is_reported_and_the_gap_backfilled(tmp_path: Path) -> None:
+    exp = Exporter()
+    prom = LocalPrometheus(tmp_path, scrape_targets=[exp.target])
+    prom.start()
+    try:
+        w = watcher(live_cfg(prom.url, retries=2, backoff_s=0.05, timeout_s=1.0))
+        time.sleep(2)
+        seen: list[float] = []
+
+        def poll() -> None:
+            for pts in w.source.poll():
+                seen.extend(pts.ts.tolist())
+        poll()
+        for _ in range(3):
+            time.sleep(1)
+            poll()
+        assert w.ready()[0]
+        prom.stop()
+        t0 = time.monotonic()
+        time.sleep(1)
+        poll()  # fails after its bounded retries; the rest of Vigil goes on
+        assert time.monotonic() - t0 < 10
+        ok, why = w.ready()
+        assert not ok and "latency" in why and "ConnectionError" in why
+        assert w.source.stats.failed_polls == 1 and w.source.stats.requests >= 3
+        time.sleep(3)  # the outage
+        prom.start()
+        poll()
+        assert w.ready() == (True, "ok")
+    finally:
+        prom.stop()
+        exp.server.shutdown()
+    steps = np.diff(np.unique(seen))
+    assert len(seen) == len(set(seen))  # nothing read twice
+    assert (steps == 1.0).all(), "the outage left a hole: the recovery did not backfill it"
+
+
+# ---- without Prometheus ----------------------------------------------------------------------
+class FakeClient:
+    """Stands in for PrometheusConnect in the unit tests below (the tests above use the real
+    server); returns scripted query_range results."""
+
+    def __init__(self, results: list[list[dict[str, Any]]]) -> None:
+        self.results = results
+
+    def custom_query_range(self, query: str, start_time: datetime, end_time: datetime,
+                           step: str) -> list[dict[str, Any]]:
+        return self.results.pop(0)
+
+
+def test_dedupe_nan_gaps_and_pod_churn_without_unbounded_growth() -> None:
+    q = PromQuery(name="q", query="x", step_seconds=10, lookback_seconds=30)
+    clock = Clock(1030.0)
+    src = PrometheusSource(PrometheusConfig(queries=[q], idle_series_seconds=60, max_series=3),
+                           clock=clock)
+
+    def series(pod: str, *points: tuple[float, str]) -> dict[str, Any]:
+        return {"metric": {"pod": pod, "service": "api"}, "values": [list(p) for p in points]}
+    src.client = FakeClient([  # type: ignore[assignment]
+        [series("a", (1000, "1"), (1010, "NaN"), (1030, "2"))],  # warm-up; a gap at 1020
+        [series("a", (1030, "2"), (1040, "3")), series("b", (1040, "5"))],  # 1030 again
+        [series("b", (1100, "+Inf")), series("c", (1100, "1")), series("d", (1100, "1")),
+         series("e", (1100, "1"))],
+    ])
+    first = src.poll()[0]
+    assert first.warmup and first.values.tolist() == [1.0, 2.0]
+    clock.t = 1040.0
+    second = src.poll()[0]
+    assert second.ts.tolist() == [1040.0, 1040.0] and not second.warmup
+    clock.t = 1110.0
+    third = src.poll()[0]  # a is idle since 1040 (> 60 s before 1110): expired, its id reused
+    st = src.stats
+    assert (st.duplicates, st.non_finite, st.gaps) == (1, 2, 2)
+    assert st.expired_series == 1 and st.dropped_series == 1  # at most 3 series held
+    assert len(src.state["q"].index) == 3 and int(third.expired[0]) == 0
+    assert sorted(third.series.tolist()) == [0, 2]  # c took a's id; b's point was +Inf
+
+
+def test_metric_and_log_anomalies_of_one_service_join_one_incident() -> None:
+    from detector.bench import simulated_lines
+
+    lines, truth = simulated_lines(40_000, seed=3, scenario="error_burst")
+    fault = truth.faults[0]  # payments fails; checkout and gateway show it
+    pipe = Pipeline(VigilConfig())
+    incidents = []
+    for i in range(0, len(lines), 8192):
+        incidents += pipe.process(lines[i:i + 8192]).incidents
+        if any(x.service == "payments" for x in incidents):
+            break
+    log_inc = next(x for x in incidents if x.service == "payments")
+    at = log_inc.detected_at
+    metric = Anomaly("payments", "metric:db_pool_wait", at - 15, at, 900.0, 5.0, 2.0, 0.99999,
+                     "ewma", "db_pool_wait 900 vs baseline 5 ± 2", 0, labels={"service": "payments"})
+    lone = Anomaly("search", "metric:cpu", at - 15, at, 0.99, 0.2, 0.05, 0.99999, "ewma", "cpu", 0)
+    pipe.add_anomalies([metric, lone])
+    now = {i.id: i for i in pipe.tracker.snapshot_open()}
+    joined = now[log_inc.id]
+    assert joined.features.get("metric:db_pool_wait") == 1 and fault.service == "payments"
+    top = joined.root_cause[0]
+    assert top["service"] == "payments" and "metric:db_pool_wait" in top["evidence"]["features"]
+    assert any(i.service == "search" for i in now.values() if i.id != log_inc.id)
