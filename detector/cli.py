@@ -352,6 +352,42 @@ def bench_webhook_cmd(
     out.print(t)
 
 
+@bench_app.command("prometheus")
+def bench_prometheus_cmd(
+    series: Annotated[int, typer.Option(help="series in the test Prometheus")] = 10_000,
+    steps: Annotated[int, typer.Option(help="live steps polled after the warm-up")] = 10,
+    step: Annotated[float, typer.Option(help="query step, seconds")] = 15.0,
+) -> None:
+    """The poll -> score path against a real Prometheus (Debian package) backfilled with
+    `series` series: warm-up read, then one step at a time; CPU per step (target < 1 s)."""
+    import statistics
+
+    from detector.bench import bench_prometheus
+    from detector.promlocal import available
+
+    if not available():
+        err.print("error: needs the Debian package prometheus (prometheus and promtool)")
+        raise typer.Exit(2)
+    f = bench_prometheus(series, steps, step)
+    t = Table(title=f"vigil bench prometheus ({f.series:,} series, step {f.step_s:g} s, "
+                    f"{f.steps} live steps)")
+    t.add_column("figure")
+    t.add_column("value")
+    t.add_row("warm-up: points read and scored / seconds",
+              f"{f.warmup_points:,} / {f.warmup_seconds:.2f} "
+              f"({f.warmup_points / f.warmup_seconds:,.0f} points/s)")
+    med_cpu = statistics.median(f.step_cpu_s)
+    t.add_row("one step of every series: CPU median / max (target < 1 s)",
+              f"{med_cpu:.3f} / {max(f.step_cpu_s):.3f} s")
+    t.add_row("  of which the HTTP request and JSON parsing (median)",
+              f"{statistics.median(f.fetch_cpu_s):.3f} s")
+    t.add_row("one step: wall median", f"{statistics.median(f.step_wall_s):.3f} s")
+    t.add_row("series/s and points/s at the median step (CPU)",
+              f"{f.series / med_cpu:,.0f} / {statistics.median(f.points_per_step) / med_cpu:,.0f}")
+    t.add_row("anomalies raised on the random-noise series (false alarms)", f"{f.anomalies}")
+    out.print(t)
+
+
 @bench_app.command("remediation")
 def bench_remediation_cmd(
     triggers: Annotated[int, typer.Option(help="triggers (alert episodes)")] = 10_000,
@@ -568,6 +604,46 @@ def consume(config: ConfigOpt = None,
     code = consumer.run(stop)
     server.shutdown()
     raise typer.Exit(code)
+
+
+@app.command("metrics")
+def metrics_cmd(config: ConfigOpt = None,
+                out_dir: Annotated[Path | None, typer.Option(
+                    "--out", help="anomalies.jsonl and incidents.jsonl (default: output.dir)")] = None,
+                polls: Annotated[int | None, typer.Option(help="stop after this many polls")] = None,
+                ) -> None:
+    """Watch the Prometheus queries of the config (`prometheus.queries`): warm up from each
+    query's lookback, then poll each step; anomalies and incidents are written as JSON lines.
+    (`vigil consume` with the same config joins them to the log incidents.)"""
+    import signal
+    import threading
+
+    from detector.metrics_watch import MetricWatcher, PollResult
+    from detector.pipeline import Pipeline
+    from detector.sinks import JsonlSink
+
+    cfg = _config(config)
+    if not cfg.prometheus.queries:
+        err.print("error: no prometheus.queries in the config")
+        raise typer.Exit(2)
+    out = out_dir or cfg.output.dir
+    out.mkdir(parents=True, exist_ok=True)
+    pipe = Pipeline(cfg, anomalies=JsonlSink(out / "anomalies.jsonl"),
+                    incidents=JsonlSink(out / "incidents.jsonl"))
+    watcher = MetricWatcher(cfg, pipeline=pipe)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def report(res: PollResult) -> None:
+        pipe.flush()
+        ok, why = watcher.ready()
+        err.print(f"{res.points:,} points, {res.series:,} series, {len(res.anomalies)} anomalies, "
+                  f"{res.cpu_seconds:.3f} s CPU; {'ready' if ok else why}", markup=False)
+    watcher.run(stop, on_poll=report, max_polls=polls)
+    pipe.close()
+    st = watcher.source.stats.as_dict()
+    err.print(orjson.dumps(st).decode(), markup=False)
 
 
 @app.command("serve")

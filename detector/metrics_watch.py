@@ -34,9 +34,16 @@ class MetricWatcher:
                  source: PrometheusSource | None = None) -> None:
         self.cfg = cfg
         self.source = source or PrometheusSource(cfg.prometheus)
-        self.pipeline = pipeline if pipeline is not None else Pipeline(cfg)
+        self._pipeline = pipeline
         self.scorers = {q.name: MetricScorer(q, cfg.prometheus.threshold, cfg.prometheus.url)
                         for q in cfg.prometheus.queries}
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """Where the anomalies' incidents are kept (made on first use when none was given)."""
+        if self._pipeline is None:
+            self._pipeline = Pipeline(self.cfg)
+        return self._pipeline
 
     def ready(self) -> tuple[bool, str]:
         return self.source.ready()
@@ -57,12 +64,12 @@ class MetricWatcher:
         return res
 
     def run(self, stop: threading.Event, on_poll: Callable[[PollResult], None] | None = None,
-            max_polls: int | None = None) -> int:
+            max_polls: int | None = None, into_pipeline: bool = True) -> int:
         """Poll at the shortest query step until `stop` is set; returns the polls made."""
         interval = min((q.step_seconds for q in self.cfg.prometheus.queries), default=60.0)
         polls = 0
         while not stop.is_set() and (max_polls is None or polls < max_polls):
-            res = self.poll_once()
+            res = self.poll_once(into_pipeline)
             polls += 1
             if on_poll is not None:
                 on_poll(res)

@@ -24,6 +24,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
+from detector import promlocal
 from detector.config import VigilConfig
 from detector.simulate.fleet import Fleet, render
 from detector.sources.kafka import LogConsumer
@@ -320,3 +321,37 @@ def test_sigterm_drains_and_exits_zero_within_a_bound(broker: Broker, tmp_path: 
     assert len(list((tmp_path / "ckpt").glob("*.json"))) == PARTITIONS  # written by the drain
     state = orjson.loads(next((tmp_path / "ckpt").glob("*.json")).read_bytes())
     assert state["scorer"]["series"] and state["templates"]["templates"]
+
+
+@pytest.mark.skipif(not promlocal.available(),
+                    reason="needs the Debian package prometheus (make test installs it)")
+def test_metric_anomalies_from_prometheus_reach_the_incidents_topic(broker: Broker,
+                                                                   tmp_path: Path) -> None:
+    from detector.config import PrometheusConfig, PromQuery
+    from tests.test_prometheus import Exporter
+
+    exp = Exporter()
+    with promlocal.LocalPrometheus(tmp_path / "prom", scrape_targets=[exp.target]) as prom:
+        cfg = config(broker, tmp_path).model_copy(update={"prometheus": PrometheusConfig(
+            url=prom.url, queries=[PromQuery(name="latency", query="checkout_latency_ms",
+                                             step_seconds=1, lookback_seconds=30, warmup=10,
+                                             baseline="level")])})
+        broker.produce("logs", log_lines(3000))
+        run = Running(cfg)
+        try:
+            until(lambda: caught_up(broker), 60, "the logs to be consumed")
+            feed = run.consumer.metric_feed
+            assert feed is not None
+            until(lambda: feed.watcher.source.stats.points >= 20, 60, "a metric baseline")
+            assert run.consumer.ready()[0]
+            exp.level = 400.0
+
+            def metric_incident() -> bool:
+                incidents = [orjson.loads(r.value) for r in broker.read("vigil.incidents", 1, 2)]
+                return any(i["service"] == "checkout" and "metric:latency" in i["features"]
+                           for i in incidents)
+            until(metric_incident, 30, "an incident from the metric anomaly")
+        finally:
+            run.close()
+            exp.server.shutdown()
+    assert run.code == [0]

@@ -118,6 +118,17 @@ class Exporter:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+def scraped(url: str, timeout: float = 30.0) -> None:
+    """Wait for Prometheus's first scrape of the exporter."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while not httpx.get(url + "/api/v1/query", params={"query": "checkout_latency_ms"}
+                        ).json()["data"]["result"]:
+        assert time.monotonic() < deadline, "Prometheus did not scrape the exporter"
+        time.sleep(0.3)
+
+
 def live_cfg(url: str, **prom: Any) -> VigilConfig:
     return VigilConfig(prometheus=PrometheusConfig(url=url, queries=[PromQuery(
         name="latency", query="checkout_latency_ms", step_seconds=1, lookback_seconds=60,
@@ -129,7 +140,7 @@ def test_vigil_sees_a_live_exporters_metric_change(tmp_path: Path) -> None:
     exp = Exporter()
     with LocalPrometheus(tmp_path, scrape_targets=[exp.target]) as prom:
         w = watcher(live_cfg(prom.url))
-        time.sleep(2)
+        scraped(prom.url)
         w.poll_once()  # warm-up read
         deadline = time.monotonic() + 40
         while w.source.stats.points < 20:  # a baseline of normal points
@@ -157,7 +168,7 @@ def test_prometheus_stopped_mid_run_is_reported_and_the_gap_backfilled(tmp_path:
     prom.start()
     try:
         w = watcher(live_cfg(prom.url, retries=2, backoff_s=0.05, timeout_s=1.0))
-        time.sleep(2)
+        scraped(prom.url)
         seen: list[float] = []
 
         def poll() -> None:
@@ -252,3 +263,25 @@ def test_metric_and_log_anomalies_of_one_service_join_one_incident() -> None:
     top = joined.root_cause[0]
     assert top["service"] == "payments" and "metric:db_pool_wait" in top["evidence"]["features"]
     assert any(i.service == "search" for i in now.values() if i.id != log_inc.id)
+
+
+@needs_prometheus
+def test_vigil_metrics_writes_anomalies_and_reports_each_poll(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from detector.cli import app
+
+    exp = Exporter()
+    with LocalPrometheus(tmp_path, scrape_targets=[exp.target]) as prom:
+        (tmp_path / "vigil.yaml").write_text(
+            f"prometheus:\n  url: {prom.url}\n  queries:\n"
+            "    - {name: latency, query: checkout_latency_ms, step_seconds: 1, "
+            "lookback_seconds: 20, warmup: 5, baseline: level}\n")
+        scraped(prom.url)
+        r = CliRunner().invoke(app, ["metrics", "--config", str(tmp_path / "vigil.yaml"),
+                                     "--out", str(tmp_path / "out"), "--polls", "3"])
+    exp.server.shutdown()
+    assert r.exit_code == 0, r.output
+    assert r.output.count(" series, ") == 3 and '"polls":3' in r.output  # a line a poll
+    assert "1 series" in r.output and '"failed_polls":0' in r.output
+    assert (tmp_path / "out" / "anomalies.jsonl").exists()

@@ -27,6 +27,7 @@ from kafka.structs import OffsetAndMetadata
 from detector import checkpoint
 from detector.config import VigilConfig
 from detector.consumer_metrics import ConsumerMetrics
+from detector.metric_feed import MetricFeed, route
 from detector.pipeline import BatchOutcome, Pipeline
 from detector.sinks import NullSink
 
@@ -58,6 +59,8 @@ class LogConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         self._last_checkpoint = clock()
         self.restored: dict[TopicPartition, int] = {}  # partition -> events in its checkpoint
         self._lost_since: float | None = None
+        # Prometheus queries configured: their anomalies join these partitions' incidents.
+        self.metric_feed = MetricFeed(cfg) if cfg.prometheus.queries else None
 
     # ---- readiness ----------------------------------------------------------------------
     def ready(self) -> tuple[bool, str]:
@@ -68,11 +71,17 @@ class LogConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
             return False, "no partitions assigned (yet)"
         if self.clock() - s.last_poll > self.k.stall_after_s:
             return False, f"no poll for {self.clock() - s.last_poll:.0f}s (stalled)"
+        if self.metric_feed is not None:  # logs go on being consumed meanwhile
+            ok, why = self.metric_feed.ready()
+            if not ok:
+                return False, f"{len(s.assigned)} partitions; metrics: {why}"
         return True, f"{len(s.assigned)} partitions"
 
     # ---- main loop ----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> int:
         backoff = self.k.retry_backoff_s
+        if self.metric_feed is not None:
+            self.metric_feed.start()
         try:
             while not stop.is_set():
                 try:
@@ -87,6 +96,8 @@ class LogConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
             self.drain()
             return 0
         finally:
+            if self.metric_feed is not None:
+                self.metric_feed.stop()
             self.state.alive = False
 
     def _connect(self) -> None:
@@ -138,6 +149,7 @@ class LogConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         if n:
             with self.metrics.batch_seconds.time():
                 self.handle(batch)
+        self._fold_metrics()
         ok, _ = self.ready()
         self.metrics.ready.set(1 if ok else 0)
         if self.clock() - self._last_checkpoint >= self.k.checkpoint_every_s:
@@ -180,6 +192,20 @@ class LogConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         self.producer.flush(timeout=30)
         self.consumer.commit(offsets)
         self.metrics.batches.inc()
+
+    def _fold_metrics(self) -> None:
+        """Metric anomalies queued by the feed join the incidents of the partition whose logs
+        have seen their service (their incidents are produced like the logs' own)."""
+        if self.metric_feed is None or not self.pipelines or self.producer is None:
+            return
+        found = self.metric_feed.take()
+        if not found:
+            return
+        tps = sorted(self.pipelines, key=lambda t: (t.topic, t.partition))
+        pipes = [self.pipelines[t] for t in tps]
+        for k, anomalies in route(found, pipes).items():
+            self._produce(tps[k], pipes[k].add_anomalies(anomalies), {})
+        self.producer.flush(timeout=30)
 
     def _produce(self, tp: TopicPartition, out: BatchOutcome, by_offset: dict[int, Any]) -> None:
         assert self.producer is not None

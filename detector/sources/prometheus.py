@@ -69,6 +69,7 @@ class SourceStats:
     expired_series: int = 0
     dropped_series: int = 0  # new series refused at max_series
     skipped_seconds: float = 0.0  # of an outage longer than max_backfill_seconds
+    fetch_cpu_s: float = 0.0  # CPU spent in requests and JSON parsing (prometheus-api-client)
     last_error: str = ""
     last_success: float = 0.0  # wall clock
 
@@ -230,10 +231,12 @@ class PrometheusSource:
         last = ""
         for attempt in range(cfg.retries + 1):
             self.stats.requests += 1
+            cpu = time.process_time()
             try:
                 data = self.client.custom_query_range(
                     q.query, datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC),
                     step=f"{q.step_seconds:g}")
+                self.stats.fetch_cpu_s += time.process_time() - cpu
                 if not isinstance(data, list):
                     raise ValueError(f"unexpected result type {type(data).__name__}")
                 return data
