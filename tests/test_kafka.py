@@ -342,7 +342,7 @@ def test_metric_anomalies_from_prometheus_reach_the_incidents_topic(broker: Brok
             until(lambda: caught_up(broker), 60, "the logs to be consumed")
             feed = run.consumer.metric_feed
             assert feed is not None
-            until(lambda: feed.watcher.source.stats.points >= 20, 60, "a metric baseline")
+            until(lambda: feed.watcher.source.stats.points >= 12, 60, "a metric baseline")
             assert run.consumer.ready()[0]
             exp.level = 400.0
 
