@@ -285,3 +285,41 @@ def test_vigil_metrics_writes_anomalies_and_reports_each_poll(tmp_path: Path) ->
     assert r.output.count(" series, ") == 3 and '"polls":3' in r.output  # a line a poll
     assert "1 series" in r.output and '"failed_polls":0' in r.output
     assert (tmp_path / "out" / "anomalies.jsonl").exists()
+
+
+@pytest.mark.parametrize("mode", ["slow", "error", "garbage"])
+def test_a_slow_or_failing_prometheus_costs_bounded_retries_and_is_reported(mode: str) -> None:
+    """A loopback server standing in for a sick Prometheus: answers late, answers 503, or
+    answers something that is not the API's JSON."""
+    calls = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            calls.append(self.path)
+            if mode == "slow":
+                time.sleep(1.0)
+            code, body = (503, b"overloaded") if mode == "error" else (200, b"<html>proxy</html>")
+            try:
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except OSError:  # the client gave up (timeout)
+                pass
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cfg = live_cfg(f"http://127.0.0.1:{server.server_address[1]}", retries=2, backoff_s=0.01,
+                   timeout_s=0.2)
+    w = watcher(cfg)
+    t0 = time.monotonic()
+    res = w.poll_once()
+    server.shutdown()
+    assert res.anomalies == [] and len(calls) == 3  # one try and two retries, no more
+    assert time.monotonic() - t0 < 5
+    ok, why = w.ready()
+    assert not ok and "latency" in why
+    assert {"slow": "Timeout", "error": "503", "garbage": "JSONDecodeError"}[mode] in why
+    assert w.source.stats.failed_polls == 1 and w.source.stats.errors == 3
