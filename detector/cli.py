@@ -611,6 +611,9 @@ def metrics_cmd(config: ConfigOpt = None,
                 out_dir: Annotated[Path | None, typer.Option(
                     "--out", help="anomalies.jsonl and incidents.jsonl (default: output.dir)")] = None,
                 polls: Annotated[int | None, typer.Option(help="stop after this many polls")] = None,
+                http_port: Annotated[int | None, typer.Option(
+                    help="serve /healthz /readyz /metrics on 127.0.0.1:PORT (0: any free port)")
+                ] = None,
                 ) -> None:
     """Watch the Prometheus queries of the config (`prometheus.queries`): warm up from each
     query's lookback, then poll each step; anomalies and incidents are written as JSON lines.
@@ -634,6 +637,13 @@ def metrics_cmd(config: ConfigOpt = None,
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+
+    if http_port is not None:
+        from detector.side_server import serve
+
+        server = serve(watcher, "127.0.0.1", http_port)
+        err.print(f"vigil metrics: /healthz /readyz /metrics on http://127.0.0.1:"
+                  f"{server.server_address[1]}", markup=False)
 
     def report(res: PollResult) -> None:
         pipe.flush()

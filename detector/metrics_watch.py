@@ -35,6 +35,7 @@ class MetricWatcher:
         self.cfg = cfg
         self.source = source or PrometheusSource(cfg.prometheus)
         self._pipeline = pipeline
+        self.alive = True
         self.scorers = {q.name: MetricScorer(q, cfg.prometheus.threshold, cfg.prometheus.url)
                         for q in cfg.prometheus.queries}
 
@@ -47,6 +48,23 @@ class MetricWatcher:
 
     def ready(self) -> tuple[bool, str]:
         return self.source.ready()
+
+    def is_alive(self) -> bool:
+        return self.alive
+
+    def metrics_text(self) -> bytes:
+        """The source's counters in Prometheus text format (`vigil_prometheus_*`)."""
+        st = self.source.stats
+        lines = []
+        for name in ("polls", "requests", "errors", "failed_polls", "points", "duplicates",
+                     "non_finite", "gaps", "new_series", "expired_series", "dropped_series"):
+            lines += [f"# TYPE vigil_prometheus_{name}_total counter",
+                      f"vigil_prometheus_{name}_total {getattr(st, name)}"]
+        ok, _ = self.ready()
+        lines += ["# TYPE vigil_prometheus_series gauge",
+                  f"vigil_prometheus_series {self.source.series_count()}",
+                  "# TYPE vigil_prometheus_ready gauge", f"vigil_prometheus_ready {int(ok)}"]
+        return ("\n".join(lines) + "\n").encode()
 
     def poll_once(self, into_pipeline: bool = True) -> PollResult:
         """Poll, score, and (by default) fold the anomalies into the pipeline's incidents."""
@@ -68,10 +86,13 @@ class MetricWatcher:
         """Poll at the shortest query step until `stop` is set; returns the polls made."""
         interval = min((q.step_seconds for q in self.cfg.prometheus.queries), default=60.0)
         polls = 0
-        while not stop.is_set() and (max_polls is None or polls < max_polls):
-            res = self.poll_once(into_pipeline)
-            polls += 1
-            if on_poll is not None:
-                on_poll(res)
-            stop.wait(max(0.0, interval - res.seconds))
+        try:
+            while not stop.is_set() and (max_polls is None or polls < max_polls):
+                res = self.poll_once(into_pipeline)
+                polls += 1
+                if on_poll is not None:
+                    on_poll(res)
+                stop.wait(max(0.0, interval - res.seconds))
+        finally:
+            self.alive = False
         return polls

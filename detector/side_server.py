@@ -1,18 +1,26 @@
-"""The consumer's side HTTP server: /healthz (the loop is alive), /readyz (connected, assigned,
-not stalled), /metrics (Prometheus text). Read-only: nothing here can trigger an action."""
+"""The side HTTP server of a long-running Vigil process (`vigil consume`, `vigil metrics`):
+/healthz (the loop is alive), /readyz (its own checks), /metrics (Prometheus text). Read-only:
+nothing here can trigger an action."""
 
 from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-from detector.sources.kafka import LogConsumer
+from prometheus_client import CONTENT_TYPE_LATEST
 
 
-def serve(consumer: LogConsumer, host: str, port: int) -> ThreadingHTTPServer:
+class Probe(Protocol):
+    def is_alive(self) -> bool: ...
+
+    def ready(self) -> tuple[bool, str]: ...
+
+    def metrics_text(self) -> bytes: ...
+
+
+def serve(consumer: Probe, host: str, port: int) -> ThreadingHTTPServer:
     """Start the server in a daemon thread; `server.server_address` has the bound port."""
 
     class Handler(BaseHTTPRequestHandler):
@@ -28,13 +36,13 @@ def serve(consumer: LogConsumer, host: str, port: int) -> ThreadingHTTPServer:
 
         def do_GET(self) -> None:
             if self.path == "/healthz":
-                alive = consumer.state.alive
+                alive = consumer.is_alive()
                 self._send(200 if alive else 503, orjson.dumps({"alive": alive}))
             elif self.path == "/readyz":
                 ok, why = consumer.ready()
                 self._send(200 if ok else 503, orjson.dumps({"ready": ok, "detail": why}))
             elif self.path == "/metrics":
-                self._send(200, generate_latest(consumer.metrics.registry), CONTENT_TYPE_LATEST)
+                self._send(200, consumer.metrics_text(), CONTENT_TYPE_LATEST)
             else:
                 self._send(404, orjson.dumps({"error": "not found"}))
 

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -23,6 +24,7 @@ from detector.events import Anomaly
 from detector.metrics_watch import MetricWatcher
 from detector.pipeline import Pipeline
 from detector.promlocal import LocalPrometheus, available, openmetrics
+from detector.side_server import serve
 from detector.sources.prometheus import PrometheusSource
 
 NAB = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "nab"
@@ -120,8 +122,6 @@ class Exporter:
 
 def scraped(url: str, timeout: float = 30.0) -> None:
     """Wait for Prometheus's first scrape of the exporter."""
-    import httpx
-
     deadline = time.monotonic() + timeout
     while not httpx.get(url + "/api/v1/query", params={"query": "checkout_latency_ms"}
                         ).json()["data"]["result"]:
@@ -168,6 +168,8 @@ def test_prometheus_stopped_mid_run_is_reported_and_the_gap_backfilled(tmp_path:
     prom.start()
     try:
         w = watcher(live_cfg(prom.url, retries=2, backoff_s=0.05, timeout_s=1.0))
+        side = serve(w, "127.0.0.1", 0)  # what `vigil metrics --http-port` serves
+        readyz = f"http://127.0.0.1:{side.server_address[1]}/readyz"
         scraped(prom.url)
         seen: list[float] = []
 
@@ -178,7 +180,7 @@ def test_prometheus_stopped_mid_run_is_reported_and_the_gap_backfilled(tmp_path:
         for _ in range(3):
             time.sleep(1)
             poll()
-        assert w.ready()[0]
+        assert w.ready()[0] and httpx.get(readyz).status_code == 200
         prom.stop()
         t0 = time.monotonic()
         time.sleep(1)
@@ -187,13 +189,17 @@ def test_prometheus_stopped_mid_run_is_reported_and_the_gap_backfilled(tmp_path:
         ok, why = w.ready()
         assert not ok and "latency" in why and "ConnectionError" in why
         assert w.source.stats.failed_polls == 1 and w.source.stats.requests >= 3
+        r = httpx.get(readyz)
+        assert r.status_code == 503 and "ConnectionError" in r.json()["detail"]
+        assert "vigil_prometheus_failed_polls_total 1" in httpx.get(readyz[:-7] + "/metrics").text
         time.sleep(3)  # the outage
         prom.start()
         poll()
-        assert w.ready() == (True, "ok")
+        assert w.ready() == (True, "ok") and httpx.get(readyz).status_code == 200
     finally:
         prom.stop()
         exp.server.shutdown()
+        side.shutdown()
     steps = np.diff(np.unique(seen))
     assert len(seen) == len(set(seen))  # nothing read twice
     assert (steps == 1.0).all(), "the outage left a hole: the recovery did not backfill it"

@@ -23,6 +23,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
+from prometheus_client import generate_latest
 
 from detector import checkpoint
 from detector.config import VigilConfig
@@ -63,6 +64,12 @@ class LogConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         self.metric_feed = MetricFeed(cfg) if cfg.prometheus.queries else None
 
     # ---- readiness ----------------------------------------------------------------------
+    def is_alive(self) -> bool:
+        return self.state.alive
+
+    def metrics_text(self) -> bytes:
+        return bytes(generate_latest(self.metrics.registry))
+
     def ready(self) -> tuple[bool, str]:
         s = self.state
         if not s.connected:
