@@ -22,11 +22,13 @@ demo: install
 	$(BIN)/vigil simulate --scenario error_burst --events 200000 --seed 1 --out demo/error_burst.jsonl
 	$(BIN)/vigil replay demo/error_burst.jsonl --out demo/out
 
-# The tests start real Prometheus and Alertmanager (Debian packages; we run as root).
+# The tests start real Prometheus (and promtool) and Alertmanager, and make TLS certificates with
+# openssl (Debian packages; we run as root).
 debian-deps:
-	@command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null || { \
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null \
+	  && command -v prometheus-alertmanager >/dev/null && command -v openssl >/dev/null || { \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-	    prometheus prometheus-alertmanager; }
+	    prometheus prometheus-alertmanager openssl; }
 
 test: install debian-deps
 	$(BIN)/pytest -q
