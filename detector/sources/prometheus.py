@@ -251,60 +251,63 @@ class PrometheusSource:
 
     def _points(self, q: PromQuery, index: SeriesIndex, results: list[dict[str, Any]],
                 end: float) -> Points:
-        stats = self.stats
-        step = q.step_seconds
-        ids: list[IntArray] = []
-        tss: list[FloatArray] = []
-        xs: list[FloatArray] = []
         # Known series first; then idle ones expire (freeing room and ids); then new series.
-        # (A warm-up read longer than one chunk returns a series once per chunk, in order.)
         known: list[tuple[dict[str, Any], int]] = []
-        unknown: list[dict[str, Any]] = []
+        unknown: list[tuple[dict[str, Any], int]] = []
         for r in results:
             sid = index.ids.get(index.key(r.get("metric", {})))
             if sid is None:
-                unknown.append(r)
+                unknown.append((r, -1))
             else:
                 known.append((r, sid))
-
-        def take(r: dict[str, Any], sid: int) -> None:
-            values = r.get("values") or []
-            if not values:
-                return
-            t = np.fromiter((v[0] for v in values), dtype=np.float64, count=len(values))
-            x = np.array([v[1] for v in values], dtype=np.float64)
-            last = index.last_ts[sid]
-            fresh = t > last
-            stats.duplicates += int(len(t) - fresh.sum())
-            t, x = t[fresh], x[fresh]
-            if not len(t):
-                return
-            prev = np.concatenate(([last], t[:-1]))
-            stats.gaps += int(((t - prev) > 1.5 * step)[np.isfinite(prev)].sum())
-            index.last_ts[sid] = t[-1]
-            ok = np.isfinite(x)
-            stats.non_finite += int(len(x) - ok.sum())
-            if not ok.all():
-                t, x = t[ok], x[ok]
-            ids.append(np.full(len(t), sid, dtype=np.int64))
-            tss.append(t)
-            xs.append(x)
-
-        for r, sid in known:
-            take(r, sid)
+        parts = [self._accept(index, q.step_seconds, known)]
         expired = index.expire(end - self.cfg.idle_series_seconds)
-        stats.expired_series += len(expired)
-        for r in unknown:
-            new = index.lookup(r.get("metric", {}), stats)
-            if new is not None:
-                take(r, new)
-        if not ids:
-            empty = np.zeros(0)
-            return Points(q, empty.astype(np.int64), empty, empty.copy(), expired, end)
-        sid_all, t_all, x_all = np.concatenate(ids), np.concatenate(tss), np.concatenate(xs)
-        order = np.argsort(t_all, kind="stable")
-        stats.points += len(order)
-        return Points(q, sid_all[order], t_all[order], x_all[order], expired, end)
+        self.stats.expired_series += len(expired)
+        if unknown:
+            added = [(r, index.lookup(r.get("metric", {}), self.stats)) for r, _ in unknown]
+            parts.append(self._accept(index, q.step_seconds,
+                                      [(r, sid) for r, sid in added if sid is not None]))
+        ids = np.concatenate([p[0] for p in parts])
+        t = np.concatenate([p[1] for p in parts])
+        x = np.concatenate([p[2] for p in parts])
+        order = np.argsort(t, kind="stable")
+        self.stats.points += len(order)
+        return Points(q, ids[order], t[order], x[order], expired, end)
+
+    def _accept(self, index: SeriesIndex, step: float, pairs: list[tuple[dict[str, Any], int]]
+                ) -> tuple[IntArray, FloatArray, FloatArray]:
+        """The new finite points of these (result, series id) pairs, as columns; dedupe, gap and
+        NaN/Inf counts, and each series' last timestamp, all vectorised."""
+        sids: list[int] = []
+        tss: list[float] = []
+        raw: list[str] = []
+        for r, sid in pairs:
+            for v in r.get("values") or ():
+                sids.append(sid)
+                tss.append(v[0])
+                raw.append(v[1])
+        s = np.asarray(sids, dtype=np.int64)
+        t = np.asarray(tss, dtype=np.float64)
+        x = np.asarray(raw, dtype=np.float64)  # Prometheus's "NaN", "+Inf", "-Inf" included
+        if not len(s):
+            return s, t, x
+        order = np.lexsort((t, s))  # by series, then time (a long warm-up comes in chunks)
+        s, t, x = s[order], t[order], x[order]
+        fresh = t > index.last_ts[s]
+        self.stats.duplicates += int(len(t) - fresh.sum())
+        s, t, x = s[fresh], t[fresh], x[fresh]
+        if not len(s):
+            return s, t, x
+        first = np.ones(len(s), dtype=bool)
+        first[1:] = s[1:] != s[:-1]
+        prev = np.where(first, index.last_ts[s], np.concatenate(([-np.inf], t[:-1])))
+        self.stats.gaps += int(((t - prev > 1.5 * step) & np.isfinite(prev)).sum())
+        newest = np.ones(len(s), dtype=bool)
+        newest[:-1] = s[1:] != s[:-1]
+        index.last_ts[s[newest]] = t[newest]
+        ok = np.isfinite(x)
+        self.stats.non_finite += int(len(x) - ok.sum())
+        return s[ok], t[ok], x[ok]
 
 
 def graph_link(base_url: str, query: str, at: float, range_s: float = 3600.0) -> str:
