@@ -252,3 +252,23 @@ def test_progress_survives_out_of_order_finishes_and_old_finished_alerts_are_pru
     assert inbox.prune(again.watermark, before=time.time() + 1) == 1  # only what is finished
     assert inbox.prune(ids[-1], before=0.0) == 0  # nothing older than the retention
     assert inbox.count() == 4
+
+
+def test_an_unreadable_inbox_row_is_skipped_not_retried_forever(settings: ServeSettings) -> None:
+    import sqlite3
+
+    from remediation.trigger import Trigger
+
+    inbox = Inbox(settings.inbox_db)
+    inbox.add([Trigger("alertmanager", "before", "firing", 1.0, labels={"service": "cart"})])
+    inbox.close()
+    with sqlite3.connect(settings.inbox_db) as db:  # a damaged row, as a disk fault might leave
+        db.execute("INSERT INTO inbox (received, episode, status, trigger) "
+                   "VALUES (0, 'x', 'firing', '{not json')")
+    inbox = Inbox(settings.inbox_db)
+    inbox.add([Trigger("alertmanager", "after", "firing", 1.0, labels={"service": "cart"})])
+    inbox.close()
+    with client(settings) as c:
+        actions = wait_for(c, lambda a: {x["fingerprint"] for x in a} >= {"before", "after"})
+        assert c.get("/readyz").status_code == 200
+    assert {x["fingerprint"] for x in actions if x["verdict"] == "dry_run"} == {"before", "after"}

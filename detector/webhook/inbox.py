@@ -64,12 +64,19 @@ class Inbox:
             ids.append(int(cur.lastrowid or 0))
         return ids
 
-    def after(self, last: int, limit: int) -> list[tuple[int, Trigger]]:
-        """Alerts with ids above `last`, oldest first (ids grow in commit order: one writer)."""
+    def after(self, last: int, limit: int) -> list[tuple[int, Trigger | str]]:
+        """Alerts with ids above `last`, oldest first (ids grow in commit order: one writer);
+        a row that no longer reads as a trigger (a damaged file) comes back as the reason."""
         with self._lock:
             rows = self._db.execute("SELECT id, trigger FROM inbox WHERE id > ? ORDER BY id "
                                     "LIMIT ?", (last, limit)).fetchall()
-        return [(int(i), Trigger.from_dict(orjson.loads(t))) for i, t in rows]
+        out: list[tuple[int, Trigger | str]] = []
+        for i, t in rows:
+            try:
+                out.append((int(i), Trigger.from_dict(orjson.loads(t))))
+            except (ValueError, TypeError, KeyError) as exc:
+                out.append((int(i), f"{type(exc).__name__}: {exc}"))
+        return out
 
     def last_id(self) -> int:
         with self._lock:

@@ -58,6 +58,7 @@ class _Worker:
         self.stopping = asyncio.Event()
         self.inflight: dict[int, asyncio.Task[None]] = {}
         self.finished: list[int] = []
+        self.unreadable = 0
 
     async def main(self) -> None:
         loop = asyncio.get_running_loop()
@@ -92,10 +93,16 @@ class _Worker:
     async def _read_loop(self) -> None:
         while not self.stopping.is_set():
             room = min(_READ_BATCH, self.settings.queue_size - len(self.inflight))
-            rows = await asyncio.to_thread(self.inbox.after, self.read_upto, room) if room else []
+            rows = await asyncio.to_thread(self.inbox.after, self.read_upto, room) if room > 0 \
+                else []
             if rows:
                 self.read_upto = rows[-1][0]
             for i, trigger in self.progress.pending(rows):
+                if isinstance(trigger, str):  # never retried forever: logged, counted, skipped
+                    log.error("inbox row %d is unreadable (%s); skipped", i, trigger)
+                    self.unreadable += 1
+                    self.finished.append(i)
+                    continue
                 task = asyncio.create_task(self.engine.process(trigger))
                 self.inflight[i] = task
                 task.add_done_callback(functools.partial(self._finished, i))
