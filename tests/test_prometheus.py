@@ -26,6 +26,7 @@ from detector.pipeline import Pipeline
 from detector.promlocal import LocalPrometheus, available, openmetrics
 from detector.side_server import serve
 from detector.sources.prometheus import PrometheusSource
+from tests.services.exporter import Exporter
 
 NAB = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "nab"
 NAB_FILE = "artificialWithAnomaly/art_daily_jumpsup.csv"
@@ -93,31 +94,9 @@ def test_a_backfilled_nab_anomaly_is_found_in_its_labeled_window(tmp_path: Path)
 
 
 # ---- a live exporter -------------------------------------------------------------------------
-class Exporter:
-    """`checkout_latency_ms{service="checkout"}`: noise around `level` (set by the test)."""
-
-    def __init__(self) -> None:
-        self.level = 100.0
-        self.down = False
-        rng = np.random.default_rng(1)
-        me = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                v = me.level + float(rng.normal(0, 2))
-                body = (f"# TYPE checkout_latency_ms gauge\n"
-                        f'checkout_latency_ms{{service="checkout"}} {v}\n').encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.target = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+def checkout_exporter() -> Exporter:
+    """`checkout_latency_ms{service="checkout"}`: noise around `value` (set by the test)."""
+    return Exporter("checkout_latency_ms", {"service": "checkout"}, value=100.0, noise=2.0)
 
 
 def scraped(url: str, timeout: float = 30.0) -> None:
@@ -137,7 +116,7 @@ def live_cfg(url: str, **prom: Any) -> VigilConfig:
 
 @needs_prometheus
 def test_vigil_sees_a_live_exporters_metric_change(tmp_path: Path) -> None:
-    exp = Exporter()
+    exp = checkout_exporter()
     with LocalPrometheus(tmp_path, scrape_targets=[exp.target]) as prom:
         w = watcher(live_cfg(prom.url))
         scraped(prom.url)
@@ -147,14 +126,14 @@ def test_vigil_sees_a_live_exporters_metric_change(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "no points from the live exporter"
             time.sleep(1)
             assert not w.poll_once().anomalies
-        exp.level = 400.0  # the checkout service slows down
+        exp.value = 400.0  # the checkout service slows down
         changed = time.monotonic()
         found: list[Anomaly] = []
         while not found:
             assert time.monotonic() - changed < 20, "the change was not seen"
             time.sleep(1)
             found = w.poll_once().anomalies
-    exp.server.shutdown()
+    exp.close()
     a = found[0]
     assert a.service == "checkout" and a.value > 300 and a.baseline_mean < 150
     assert a.labels is not None and a.labels["job"] == "test"
@@ -163,7 +142,7 @@ def test_vigil_sees_a_live_exporters_metric_change(tmp_path: Path) -> None:
 
 @needs_prometheus
 def test_prometheus_stopped_mid_run_is_reported_and_the_gap_backfilled(tmp_path: Path) -> None:
-    exp = Exporter()
+    exp = checkout_exporter()
     prom = LocalPrometheus(tmp_path, scrape_targets=[exp.target])
     prom.start()
     try:
@@ -198,7 +177,7 @@ def test_prometheus_stopped_mid_run_is_reported_and_the_gap_backfilled(tmp_path:
         assert w.ready() == (True, "ok") and httpx.get(readyz).status_code == 200
     finally:
         prom.stop()
-        exp.server.shutdown()
+        exp.close()
         side.shutdown()
     steps = np.diff(np.unique(seen))
     assert len(seen) == len(set(seen))  # nothing read twice
@@ -277,7 +256,7 @@ def test_vigil_metrics_writes_anomalies_and_reports_each_poll(tmp_path: Path) ->
 
     from detector.cli import app
 
-    exp = Exporter()
+    exp = checkout_exporter()
     with LocalPrometheus(tmp_path, scrape_targets=[exp.target]) as prom:
         (tmp_path / "vigil.yaml").write_text(
             f"prometheus:\n  url: {prom.url}\n  queries:\n"
@@ -286,7 +265,7 @@ def test_vigil_metrics_writes_anomalies_and_reports_each_poll(tmp_path: Path) ->
         scraped(prom.url)
         r = CliRunner().invoke(app, ["metrics", "--config", str(tmp_path / "vigil.yaml"),
                                      "--out", str(tmp_path / "out"), "--polls", "3"])
-    exp.server.shutdown()
+    exp.close()
     assert r.exit_code == 0, r.output
     assert r.output.count(" series, ") == 3 and '"polls":3' in r.output  # a line a poll
     assert "1 series" in r.output and '"failed_polls":0' in r.output

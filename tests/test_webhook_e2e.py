@@ -6,33 +6,26 @@ it. Wrong or missing credentials record nothing; resends and a restart of Vigil 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from detector.ports import free_port
 from detector.webhook.inbox import Inbox
+from tests.services.exporter import Exporter
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("prometheus") and shutil.which("prometheus-alertmanager")),
     reason="needs the Debian packages prometheus and prometheus-alertmanager (make test installs them)")
 
 TOKEN = "e2e-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def until(cond: Callable[[], bool], timeout: float, what: str) -> None:
@@ -47,36 +40,13 @@ def until(cond: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-class Exporter:
-    """A test target whose `test_errors` gauge the test sets."""
-
-    def __init__(self) -> None:
-        self.value = 0
-        me = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                body = f"# TYPE test_errors gauge\ntest_errors {me.value}\n".encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 class Stack:
     """Prometheus (rule over the exporter) -> Alertmanager -> `vigil serve` (a real child process,
     restartable on the same databases)."""
 
     def __init__(self, tmp: Path, receivers: str, repeat_interval: str = "1h") -> None:
         self.tmp = tmp
-        self.exporter = Exporter()
+        self.exporter = Exporter("test_errors")  # the rule fires while it is above 0
         self.vigil_port, self.am_port, self.prom_port = free_port(), free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.vigil_port}"
         self.auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -159,7 +129,7 @@ class Stack:
             p.terminate()
             p.wait(timeout=10)
         self.stop_vigil()
-        self.exporter.server.shutdown()
+        self.exporter.close()
 
 
 WITH_TOKEN = f"""
