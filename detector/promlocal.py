@@ -5,7 +5,6 @@ openmetrics` (known series at known times) and scraping local targets."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterable
@@ -13,15 +12,11 @@ from pathlib import Path
 
 import httpx
 
+from detector.ports import free_port
+
 
 def available() -> bool:
     return bool(shutil.which("prometheus") and shutil.which("promtool"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def openmetrics(path: Path, metric: str, rows: Iterable[tuple[dict[str, str], float, float]],

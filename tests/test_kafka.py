@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,16 +25,11 @@ from kafka.admin import NewTopic
 
 from detector import promlocal
 from detector.config import VigilConfig
+from detector.ports import free_port
 from detector.simulate.fleet import Fleet, render
 from detector.sources.kafka import LogConsumer
 
 PARTITIONS = 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Broker:
@@ -328,9 +322,9 @@ def test_sigterm_drains_and_exits_zero_within_a_bound(broker: Broker, tmp_path: 
 def test_metric_anomalies_from_prometheus_reach_the_incidents_topic(broker: Broker,
                                                                    tmp_path: Path) -> None:
     from detector.config import PrometheusConfig, PromQuery
-    from tests.test_prometheus import Exporter
+    from tests.test_prometheus import checkout_exporter
 
-    exp = Exporter()
+    exp = checkout_exporter()
     with promlocal.LocalPrometheus(tmp_path / "prom", scrape_targets=[exp.target]) as prom:
         cfg = config(broker, tmp_path).model_copy(update={"prometheus": PrometheusConfig(
             url=prom.url, queries=[PromQuery(name="latency", query="checkout_latency_ms",
@@ -344,7 +338,7 @@ def test_metric_anomalies_from_prometheus_reach_the_incidents_topic(broker: Brok
             assert feed is not None
             until(lambda: feed.watcher.source.stats.points >= 12, 60, "a metric baseline")
             assert run.consumer.ready()[0]
-            exp.level = 400.0
+            exp.value = 400.0
 
             def metric_incident() -> bool:
                 incidents = [orjson.loads(r.value) for r in broker.read("vigil.incidents", 1, 2)]
@@ -353,5 +347,5 @@ def test_metric_anomalies_from_prometheus_reach_the_incidents_topic(broker: Brok
             until(metric_incident, 30, "an incident from the metric anomaly")
         finally:
             run.close()
-            exp.server.shutdown()
+            exp.close()
     assert run.code == [0]

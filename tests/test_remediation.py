@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -22,18 +21,13 @@ from typing import Any
 import httpx
 import pytest
 
+from detector.ports import free_port
 from remediation.audit import AuditStore
 from remediation.engine import Engine, EngineSettings
 from remediation.policy import parse_policy
 from remediation.trigger import Trigger
 
 SERVICE = Path(__file__).parent / "services" / "admin_service.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Admin:

@@ -3,7 +3,6 @@ malformed requests never get a 5xx, and a rejected request records nothing."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, settings
 
+from detector.ports import free_port
 from detector.webhook.app import create_app
 from detector.webhook.inbox import Inbox
 from detector.webhook.settings import ServeSettings
@@ -31,9 +31,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     (tmp / "token").write_text(TOKEN)
     cfg = ServeSettings(policy=tmp / "policy.yaml", audit_db=tmp / "audit.db",
                         inbox_db=tmp / "inbox.db", bearer_token_file=tmp / "token")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(cfg), host="127.0.0.1", port=port,
                                           log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()

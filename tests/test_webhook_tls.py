@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from detector.ports import free_port
 
 pytestmark = pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl command")
 
@@ -38,9 +39,7 @@ def test_mtls_admits_a_client_certificate_and_refuses_a_client_without_one(tmp_p
     make_pki(tmp_path)
     (tmp_path / "policy.yaml").write_text("rules: []\n")
     (tmp_path / "token").write_text("t")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "detector", "serve", "--policy", str(tmp_path / "policy.yaml"),
          "--token-file", str(tmp_path / "token"), "--port", str(port),
