@@ -15,7 +15,14 @@ from detector.config import PromQuery
 from detector.events import Anomaly
 from detector.scoring import format_value
 from detector.sources.prometheus import IntArray, Points, SeriesIndex, graph_link
-from models import EwmaZScore, PeriodicZScore, SeasonalZScore, TailCalibrator, tail_score
+from models import (
+    EwmaZScore,
+    PeriodicZScore,
+    SeasonalZScore,
+    TailCalibrator,
+    combine_pvalues,
+    tail_score,
+)
 
 _DAY = 86_400.0
 
@@ -76,7 +83,7 @@ class MetricScorer:
             pp = self._p(sp.z, sp.dof, ids, sp.seen >= q.warmup, self.pcal)
             active &= sp.seen >= q.warmup
             use = active & (pp < p)
-            p = np.where(active, np.minimum(1.0, 2.0 * np.minimum(p, pp)), p)
+            p = combine_pvalues([p, pp], active=[np.ones(len(p), dtype=bool), active])
             mean, std = np.where(use, sp.mean, mean), np.where(use, sp.std, std)
             model[use] = self.periodic.name
         hits = np.flatnonzero(ready & (1.0 - p >= self.threshold))
