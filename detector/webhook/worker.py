@@ -58,7 +58,6 @@ class _Worker:
         self.stopping = asyncio.Event()
         self.inflight: dict[int, asyncio.Task[None]] = {}
         self.finished: list[int] = []
-        self.unreadable = 0
 
     async def main(self) -> None:
         loop = asyncio.get_running_loop()
@@ -98,9 +97,8 @@ class _Worker:
             if rows:
                 self.read_upto = rows[-1][0]
             for i, trigger in self.progress.pending(rows):
-                if isinstance(trigger, str):  # never retried forever: logged, counted, skipped
+                if isinstance(trigger, str):  # never retried forever: logged and skipped
                     log.error("inbox row %d is unreadable (%s); skipped", i, trigger)
-                    self.unreadable += 1
                     self.finished.append(i)
                     continue
                 task = asyncio.create_task(self.engine.process(trigger))
@@ -162,7 +160,6 @@ class EngineProcess:
         self.ready = False
         self.watermark = 0  # every inbox id at or below it is finished
         self.finished_above = 0  # and these many past it
-        self.starts = 0
         self.last_failure = ""
         self._answers: dict[int, asyncio.Future[bool]] = {}
         self._requests = 0
@@ -177,7 +174,6 @@ class EngineProcess:
         self.process.start()
         child.close()
         self.conn = parent
-        self.starts += 1
         self._ready = loop.create_future()
         loop.add_reader(parent.fileno(), self._on_message)
         try:
