@@ -4,6 +4,7 @@ intake, one action per episode across resends and restarts, back-pressure, the a
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,6 +130,34 @@ def test_not_json_and_oversize_bodies_are_refused(app: TestClient, settings: Ser
     r = app.post("/alertmanager", content=big, headers={**AUTH, "Content-Type": "application/json"})
     assert r.status_code == 413
     assert Inbox(settings.inbox_db).count() == 0
+
+
+def _raw(text: str, old: str, new: str) -> bytes:
+    assert old in text
+    return text.replace(old, new, 1).encode()
+
+
+_BODY = json.dumps(notification())
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    (_raw(_BODY, '"truncatedAlerts": 0', '"truncatedAlerts": NaN'), "expected a JSON value"),
+    (_raw(_BODY, '"version": "4"', '"version": -Infinity'), "no digit after sign"),
+    (_raw(_BODY, '"cart"', "Infinity"), "expected a JSON value"),
+    (_raw(_BODY, '"cart"', '"\\ud800"'), "surrogate"),  # a lone high surrogate, escaped
+    (_raw(_BODY, '"service"', '"\\udfff"'), "surrogate"),  # a lone low surrogate, as a key
+    (_BODY.encode().replace(b'"cart"', b'"\xed\xa0\x80"'), "UTF-8"),  # a surrogate, as raw bytes
+])
+def test_bodies_that_are_not_strict_json_get_a_4xx_naming_the_problem(
+        app: TestClient, settings: ServeSettings, body: bytes, problem: str) -> None:
+    """NaN, Infinity and lone surrogates are not JSON (RFC 8259); Python's json module takes them,
+    and the answer was a 500, which Alertmanager retries until the alert expires."""
+    r = app.post("/alertmanager", content=body, headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 422 and problem in r.text and "not JSON" in r.text, r.text
+    assert Inbox(settings.inbox_db).count() == 0
+    ok = _raw(_BODY, '"cart"', '"cart \\ud83d\\ude00"')  # a surrogate pair is fine
+    assert app.post("/alertmanager", content=ok, headers={**AUTH, "Content-Type": "application/json"}
+                    ).status_code == 200
 
 
 def test_five_deliveries_and_a_restart_still_act_once(settings: ServeSettings) -> None:

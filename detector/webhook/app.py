@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Response
+from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
 from detector.webhook.auth import authenticate
@@ -19,6 +20,7 @@ from detector.webhook.inbox import Inbox
 from detector.webhook.limits import BodyLimit
 from detector.webhook.models import Accepted, Notification
 from detector.webhook.settings import ServeSettings
+from detector.webhook.strict import StrictJSONRoute, validation_error
 from detector.webhook.worker import EngineProcess
 from remediation.audit import AuditStore
 from remediation.policy import load_policy
@@ -107,6 +109,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         await receiver.stop()
 
     app = FastAPI(title="Vigil webhook receiver", lifespan=lifespan)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.state.receiver = receiver
     auth = Depends(authenticate(settings, receiver.unauthorized.inc))
 
@@ -119,7 +122,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
 
 def _alerts_router(rx: Receiver) -> APIRouter:
-    router = APIRouter(tags=["alerts"])
+    router = APIRouter(tags=["alerts"], route_class=StrictJSONRoute)
 
     @router.post("/alertmanager", response_model=Accepted)
     @router.post("/api/v1/alerts/alertmanager", response_model=Accepted, include_in_schema=False)
@@ -153,7 +156,7 @@ def _alerts_router(rx: Receiver) -> APIRouter:
 
 
 def _actions_router(rx: Receiver) -> APIRouter:
-    router = APIRouter(tags=["actions"])
+    router = APIRouter(tags=["actions"], route_class=StrictJSONRoute)
 
     @router.get("/actions")
     async def actions(since: float | None = None, target: str | None = None,
@@ -189,7 +192,7 @@ async def _answer(rx: Receiver, action_id: int, approve: bool) -> None:
 
 
 def _health_router(rx: Receiver) -> APIRouter:
-    router = APIRouter(tags=["health"])
+    router = APIRouter(tags=["health"], route_class=StrictJSONRoute)
     started = time.time()
 
     @router.get("/healthz")
