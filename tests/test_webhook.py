@@ -17,7 +17,7 @@ from detector.webhook.app import create_app
 from detector.webhook.inbox import Inbox
 from detector.webhook.settings import AuthError, ServeSettings
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-for-tests"  # 23 bytes: shorter than 16 is refused
 POLICY = """
 rules:
   - name: page-cart
@@ -107,6 +107,36 @@ def test_the_server_refuses_to_start_without_credentials(tmp_path: Path,
     policy.write_text(POLICY)
     with pytest.raises(AuthError, match="no credentials"):
         create_app(ServeSettings(policy=policy, audit_db=tmp_path / "a.db", inbox_db=tmp_path / "i.db"))
+
+
+def test_docs_need_the_same_credentials_unless_public_docs(app: TestClient,
+                                                          settings: ServeSettings) -> None:
+    for path in ("/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"):
+        assert app.get(path).status_code == 401, path
+    assert app.get("/openapi.json", headers=AUTH).status_code == 200
+    for path in ("/healthz", "/readyz", "/metrics"):  # probes and scrapers stay open
+        assert app.get(path).status_code == 200, path
+    # Credentials are checked before the body is read: a stranger's bad JSON is a 401, not a 422.
+    assert app.post("/alertmanager", content=b"{NaN", headers={"Content-Type": "application/json"}
+                    ).status_code == 401
+    with client(settings.model_copy(update={"public_docs": True})) as public:
+        assert public.get("/docs").status_code == 200
+        assert "/alertmanager" in public.get("/openapi.json").text
+        assert public.get("/actions").status_code == 401  # only the docs are public
+
+
+@pytest.mark.parametrize("field", ["bearer_token_file", "basic_password_file"])
+def test_credentials_shorter_than_16_bytes_are_refused(tmp_path: Path, settings: ServeSettings,
+                                                       field: str) -> None:
+    short = tmp_path / "short"
+    short.write_text("fifteen-bytes!!\n")  # 15 bytes once the newline is stripped
+    update: dict[str, Any] = {"bearer_token_file": None, "basic_user": "am", field: short}
+    if field == "bearer_token_file":
+        update["basic_user"] = None
+    with pytest.raises(AuthError, match=r"15 bytes.*at least 16"):
+        create_app(settings.model_copy(update=update))
+    short.write_text("sixteen-bytes!!!")
+    create_app(settings.model_copy(update=update))  # 16 is enough
 
 
 @pytest.mark.parametrize(("body", "where"), [
@@ -206,7 +236,8 @@ def test_health_metrics_and_approval_endpoints(app: TestClient) -> None:
     assert "vigil_webhook_alerts_total" in app.get("/metrics").text
     assert app.post("/actions/999/approve", headers=AUTH).status_code == 404
     assert app.post("/actions/999/reject", headers=AUTH).status_code == 404
-    assert app.get("/docs").status_code == 200 and "/alertmanager" in app.get("/openapi.json").text
+    assert app.get("/docs", headers=AUTH).status_code == 200
+    assert "/alertmanager" in app.get("/openapi.json", headers=AUTH).text
 
 
 def test_a_chunked_body_over_the_limit_is_refused_as_it_arrives(app: TestClient,
@@ -301,3 +332,4 @@ def test_an_unreadable_inbox_row_is_skipped_not_retried_forever(settings: ServeS
         actions = wait_for(c, lambda a: {x["fingerprint"] for x in a} >= {"before", "after"})
         assert c.get("/readyz").status_code == 200
     assert {x["fingerprint"] for x in actions if x["verdict"] == "dry_run"} == {"before", "after"}
+

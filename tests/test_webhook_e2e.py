@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(
     not (shutil.which("prometheus") and shutil.which("prometheus-alertmanager")),
     reason="needs the Debian packages prometheus and prometheus-alertmanager (make test installs them)")
 
-TOKEN = "e2e-token"
+TOKEN = "e2e-token-16-bytes-or-more"
 
 
 def until(cond: Callable[[], bool], timeout: float, what: str) -> None:

@@ -38,7 +38,7 @@ def make_pki(d: Path) -> None:
 def test_mtls_admits_a_client_certificate_and_refuses_a_client_without_one(tmp_path: Path) -> None:
     make_pki(tmp_path)
     (tmp_path / "policy.yaml").write_text("rules: []\n")
-    (tmp_path / "token").write_text("t")
+    (tmp_path / "token").write_text("tls-test-token-of-32-bytes-long")
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "detector", "serve", "--policy", str(tmp_path / "policy.yaml"),

@@ -11,11 +11,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
-from detector.webhook.auth import authenticate
+from detector.webhook.auth import Credentials, RequireAuth
 from detector.webhook.inbox import Inbox
 from detector.webhook.limits import BodyLimit
 from detector.webhook.models import Accepted, Notification
@@ -111,12 +111,18 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app = FastAPI(title="Vigil webhook receiver", lifespan=lifespan)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.state.receiver = receiver
-    auth = Depends(authenticate(settings, receiver.unauthorized.inc))
-
+    # Probes and scrapers need no credentials; everything else does, the docs included unless
+    # they were made public. Auth is the outermost layer: nothing is read before it.
+    public = {"/healthz", "/readyz", "/metrics"}
+    if settings.public_docs:
+        public |= {p for p in (app.docs_url, app.redoc_url, app.openapi_url,
+                               app.swagger_ui_oauth2_redirect_url) if p}
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequireAuth, credentials=Credentials(settings), public=public,
+                       refused=receiver.unauthorized.inc)
 
-    app.include_router(_alerts_router(receiver), dependencies=[auth])
-    app.include_router(_actions_router(receiver), dependencies=[auth])
+    app.include_router(_alerts_router(receiver))
+    app.include_router(_actions_router(receiver))
     app.include_router(_health_router(receiver))
     return app
 
