@@ -676,11 +676,16 @@ def serve_cmd(
     tls_key: Annotated[Path | None, typer.Option(help="the certificate's private key (PEM)")] = None,
     tls_client_ca: Annotated[Path | None, typer.Option(
         help="mTLS: require client certificates signed by this CA (PEM)")] = None,
+    public_docs: Annotated[bool, typer.Option(
+        "--public-docs", help="serve /docs, /redoc and /openapi.json without credentials")] = False,
+    header_timeout: Annotated[float, typer.Option(
+        min=0.1, max=300, help="close a connection whose request headers take longer (seconds)")
+    ] = 10.0,
 ) -> None:
     """The Alertmanager webhook receiver: POST /alertmanager, GET /incidents, GET /actions,
-    POST /actions/{id}/approve|reject, /healthz, /readyz, /metrics, /docs. Auth is required."""
-    import uvicorn
-
+    POST /actions/{id}/approve|reject, /healthz, /readyz, /metrics, /docs. Auth is required
+    (for /docs too, unless --public-docs)."""
+    from detector.webhook import server
     from detector.webhook.app import create_app
     from detector.webhook.settings import AuthError, ServeSettings
     from remediation.policy import PolicyError
@@ -688,7 +693,8 @@ def serve_cmd(
     settings = ServeSettings(policy=policy, audit_db=audit_db, inbox_db=inbox_db,
                              bearer_token_file=token_file, basic_user=basic_user,
                              basic_password_file=password_file, dry_run=not act,
-                             queue_size=queue_size)
+                             queue_size=queue_size, public_docs=public_docs,
+                             header_timeout_s=header_timeout)
     try:
         application = create_app(settings)
     except (AuthError, PolicyError) as exc:
@@ -704,7 +710,7 @@ def serve_cmd(
         tls = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
         if tls_client_ca is not None:
             tls |= {"ssl_ca_certs": str(tls_client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
-    uvicorn.run(application, host=host, port=port, log_level="warning", **tls)
+    server.run(application, host, port, settings.header_timeout_s, **tls)
 
 
 @policy_app.command("check")

@@ -333,3 +333,70 @@ def test_an_unreadable_inbox_row_is_skipped_not_retried_forever(settings: ServeS
         assert c.get("/readyz").status_code == 200
     assert {x["fingerprint"] for x in actions if x["verdict"] == "dry_run"} == {"before", "after"}
 
+
+def test_slow_header_clients_are_cut_off_while_others_are_served(tmp_path: Path) -> None:
+    """Slowloris against `vigil serve` (a child process, uvicorn with httptools): clients that
+    send their headers a byte at a time are answered 408 and closed once --header-timeout has
+    passed, while a well-behaved client is served throughout, keep-alive included."""
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    from detector.ports import free_port
+
+    (tmp_path / "policy.yaml").write_text("rules: []\n")
+    (tmp_path / "token").write_text(TOKEN)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "detector", "serve", "--policy", str(tmp_path / "policy.yaml"),
+         "--token-file", str(tmp_path / "token"), "--port", str(port), "--header-timeout", "1",
+         "--audit-db", str(tmp_path / "a.db"), "--inbox-db", str(tmp_path / "i.db")])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url + "/healthz")
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "vigil serve did not come up"
+                time.sleep(0.1)
+        slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+        idle = socket.create_connection(("127.0.0.1", port))  # connects and sends nothing
+        for s in slow:
+            s.sendall(b"POST /alertmanager HTTP/1.1\r\nHost: vigil\r\nX-Slow: ")
+            s.setblocking(False)
+        t0 = time.monotonic()
+        closed: dict[int, float] = {}
+        answers: dict[int, bytes] = {}
+        worst = 0.0
+        with httpx.Client(base_url=url) as good:  # one keep-alive connection, used throughout
+            while len(closed) < len(slow) and time.monotonic() - t0 < 8:
+                for i, s in enumerate(slow):
+                    if i in closed:
+                        continue
+                    try:
+                        s.sendall(b"a")  # one more byte of a header that never ends
+                        data = s.recv(4096)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        data = b""
+                    answers[i] = answers.get(i, b"") + data
+                    if not data or b"\r\n\r\n" in answers[i]:
+                        closed[i] = time.monotonic() - t0
+                t = time.monotonic()
+                assert good.get("/healthz").status_code == 200
+                worst = max(worst, time.monotonic() - t)
+                time.sleep(0.2)
+        assert len(closed) == len(slow), f"still open after 8 s: {len(slow) - len(closed)}"
+        assert all(0.8 <= c <= 3.0 for c in closed.values()), closed
+        assert all(a.startswith(b"HTTP/1.1 408") for a in answers.values()), answers
+        assert worst < 1.0  # the well-behaved client was never made to wait
+        idle.settimeout(3)
+        assert idle.recv(4096).startswith(b"HTTP/1.1 408")  # a silent connection too
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
