@@ -140,19 +140,31 @@ def dead_letters(
     """Summarise dead letters by reason, or (--raw) write their original bytes for a replay."""
     from detector.deadletter import read_dead_letters
 
+    if not file.exists() or not file.is_file():
+        err.print(f"error: {file}: {'not a file' if file.exists() else 'no such file'}",
+                  markup=False, highlight=False)
+        raise typer.Exit(2)
     letters = read_dead_letters(file, set(reason) if reason else None)
-    if raw:
-        sink = sys.stdout.buffer
-        for letter in letters:
-            # A raw newline can only be JSON whitespace, so a space keeps the record's meaning.
-            sink.write(letter.raw.replace(b"\n", b" ") + b"\n")
-        sink.flush()
-        return
     counts: dict[str, int] = {}
     first: dict[str, str] = {}
-    for letter in letters:
-        counts[letter.reason] = counts.get(letter.reason, 0) + 1
-        first.setdefault(letter.reason, f"{letter.source}: {letter.detail}")
+    try:
+        if raw:
+            sink = sys.stdout.buffer
+            for letter in letters:
+                # A raw newline can only be JSON whitespace, so a space keeps the record's meaning.
+                sink.write(letter.raw.replace(b"\n", b" ") + b"\n")
+            sink.flush()
+            return
+        for letter in letters:
+            counts[letter.reason] = counts.get(letter.reason, 0) + 1
+            first.setdefault(letter.reason, f"{letter.source}: {letter.detail}")
+    except OSError as exc:
+        err.print(f"error: {file}: {exc.strerror or exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+    except (ValueError, KeyError, TypeError) as exc:  # orjson's errors are ValueErrors
+        err.print(f"error: {file}: not a dead-letter file ({type(exc).__name__}: {exc})",
+                  markup=False, highlight=False)
+        raise typer.Exit(2) from exc
     t = Table(title=f"Dead letters in {file}")
     for col in ("reason", "count", "first"):
         t.add_column(col)

@@ -75,6 +75,19 @@ def test_replay_of_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     assert "does not exist" in result.output
 
 
+def test_dead_letters_of_a_missing_or_broken_file_is_one_line_and_an_error(tmp_path: Path) -> None:
+    """A real `vigil` process: one line on stderr naming the file, no traceback, exit code 2."""
+    (tmp_path / "broken.jsonl").write_text('{"reason": "oversize"}\n')
+    for name, says in (("nope.jsonl", "no such file"), (".", "not a file"),
+                       ("broken.jsonl", "not a dead-letter file")):
+        res = subprocess.run([sys.executable, "-m", "detector", "dead-letters", str(tmp_path / name)],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 2, (name, res.returncode, res.stderr)
+        assert res.stderr.count("\n") == 1 and says in res.stderr and "Traceback" not in res.stderr, \
+            (name, res.stderr)
+        assert res.stdout == ""
+
+
 def test_config_show_applies_file_then_environment(tmp_path: Path) -> None:
     cfg = tmp_path / "vigil.yaml"
     cfg.write_text("window:\n  seconds: 30\nparsing:\n  max_record_bytes: 4096\n")
