@@ -4,7 +4,6 @@ trigger episode from acting twice on one rung, across restarts."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from remediation.group_commit import GroupCommitter
+from remediation.private import connect_private
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -96,10 +96,8 @@ class AuditStore:
 
     def __init__(self, path: Path | str, synchronous: str = "FULL") -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db = connect_private(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA busy_timeout=30000")  # another process may hold the write lock
         self._db.execute("PRAGMA journal_mode=WAL")
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):

@@ -400,3 +400,28 @@ def test_slow_header_clients_are_cut_off_while_others_are_served(tmp_path: Path)
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_every_database_is_created_private(settings: ServeSettings, tmp_path: Path) -> None:
+    """Audit, inbox and progress files (with their -wal and -shm) are 0600 from creation, even
+    under a umask that would allow more: they hold alerts, params and the engine's state."""
+    import os
+    import stat
+
+    from detector.webhook.progress import progress_path
+
+    nested = settings.model_copy(update={"audit_db": tmp_path / "state" / "audit.db",
+                                         "inbox_db": tmp_path / "state" / "inbox.db"})
+    old = os.umask(0)
+    try:
+        with client(nested) as c:
+            c.post("/alertmanager", json=notification(), headers=AUTH)
+            wait_for(c, lambda a: any(x["verdict"] == "dry_run" for x in a))
+            files = [p for db in (nested.audit_db, nested.inbox_db, progress_path(nested.inbox_db))
+                     for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"))]
+            modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
+    finally:
+        os.umask(old)
+    assert modes == {name: "0o600" for name in modes}, modes
+    assert len(modes) == 9
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700

@@ -5,7 +5,6 @@ write lock and a crash of either loses nothing."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import orjson
 
 from remediation.group_commit import GroupCommitter
+from remediation.private import connect_private
 from remediation.trigger import Trigger
 
 _SCHEMA = """
@@ -29,10 +29,8 @@ CREATE INDEX IF NOT EXISTS inbox_received ON inbox (received);
 
 class Inbox:
     def __init__(self, path: Path | str) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db = connect_private(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")

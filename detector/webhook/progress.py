@@ -18,6 +18,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from remediation.private import connect_private
+
 T = TypeVar("T")
 
 _SCHEMA = """
@@ -34,7 +36,7 @@ def progress_path(inbox_db: Path) -> Path:
 class Progress:
     def __init__(self, path: Path | str) -> None:
         # One flush at a time, from the engine's worker threads.
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db = connect_private(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
