@@ -14,6 +14,9 @@ class Verdict(StrEnum):
     DRY_RUN = "dry_run"  # would have acted; dry-run is on
     SUPPRESSED = "suppressed"  # a guard said no (the record names the guard)
     FAILED = "failed"  # the hook ran and failed (after retries)
+    # The alert's own data cannot make this step (a missing, oversized, non-ASCII or path-climbing
+    # value): audited, not retried, and never a failure of the target (its breaker ignores it).
+    INPUT_ERROR = "input_error"
     PENDING_APPROVAL = "pending_approval"
     REJECTED = "rejected"  # a person rejected it, or the approval expired
     VERIFIED = "verified"  # after acting, the signal cleared
@@ -45,12 +48,20 @@ class Action:
         return out
 
 
+class InputError(ValueError):
+    """The trigger's own data cannot be used for an action: a value that is missing, too large,
+    not ASCII where a header needs it, or a path segment that would climb. Raised by a hook's
+    `prepare` or `run`; the engine audits it as `input_error` and the target's circuit breaker
+    does not count it (anyone who can send alerts could otherwise open it)."""
+
+
 @dataclass(slots=True)
 class Outcome:
     ok: bool
     detail: str = ""
     output: str = ""  # bounded capture (stdout/stderr, response body)
     data: dict[str, Any] = field(default_factory=dict)
+    input_error: bool = False  # failed because of the trigger's data, not the target
 
 
 _SECRET_WORDS = ("token", "password", "secret", "authorization", "api_key", "apikey", "cookie")

@@ -16,10 +16,10 @@ from typing import Any
 
 import httpx
 
-from remediation.actions import Action, Outcome, Verdict, redact
+from remediation.actions import Action, InputError, Outcome, Verdict, redact
 from remediation.audit import AuditRecord, AuditStore
 from remediation.guard import Guard
-from remediation.hooks.base import HookRegistry
+from remediation.hooks.base import HookParamError, HookRegistry
 from remediation.hooks.log import LogHook
 from remediation.policy import HttpCheck, Policy, Rule, Rung, render_target
 from remediation.retry import backoff_delays
@@ -190,8 +190,14 @@ class Engine:
                 return
             try:
                 action = self._action(rule, i, rung, trigger)
-            except TemplateError as exc:
-                await self._record(trigger, Verdict.FAILED, rule=rule, rung=i, detail=f"params: {exc}")
+            except TemplateError as exc:  # the target needs a value this alert lacks
+                await self._record(trigger, Verdict.INPUT_ERROR, rule=rule, rung=i,
+                                   detail=f"target: {exc}")
+                continue
+            problem = self._input_problem(action, trigger)
+            if problem is not None:  # before any guard counts it: the target was never called
+                verdict, detail = problem
+                await self._record(trigger, verdict, action=action, detail=detail)
                 continue
             decision = self.guard.check(action)
             if not decision:
@@ -212,8 +218,9 @@ class Engine:
                                  detail="this rung of this episode already ran")
                     return
                 outcome, took = await self._execute(action, trigger)
-                verdict = (Verdict.DRY_RUN if self.settings.dry_run else Verdict.ACTED) \
-                    if outcome.ok else Verdict.FAILED
+                verdict = ((Verdict.DRY_RUN if self.settings.dry_run else Verdict.ACTED)
+                           if outcome.ok else
+                           Verdict.INPUT_ERROR if outcome.input_error else Verdict.FAILED)
                 done_rec = self._audit_record(trigger, verdict, action=action,
                                               detail=outcome.detail, output=outcome.output,
                                               duration=took)
@@ -259,6 +266,23 @@ class Engine:
         await self._record(trigger, Verdict.REJECTED, action=action, guard="approval", detail=why)
         return False
 
+    def _input_problem(self, action: Action, trigger: Trigger) -> tuple[Verdict, str] | None:
+        """The real hook's `prepare` (in dry-run too): (input_error, why) when the trigger's data
+        cannot make the call, (failed, why) when `prepare` itself breaks; None when it can."""
+        try:
+            prepare = getattr(self.hooks.get(action.hook), "prepare", None)
+        except HookParamError:
+            return None  # an unknown hook: the call fails and says so
+        if prepare is None:
+            return None
+        try:
+            prepare(action, trigger)
+        except InputError as exc:
+            return Verdict.INPUT_ERROR, str(exc)
+        except Exception as exc:  # a hook's bug is a failed step, not a dead ladder
+            return Verdict.FAILED, f"{action.hook}.prepare raised {type(exc).__name__}: {exc}"
+        return None
+
     async def _execute(self, action: Action, trigger: Trigger) -> tuple[Outcome, float]:
         hook = self._dry_hook if self.settings.dry_run else self.hooks.get(action.hook)
         r = self.policy.guards.retries
@@ -269,12 +293,13 @@ class Engine:
         try:
             for attempt in range(len(delays) + 1):
                 outcome = await self._call(hook, action, trigger)
-                if outcome.ok or attempt == len(delays):
-                    break
+                if outcome.ok or outcome.input_error or attempt == len(delays):
+                    break  # the same data would fail the same way: no retry
                 await self.sleep(delays[attempt])
         finally:
-            self.guard.finished(action, outcome.ok)
-        if not outcome.ok and len(delays):
+            # The breaker counts the target's failures, never the alert's bad data.
+            self.guard.finished(action, outcome.ok, counts=not outcome.input_error)
+        if not outcome.ok and not outcome.input_error and len(delays):
             outcome.detail += f" (after {len(delays) + 1} attempts)"
         return outcome, time.perf_counter() - t0
 
@@ -287,6 +312,8 @@ class Engine:
             result = await asyncio.wait_for(coro, timeout=action.timeout_s)
         except TimeoutError:
             return Outcome(False, f"{action.hook} timed out after {action.timeout_s:g}s")
+        except InputError as exc:
+            return Outcome(False, str(exc), input_error=True)
         except Exception as exc:  # a hook's bug is a failed action, not a dead engine
             return Outcome(False, f"{action.hook} raised {type(exc).__name__}: {exc}")
         if not isinstance(result, Outcome):

@@ -102,11 +102,15 @@ class Guard:
         if br is not None and br.opened_at is not None:
             br.probing = True  # half-open: this is the one probe
 
-    def finished(self, action: Action, ok: bool) -> None:
+    def finished(self, action: Action, ok: bool, counts: bool = True) -> None:
+        """The action ended; `counts=False` (an input error: the target was not at fault)
+        leaves the breaker as it was, failures and half-open probe included."""
         self.inflight = max(0, self.inflight - 1)
         key = (action.hook, action.target)
         br = self._breakers.setdefault(key, _Breaker())
         br.probing = False
+        if not counts:
+            return
         if ok:
             br.failures, br.opened_at = 0, None
         else:

@@ -12,13 +12,14 @@ import re
 from typing import Any
 from urllib.parse import quote
 
+from remediation.actions import InputError
 from remediation.trigger import Trigger
 
 _REF = re.compile(r"\$\{([a-z_]+)\.([A-Za-z0-9_.\-/]+)\}")
 
 
-class TemplateError(ValueError):
-    """A reference that the trigger cannot fill."""
+class TemplateError(InputError):
+    """A reference that the trigger cannot fill (at run time, an input error)."""
 
 
 TRIGGER_FIELDS = ("fingerprint", "status", "source", "episode", "service", "root_cause", "kind",

@@ -528,3 +528,48 @@ def test_no_matching_rule_is_recorded_as_suppressed(tmp_path: Path) -> None:
     run(go())
     (rec,) = store.query()
     assert (rec.verdict, rec.guard, rec.detail) == ("suppressed", "policy", "no rule matches")
+
+
+# ---- the alert's own data -----------------------------------------------------------------------
+def test_bad_alert_data_is_an_input_error_and_never_trips_the_targets_breaker(admin: Admin,
+                                                                             tmp_path: Path) -> None:
+    """Anyone holding the webhook token could send alerts whose labels no request can carry (a
+    non-ASCII header value, a path too long for the server) and so open the breaker of a target
+    that works: real remediation would then be suppressed. Those are input errors, audited as
+    such, and the breaker counts only the target's own failures."""
+    body = f"""
+    rules:
+      - name: r
+        match: {{}}
+        ladder:
+          - name: t
+            hook: http
+            target: cart
+            wait_s: 0
+            params:
+              url: "{admin.url}/admin/rate-limit/${{labels.pod}}"
+              json: {{limit: 50}}
+              headers: {{X-Instance: "${{labels.instance}}"}}
+    guards: {{cooldown_s: 0, retries: {{attempts: 1, base_s: 0.01}}, breaker: {{failures: 2, reset_s: 600}},
+             budget: {{max_actions: 1000, max_per_target: 1000}}}}
+    """
+    store = AuditStore(tmp_path / "a.db")
+    bad = [{"pod": "p1", "instance": "nœud-1"}, {"pod": "p2", "instance": "ノード"},
+           {"pod": "x" * 70_000, "instance": "i"}, {"pod": "y" * 70_000, "instance": "i"}]
+
+    async def go() -> None:
+        e = Engine(policy(body), store, settings=EngineSettings(dry_run=False))
+        for i, labels in enumerate(bad):
+            e.submit(trig(f"bad{i}", starts=float(i), **labels))
+            await settle(e)
+        e.submit(trig("good", starts=10.0, pod="p1", instance="node-1"))
+        await settle(e)
+    run(go())
+    rows = [(r.episode.split("@")[0], r.verdict, r.guard) for r in store.query()
+            if r.verdict in ("acted", "failed", "suppressed", "input_error")]
+    assert rows == [("bad0", "input_error", None), ("bad1", "input_error", None),
+                    ("bad2", "input_error", None), ("bad3", "input_error", None),
+                    ("good", "acted", None)], rows
+    details = [r.detail for r in store.query(verdict="input_error")]
+    assert "not ASCII" in details[0] and "X-Instance" in details[0] and "characters" in details[2]
+    assert [c["path"] for c in admin.status()["calls"]] == ["/admin/rate-limit/p1"]  # none sent

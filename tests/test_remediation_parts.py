@@ -265,12 +265,30 @@ def test_kubernetes_scale_and_throttle(kube: tuple[FakeKube, Path]) -> None:
     assert fake.ingress["metadata"]["annotations"][RATE_LIMIT] == "20"
 
 
-def test_kubernetes_encodes_names_and_reports_api_errors(kube: tuple[FakeKube, Path]) -> None:
+def test_kubernetes_refuses_names_that_cannot_exist_and_reports_api_errors(
+        kube: tuple[FakeKube, Path]) -> None:
+    """A name that is not a DNS-1123 label/subdomain never reaches the API server: literal ones
+    fail the policy check, ones rendered from an alert are input errors (a path like
+    `namespaces/../..` would otherwise climb to another resource)."""
+    from remediation.actions import InputError
+    from remediation.hooks.base import HookParamError
+
     fake, cfg = kube
-    out = kube_action({"operation": "restart", "namespace": "../../x", "deployment": "a/b",
-                       "kubeconfig": str(cfg)})
-    assert not out.ok and "404" in out.detail
-    assert fake.calls[-1][1] == "/apis/apps/v1/namespaces/..%2F..%2Fx/deployments/a%2Fb"
+    with pytest.raises(HookParamError, match="not a valid Kubernetes name"):
+        KubernetesHook().validate({"operation": "restart", "namespace": "../../x",
+                                   "deployment": "cart", "kubeconfig": str(cfg)})
+    for labels in ({"ns": "..", "service": "cart"}, {"ns": "shop", "service": "a/b"},
+                   {"ns": "shop", "service": "Cärt"}, {"ns": "shop", "service": "c" * 300}):
+        hook = KubernetesHook()
+        p = hook.validate({"operation": "restart", "namespace": "${labels.ns}",
+                           "deployment": "${labels.service}", "kubeconfig": str(cfg)})
+        a = Action("r", 0, "restart", "kubernetes", "cart", p, 5.0, 0.0, "e")
+        t = Trigger("manual", "f", "firing", 0.0, labels=labels)
+        with pytest.raises(InputError, match="not a valid Kubernetes name"):
+            hook.prepare(a, t)
+        with pytest.raises(InputError):
+            asyncio.run(hook.run(a, t))
+    assert fake.calls == []  # nothing was sent
     cfg.write_text(cfg.read_text().replace("kube-token", "wrong"))
     out = kube_action({"operation": "scale", "namespace": "shop", "deployment": "cart",
                        "replicas": 1, "kubeconfig": str(cfg)})

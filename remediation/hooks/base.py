@@ -21,7 +21,13 @@ class Hook(Protocol):
     """A way to act. `validate` checks a rung's params when the policy loads (templates still in
     place) and returns them normalised; `run` acts once. `run` may be a coroutine function or a
     plain one (then it runs in a worker thread); the engine applies the rung's timeout either way,
-    so a hung hook never blocks intake."""
+    so a hung hook never blocks intake.
+
+    Optional, looked up by name: `prepare(action, trigger) -> None`, a quick check without side
+    effects that raises `remediation.actions.InputError` when the trigger's data cannot make the
+    call (the engine runs it before any guard counts the action; `run` may raise `InputError`
+    too); and `idempotent(params) -> bool`, whether running the step twice does no more than
+    once (an interrupted step of an idempotent hook is retried, otherwise escalated)."""
 
     name: str
 

@@ -12,11 +12,13 @@ import signal
 import tempfile
 from typing import Any
 
-from remediation.actions import Action, Outcome
+from remediation.actions import Action, InputError, Outcome
 from remediation.hooks.base import HookParamError
 from remediation.trigger import Trigger
 
 MAX_OUTPUT = 16_384  # bytes of stdout and of stderr kept for the audit
+MAX_VARIABLE = 131_072  # bytes of one NAME=value (Linux's MAX_ARG_STRLEN; exec fails past it)
+MAX_ENVIRONMENT = 1 << 20  # bytes of all VIGIL_* variables together (well inside ARG_MAX)
 _ENV_NAME = re.compile(r"[^A-Z0-9_]")
 
 
@@ -61,8 +63,29 @@ class CommandHook:
             raise HookParamError("command: 'env' must map names to strings")
         return p
 
+    def idempotent(self, params: dict[str, Any]) -> bool:
+        return False  # a program's effects are its own: never assumed safe to repeat
+
+    def prepare(self, action: Action, trigger: Trigger) -> None:
+        """`InputError` when the trigger's variables cannot be passed to a program: one over
+        `MAX_VARIABLE` bytes, all of them over `MAX_ENVIRONMENT`, or text that is not UTF-8."""
+        total = 0
+        for name, value in trigger_env(action, trigger).items():
+            try:
+                size = len(name) + 1 + len(value.encode("utf-8"))
+            except UnicodeEncodeError as exc:
+                raise InputError(f"{name}: the value is not encodable as UTF-8 ({exc.reason})"
+                                 ) from exc
+            if size > MAX_VARIABLE:
+                raise InputError(f"{name} would be {size} bytes (at most {MAX_VARIABLE})")
+            total += size
+        if total > MAX_ENVIRONMENT:
+            raise InputError(f"the trigger's variables would be {total} bytes "
+                             f"(at most {MAX_ENVIRONMENT})")
+
     async def run(self, action: Action, trigger: Trigger) -> Outcome:
         p = action.params
+        self.prepare(action, trigger)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **p.get("env", {}),
                **trigger_env(action, trigger)}
         stdin = json.dumps({"trigger": trigger.to_dict(), "rule": action.rule,

@@ -3,18 +3,23 @@ roll back) with a JSON body rendered from the trigger."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from remediation.actions import Action, Outcome
+from remediation.actions import Action, InputError, Outcome
 from remediation.hooks.base import HookParamError
-from remediation.templating import TemplateError, references, render
+from remediation.templating import references, render
 from remediation.trigger import Trigger
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+_IDEMPOTENT = ("GET", "PUT", "DELETE")  # RFC 9110 9.2.2
 _MAX_BODY = 4096  # response bytes kept for the audit
+MAX_URL = 8192  # characters of a rendered URL (what servers commonly accept)
+MAX_HEADER = 8192  # characters of a rendered header value
+MAX_JSON = 1 << 20  # bytes of a rendered JSON body
 
 
 class HttpHook:
@@ -52,23 +57,44 @@ class HttpHook:
         references(p)  # parses every reference
         return p
 
-    async def run(self, action: Action, trigger: Trigger) -> Outcome:
+    def idempotent(self, params: dict[str, Any]) -> bool:
+        """GET, PUT and DELETE are idempotent by HTTP's definition; POST and PATCH are not."""
+        return str(params.get("method", "POST")).upper() in _IDEMPOTENT
+
+    def request(self, action: Action, trigger: Trigger) -> tuple[str, str, dict[str, str], Any]:
+        """(method, url, headers, body) for this trigger; `InputError` when the trigger's data
+        cannot make a request (a header value with a line break or not ASCII, sizes over
+        `MAX_URL`, `MAX_HEADER`, `MAX_JSON`, a missing value)."""
         p = action.params
-        try:
-            url = render(p["url"], trigger, encode=True)
-            headers = render(p.get("headers", {}), trigger)
-            body = render(p.get("json"), trigger)
-        except TemplateError as exc:
-            return Outcome(False, f"params: {exc}")
-        if any("\n" in v or "\r" in v for v in headers.values()):
-            return Outcome(False, "a rendered header value holds a line break; refused")
+        url = str(render(p["url"], trigger, encode=True))
+        if len(url) > MAX_URL:
+            raise InputError(f"the rendered url is {len(url)} characters (at most {MAX_URL})")
+        headers: dict[str, str] = render(p.get("headers", {}), trigger)
+        for k, v in headers.items():
+            if "\n" in v or "\r" in v:
+                raise InputError(f"header {k}: the rendered value holds a line break")
+            if not v.isascii():
+                raise InputError(f"header {k}: the rendered value is not ASCII")
+            if len(v) > MAX_HEADER:
+                raise InputError(f"header {k}: the rendered value is {len(v)} characters "
+                                 f"(at most {MAX_HEADER})")
+        body = render(p.get("json"), trigger)
+        if body is not None and len(json.dumps(body)) > MAX_JSON:
+            raise InputError(f"the rendered JSON body is over {MAX_JSON} bytes")
+        return p["method"], url, headers, body
+
+    def prepare(self, action: Action, trigger: Trigger) -> None:
+        self.request(action, trigger)
+
+    async def run(self, action: Action, trigger: Trigger) -> Outcome:
+        method, url, headers, body = self.request(action, trigger)
         async with httpx.AsyncClient(timeout=action.timeout_s,
-                                     verify=bool(p.get("verify_tls", True))) as client:
+                                     verify=bool(action.params.get("verify_tls", True))) as client:
             try:
-                resp = await client.request(p["method"], url, headers=headers, json=body)
+                resp = await client.request(method, url, headers=headers, json=body)
             except httpx.HTTPError as exc:
-                return Outcome(False, f"{p['method']} {url}: {type(exc).__name__}: {exc}")
-        expect = p.get("expect")
+                return Outcome(False, f"{method} {url}: {type(exc).__name__}: {exc}")
+        expect = action.params.get("expect")
         ok = resp.status_code in expect if expect else 200 <= resp.status_code < 300
-        return Outcome(ok, f"{p['method']} {url} -> {resp.status_code}", resp.text[:_MAX_BODY],
+        return Outcome(ok, f"{method} {url} -> {resp.status_code}", resp.text[:_MAX_BODY],
                        {"status": resp.status_code})

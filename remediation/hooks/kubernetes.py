@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,9 +21,9 @@ from urllib.parse import quote
 import httpx
 import yaml
 
-from remediation.actions import Action, Outcome
+from remediation.actions import Action, InputError, Outcome
 from remediation.hooks.base import HookParamError
-from remediation.templating import TemplateError, render
+from remediation.templating import render
 from remediation.trigger import Trigger
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -33,6 +34,31 @@ _OPS = ("restart", "rollback", "scale", "throttle")
 _SMP = "application/strategic-merge-patch+json"
 _MERGE = "application/merge-patch+json"
 _JSON_PATCH = "application/json-patch+json"
+# Object names as the API server accepts them: a namespace is a DNS-1123 label, a deployment or
+# an ingress a DNS-1123 subdomain. Anything else cannot exist, so it is never sent.
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def check_name(kind: str, value: str) -> str:
+    """`value` if it can name a Kubernetes `kind` (namespace: DNS-1123 label, at most 63
+    characters; other objects: DNS-1123 subdomain, at most 253), else `InputError`.
+
+    >>> check_name("namespace", "shop"), check_name("deployment", "cart.v2")
+    ('shop', 'cart.v2')
+    >>> try:
+    ...     check_name("namespace", "..")
+    ... except InputError as exc:
+    ...     print(exc)
+    namespace '..' is not a valid Kubernetes name (DNS-1123 label, at most 63 characters)
+    """
+    label = kind == "namespace"
+    pattern, limit = (_LABEL, 63) if label else (_SUBDOMAIN, 253)
+    if len(value) > limit or pattern.fullmatch(value) is None:
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        raise InputError(f"{kind} {shown!r} is not a valid Kubernetes name (DNS-1123 "
+                         f"{'label' if label else 'subdomain'}, at most {limit} characters)")
+    return value
 
 
 class KubeError(RuntimeError):
@@ -117,15 +143,34 @@ class KubernetesHook:
             raise HookParamError("kubernetes: scale needs 'replicas' (an integer >= 0)")
         if op == "throttle" and not (isinstance(p.get("rps"), int | float) and p["rps"] > 0):
             raise HookParamError("kubernetes: throttle needs 'rps' (a positive number)")
+        for key in ("namespace", obj):
+            if "${" not in p[key]:
+                try:
+                    check_name("namespace" if key == "namespace" else obj, p[key])
+                except InputError as exc:
+                    raise HookParamError(f"kubernetes: {exc}") from exc
         return p
+
+    def idempotent(self, params: dict[str, Any]) -> bool:
+        """Scale and throttle set a value; a restart or a rollback done twice does more."""
+        return params.get("operation") in ("scale", "throttle")
+
+    def names(self, action: Action, trigger: Trigger) -> tuple[str, str]:
+        """(namespace, object name) rendered for this trigger and checked (`InputError`)."""
+        p = action.params
+        obj = "ingress" if p["operation"] == "throttle" else "deployment"
+        return (check_name("namespace", str(render(p["namespace"], trigger))),
+                check_name(obj, str(render(p[obj], trigger))))
+
+    def prepare(self, action: Action, trigger: Trigger) -> None:
+        self.names(action, trigger)
 
     async def run(self, action: Action, trigger: Trigger) -> Outcome:
         p = action.params
+        ns, name = (quote(x, safe="") for x in self.names(action, trigger))
         try:
-            ns = quote(render(p["namespace"], trigger), safe="")
-            name = quote(render(p.get("ingress") or p["deployment"], trigger), safe="")
             server, headers, verify, cert = connection(p)
-        except (TemplateError, KubeError) as exc:
+        except KubeError as exc:
             return Outcome(False, str(exc))
         async with httpx.AsyncClient(base_url=server, headers=headers, verify=verify, cert=cert,
                                      timeout=action.timeout_s) as client:

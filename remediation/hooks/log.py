@@ -14,5 +14,8 @@ class LogHook:
     def validate(self, params: dict[str, Any]) -> dict[str, Any]:
         return dict(params)
 
+    def idempotent(self, params: dict[str, Any]) -> bool:
+        return True
+
     async def run(self, action: Action, trigger: Trigger) -> Outcome:
         return Outcome(True, f"logged {action.rung_name} of {action.target} for {trigger.episode}")
