@@ -23,7 +23,7 @@ from remediation.hooks.base import HookParamError, HookRegistry
 from remediation.hooks.log import LogHook
 from remediation.policy import HttpCheck, Policy, Rule, Rung, render_target
 from remediation.retry import backoff_delays
-from remediation.templating import TemplateError, render
+from remediation.templating import TemplateError, render, render_url
 from remediation.trigger import Trigger
 
 
@@ -410,7 +410,7 @@ def _running(ep: _Episode) -> bool:
 
 async def _check_ok(check: HttpCheck, trigger: Trigger) -> bool:
     try:
-        url = render(check.url, trigger, encode=True)
+        url = render_url(check.url, trigger)
         async with httpx.AsyncClient(timeout=5.0) as client:
             resp = await client.get(url)
         if not 200 <= resp.status_code < 300:

@@ -2,15 +2,16 @@
 
 `${labels.service}`, `${annotations.summary}`, `${trigger.fingerprint}`, `${trigger.root_cause}`
 are replaced inside strings of a JSON-like structure. The result is still data: nothing is ever
-parsed as a shell command, and in URLs the values are percent-encoded (`url_path` for path
-segments, so `../` cannot climb). A missing value is an error, not an empty string.
+parsed as a shell command, and in URLs (`render_url`) the values are percent-encoded, `/`
+included, and a value that would make a path segment `.` or `..` is refused, so no value can
+climb the path. A missing value is an error, not an empty string.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from remediation.actions import InputError
 from remediation.trigger import Trigger
@@ -71,6 +72,44 @@ def render(value: Any, trigger: Trigger, encode: bool = False) -> Any:
     if isinstance(value, list):
         return [render(v, trigger, encode) for v in value]
     return value
+
+
+def render_url(url: str, trigger: Trigger) -> str:
+    """`url` with references filled and percent-encoded (scheme and host stay literal); a path
+    segment that a filled value makes `.` or `..` (percent-encoded or not) raises TemplateError,
+    since clients and servers remove dot segments (`/a/../b` is `/b`).
+
+    >>> t = Trigger("manual", "f", "firing", 0.0, labels={"service": "..", "ok": "a/../b"})
+    >>> render_url("https://gw/admin/${labels.ok}/limit?s=${labels.ok}", t)
+    'https://gw/admin/a%2F..%2Fb/limit?s=a%2F..%2Fb'
+    >>> try:
+    ...     render_url("https://gw/admin/services/${labels.service}/restart", t)
+    ... except TemplateError as exc:
+    ...     print(exc)
+    ${labels.service} makes the path segment '..' (a dot segment climbs the path); refused
+    """
+    parts = urlsplit(url)
+    filled: list[str] = []
+
+    def mark(m: re.Match[str]) -> str:
+        filled.append(m.group(0))
+        return f"\x00{len(filled) - 1}\x00"
+    segments = []
+    for seg in _REF.sub(mark, parts.path).split("/"):
+        if "\x00" not in seg:
+            segments.append(seg)
+            continue
+        pieces = seg.split("\x00")  # literal, index, literal, index, ..., literal
+        out = "".join(p if k % 2 == 0 else str(render(filled[int(p)], trigger, encode=True))
+                      for k, p in enumerate(pieces))
+        if unquote(out) in (".", ".."):
+            names = ", ".join(filled[int(p)] for k, p in enumerate(pieces) if k % 2)
+            raise TemplateError(f"{names} makes the path segment {unquote(out)!r} (a dot segment "
+                                "climbs the path); refused")
+        segments.append(out)
+    return urlunsplit((parts.scheme, parts.netloc, "/".join(segments),
+                       str(render(parts.query, trigger, encode=True)),
+                       str(render(parts.fragment, trigger, encode=True))))
 
 
 def references(value: Any) -> list[str]:

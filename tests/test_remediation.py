@@ -573,3 +573,33 @@ def test_bad_alert_data_is_an_input_error_and_never_trips_the_targets_breaker(ad
     details = [r.detail for r in store.query(verdict="input_error")]
     assert "not ASCII" in details[0] and "X-Instance" in details[0] and "characters" in details[2]
     assert [c["path"] for c in admin.status()["calls"]] == ["/admin/rate-limit/p1"]  # none sent
+
+
+@pytest.mark.parametrize("value", ["..", ".", "%2e%2e"])
+def test_a_label_that_is_a_dot_segment_cannot_climb_the_url_path(admin: Admin, tmp_path: Path,
+                                                                  value: str) -> None:
+    """`/admin/services/${labels.service}/restart` with service `..` is `/admin/restart` once the
+    client (httpx) or the server removes dot segments: a templated value must not be one."""
+    body = f"""
+    rules:
+      - name: r
+        match: {{labels: {{service: {{regex: '.*'}}}}}}
+        ladder:
+          - {{name: t, hook: http, wait_s: 0,
+              params: {{url: "{admin.url}/admin/services/${{labels.service}}/restart"}}}}
+    """ + NO_GUARDS
+    store = AuditStore(tmp_path / "a.db")
+
+    async def go() -> None:
+        e = Engine(policy(body), store, settings=EngineSettings(dry_run=False))
+        e.submit(trig(service=value))
+        await settle(e)
+    run(go())
+    st = admin.wait_up()  # (before the fix `..` reached /admin/restart: the service re-exec'd)
+    assert st["restarts"] == 0
+    if value == "%2e%2e":  # percent-encoded by the template: a harmless segment, sent as such
+        assert [c["path"] for c in st["calls"]] == ["/admin/services/%252e%252e/restart"]
+        return
+    assert st["calls"] == []
+    (rec,) = [r for r in store.query() if r.verdict in ("input_error", "acted", "failed")]
+    assert rec.verdict == "input_error" and "dot segment" in rec.detail

@@ -11,7 +11,7 @@ import httpx
 
 from remediation.actions import Action, InputError, Outcome
 from remediation.hooks.base import HookParamError
-from remediation.templating import references, render
+from remediation.templating import references, render, render_url
 from remediation.trigger import Trigger
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -66,7 +66,7 @@ class HttpHook:
         cannot make a request (a header value with a line break or not ASCII, sizes over
         `MAX_URL`, `MAX_HEADER`, `MAX_JSON`, a missing value)."""
         p = action.params
-        url = str(render(p["url"], trigger, encode=True))
+        url = render_url(p["url"], trigger)
         if len(url) > MAX_URL:
             raise InputError(f"the rendered url is {len(url)} characters (at most {MAX_URL})")
         headers: dict[str, str] = render(p.get("headers", {}), trigger)
