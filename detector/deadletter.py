@@ -18,7 +18,7 @@ import orjson
 # Every reason a record can be dead-lettered for; the counters always carry all of them.
 REASONS = (
     "undecodable", "not_object", "missing_field", "wrong_type", "oversize", "too_late",
-    "clock_skew",
+    "clock_skew", "decoder_error",
 )
 
 
@@ -48,10 +48,13 @@ class DeadLetterCounter:
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter({r: 0 for r in REASONS})
+        self.first: dict[str, DeadLetter] = {}  # the first letter of each reason, as a sample
 
     def add(self, letters: list[DeadLetter]) -> None:
         for letter in letters:
             self.counts[letter.reason] += 1
+            if letter.reason not in self.first:
+                self.first[letter.reason] = letter
 
     @property
     def total(self) -> int:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from polars.exceptions import PanicException
 
 from detector.config import ParsingConfig
 from detector.deadletter import DeadLetter
@@ -107,7 +108,10 @@ class BatchDecoder:
                 kept.append(index[lo:hi])
                 self.stats.columnar_lines += hi - lo
                 return
-            except ColumnarMiss as miss:
+            except (ColumnarMiss, Exception, PanicException) as exc:  # noqa: BLE001
+                # Anything else the columnar decoder raises is a line it could not handle:
+                # halves will corner it, and the per-line decoder names it.
+                miss = exc if isinstance(exc, ColumnarMiss) else ColumnarMiss(str(exc), True)
                 if miss.bisect:
                     mid = (lo + hi) // 2
                     self._decode_range(lines, lo, mid, parts, kept, bad, index)

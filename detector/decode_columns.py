@@ -9,6 +9,7 @@ lines to the per-line decoder, which explains them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,10 @@ from detector.config import ParsingConfig
 from detector.events import LEVEL_UNKNOWN, EventBatch, level_code
 from detector.fieldmap import FieldPlan
 
+# An escaped UTF-16 surrogate that is not half of a pair: not a character, so not valid text.
+_LONE_SURROGATE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 _TEXT_FIELDS = ("service", "level", "request_id", "span_id", "parent_id")
 _F = "\x00field:"  # prefix of the decoded fields' column names, apart from any JSON key
 
@@ -80,6 +85,9 @@ class ColumnarDecoder:
     def _decode(self, lines: Sequence[bytes]) -> EventBatch:
         n = len(lines)
         data = b"\n".join(lines)  # a record with a raw newline breaks the row count below
+        if b"\\u" in data and _LONE_SURROGATE.search(data):
+            # polars reads an escaped lone surrogate as NUL; the per-line decoder refuses it.
+            raise ColumnarMiss("an escaped lone surrogate", bisect=True)
         df = self._read(data)
         if df.height != n:
             raise ColumnarMiss("blank or partial lines", bisect=True)

@@ -15,7 +15,6 @@ from typing import Any
 import msgspec
 import numpy as np
 import numpy.typing as npt
-import orjson
 import polars as pl
 
 from detector.config import ParsingConfig
@@ -85,15 +84,20 @@ class RowDecoder:
         was_enabled = gc.isenabled()
         gc.disable()
         try:
+            utf8_checked = _valid_utf8(b"\n".join(lines))
             for i, line in enumerate(lines):
+                if line[:3] == _BOM:
+                    line = line[3:]  # a byte-order mark says UTF-8; it is not part of the JSON
                 try:
+                    if not utf8_checked:
+                        line.decode("utf-8")
                     recs.append(decode(line))
                     rec_idx.append(i)
                 except msgspec.ValidationError as exc:
                     bad[i] = self._classify_validation(line, exc)
-                except msgspec.DecodeError as exc:
-                    bad[i] = ("undecodable", f"not valid JSON: {exc}")
-            cols, row_bad = self._columns(recs)
+                except Exception as exc:  # noqa: BLE001 - one line must never stop a batch
+                    bad[i] = undecodable(line, exc)
+            cols, row_bad = self._columns_isolated(recs)
         finally:
             if was_enabled:
                 gc.enable()
@@ -106,12 +110,42 @@ class RowDecoder:
             idx = idx[np.asarray(keep, dtype=np.int64)] if keep else idx[:0]
         return batch, bad, idx
 
+    def _columns_isolated(self, recs: list[Any]) -> tuple[dict[str, Any], RowErrors]:
+        """`_columns`, and where it raises (a value no check foresaw), the records that make it
+        raise on their own become `decoder_error` letters and the rest are decoded again."""
+        try:
+            return self._columns(recs)
+        except Exception:  # noqa: BLE001 - isolate the record, whatever it is
+            pass
+        bad: RowErrors = {}
+        for j, rec in enumerate(recs):
+            try:
+                self._columns([rec])
+            except Exception as exc:  # noqa: BLE001
+                bad[j] = ("decoder_error", f"{type(exc).__name__}: {str(exc)[:200]} (a bug in "
+                          "Vigil's decoder: please report it with this line)")
+        keep = [j for j in range(len(recs)) if j not in bad]
+        cols, row_bad = self._columns([recs[j] for j in keep])
+        bad.update({keep[j]: err for j, err in row_bad.items()})
+        # Back to one row per record: dropped records get placeholder rows, removed by `decode`.
+        full: dict[str, Any] = {}
+        where = {j: k for k, j in enumerate(keep)}
+        for name, col in cols.items():
+            if isinstance(col, np.ndarray):
+                arr = np.zeros(len(recs), dtype=col.dtype)
+                if keep:
+                    arr[np.asarray(keep, dtype=np.int64)] = col
+                full[name] = arr
+            else:
+                full[name] = [col[where[j]] if j in where else None for j in range(len(recs))]
+        return full, bad
+
     # ---- per-line classification --------------------------------------------------------
     def _classify_validation(self, line: bytes, exc: msgspec.ValidationError) -> tuple[str, str]:
         try:
             value = self._any.decode(line)
-        except msgspec.DecodeError as err:
-            return ("undecodable", f"not valid JSON: {err}")
+        except Exception as err:  # noqa: BLE001
+            return undecodable(line, err)
         if not isinstance(value, dict):
             return ("not_object", f"a log record must be a JSON object, got {json_kind(value)}")
         return ("wrong_type", self._explain(str(exc)))
@@ -261,7 +295,7 @@ class RowDecoder:
     ) -> list[str]:
         # A structured body (an object or array) is kept as its JSON text.
         col = [
-            orjson.dumps(v).decode() if isinstance(v, dict | list) and unwrap(v) is v else v
+            _json_text(v) if isinstance(v, dict | list) and unwrap(v) is v else v
             for v in col
         ]
         out: list[str] = self._strings(col, bad, "message", required, default="", nonempty=False)
@@ -323,7 +357,10 @@ class RowDecoder:
     def _statuses(self, col: list[Any], bad: RowErrors) -> npt.NDArray[np.int32]:
         types = set(map(type, col))
         if types <= {int, type(None)}:
-            arr = np.array([-1 if v is None else v for v in col], dtype=np.int64)
+            try:
+                arr = np.array([-1 if v is None else v for v in col], dtype=np.int64)
+            except OverflowError:  # an integer beyond 64 bits: the loop below names it
+                arr = np.full(1, 1000, dtype=np.int64)
             if ((arr >= -1) & (arr <= 999)).all():
                 return arr.astype(np.int32)
         out = np.full(len(col), -1, dtype=np.int32)
@@ -352,11 +389,50 @@ class RowDecoder:
                     d = out[i]
                     if d is None:
                         d = out[i] = {}
-                    d[key] = v if isinstance(v, str) else orjson.dumps(v).decode()
+                    d[key] = v if isinstance(v, str) else _json_text(v)
         return out
 
 
 # ---- helpers ------------------------------------------------------------------------------
+_BOM = b"\xef\xbb\xbf"
+_JSON_ENCODE = msgspec.json.Encoder().encode  # any int size, any depth (orjson stops at 64 bits, 254)
+
+
+def _json_text(v: Any) -> str:
+    return _JSON_ENCODE(v).decode()
+
+
+def _valid_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def undecodable(line: bytes, exc: BaseException) -> tuple[str, str]:
+    """The dead-letter reason and detail of a line that does not decode, in a person's terms.
+
+    >>> undecodable(b'{"a": "\\xff"}', UnicodeDecodeError("utf-8", b"", 0, 1, "x"))
+    ('undecodable', 'not valid UTF-8 (byte 0xff at offset 7); JSON text must be UTF-8')
+    >>> undecodable(b"[[[", RecursionError())[1]
+    'nested deeper than the decoder allows (about 1,000 levels of objects and arrays)'
+    """
+    if isinstance(exc, UnicodeDecodeError):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            at = err.start
+            return ("undecodable", f"not valid UTF-8 (byte 0x{line[at]:02x} at offset {at}); "
+                    "JSON text must be UTF-8")
+        return ("undecodable", f"not valid UTF-8: {exc}")
+    if isinstance(exc, RecursionError):
+        return ("undecodable", "nested deeper than the decoder allows (about 1,000 levels of "
+                "objects and arrays)")
+    if isinstance(exc, msgspec.DecodeError):
+        return ("undecodable", f"not valid JSON: {exc}")
+    return ("decoder_error", f"{type(exc).__name__}: {str(exc)[:200]} (a bug in Vigil's "
+            "decoder: please report it with this line)")
 def _dig_all(vals: list[Any], rest: tuple[str, ...]) -> list[Any]:
     if len(rest) == 1:  # the common case, a plain nested key, without a call per row
         k = rest[0]

@@ -138,7 +138,7 @@ def reasons(letters: list[DeadLetter]) -> list[str]:
     ("raw", "reason", "words"),
     [
         (b'{"ts": 1, "service": "a", "msg": "x"', "undecodable", "not valid JSON"),
-        (b"\xff\xfe garbage", "undecodable", "not valid JSON"),
+        (b"\xff\xfe garbage", "undecodable", "not valid UTF-8 (byte 0xff at offset 0)"),
         (b"", "undecodable", "not valid JSON"),
         (b'["ts", 1]', "not_object", "must be a JSON object, got an array"),
         (b'"just a string"', "not_object", "got a string"),
