@@ -80,6 +80,10 @@ class TemplatesConfig(BaseModel):
     similarity: float = Field(default=0.5, ge=0.0, le=1.0)
     depth: int = Field(default=4, ge=1)
     max_children: int = Field(default=100, gt=1)
+    max_leaf_templates: int = Field(
+        default=256, ge=1, description="templates one leaf of the prefix tree holds (same token "
+        "count and first tokens); past it the leaf's least recently used is evicted, so a flood "
+        "of distinct texts costs linear time")
     cache_size: int = Field(default=200_000, gt=0, description="exact message -> template cache")
     rare_count: int = Field(
         default=10, ge=1, description="a template seen fewer times than this is rare"
@@ -106,9 +110,27 @@ class WindowConfig(BaseModel):
     )
     max_future_seconds: float = Field(
         default=3600.0, gt=0, description="an event this far ahead of the stream (the newest "
-        "event time so far, or the batch's median) is a clock error, not the future: it is "
-        "dead-lettered instead of closing every open window, unless 50 or a tenth of its batch "
-        "agree (then the data jumped ahead)",
+        "event time accepted) is a clock error, not the future: it is dead-lettered as "
+        "clock_skew instead of closing every open window, unless the stream has really moved "
+        "there (see jump_confirm)",
+    )
+    max_past_seconds: float = Field(
+        default=86_400.0, gt=0, description="an event this far behind the stream is a clock "
+        "error (clock_skew); nearer ones whose window has closed are too_late",
+    )
+    max_ahead_of_clock_seconds: float = Field(
+        default=86_400.0, gt=0, description="an event this far ahead of this machine's clock "
+        "is always a clock error (the slack covers a wrong host clock)",
+    )
+    jump_confirm: int = Field(
+        default=20, ge=1, description="consecutive events that must agree on a time this far "
+        "ahead before the stream moves there (fewer while the stream is young: one more than "
+        "it has accepted); a live stream resuming at this machine's time moves at once",
+    )
+    gap_seconds: float = Field(
+        default=60.0, gt=0, description="a silence of the whole stream at least this long is a "
+        "gap in the input: its windows are skipped, not judged as every service gone quiet, "
+        "and the windows at its edges are rated over the time they covered",
     )
     max_services: int = Field(
         default=2000, ge=2, description="services tracked at most; events of services beyond "

@@ -2,20 +2,27 @@
 
 Events are folded into their window in batches (numpy group-bys, no per-event Python); a window
 closes once the watermark (newest event time minus the allowed lateness) passes its end. Events
-for a window that has already closed are reported back as too late, never dropped silently.
+for a window that has already closed are reported back as too late, and events whose clock is
+far off (`clock_guard`) as skewed, never dropped silently.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from detector.clock_guard import AHEAD, ClockGuard
+from detector.clock_guard import OK as CLOCK_OK
 from detector.config import WindowConfig
 from detector.events import LEVEL_ERROR, EventBatch
+from detector.services import OTHER_SERVICES  # where services past the cap are counted
 from detector.sketch import LogBuckets
 from detector.templates import MinedBatch
 
@@ -24,8 +31,9 @@ FEATURES = (
     "new_template_share", "rare_template_share",
 )
 _QUANTILES = [0.5, 0.95, 0.99]
-LATE, SKEWED = 1, 2  # what `WindowAggregator.add` says of an event it did not fold in
-OTHER_SERVICES = "(other services)"  # where services past `window.max_services` are counted
+# What `WindowAggregator.add` says of an event it did not fold in: too late, or a clock error
+# ahead of the stream, behind it, or ahead of this machine's clock.
+LATE, SKEWED_AHEAD, SKEWED_BEHIND, SKEWED_CLOCK = 1, 2, 3, 4
 
 
 @dataclass(slots=True)
@@ -51,15 +59,19 @@ class WindowRows:
         return float(self.values[self.services.index(service), FEATURES.index(feature)])
 
 
-@dataclass(slots=True)
-class _ServiceInfo:
-    first_window: int
-    last_window: int
+_NEVER = -(2**62)  # the window index of "no window yet"
 
 
 @dataclass
 class WindowAggregator:
     """Folds `EventBatch`es into per-service windows and emits `WindowRows` as windows close.
+
+    Only windows in which the stream had events are visited, so a gap in event time of any
+    length costs nothing. A service silent while others log is reported (rate 0) for at most
+    `silence_after` windows after its last event. A silence of the whole stream shorter than
+    `gap_seconds` is quiet windows (rate 0 for the services seen just before); a longer one is a
+    gap in the input: its windows are skipped, and the windows at its edges are rated over the
+    time the stream covered in them (as the first and last windows of the input are).
 
     >>> from detector.events import LogEvent, EventBatch
     >>> from detector.templates import MinedBatch
@@ -75,57 +87,57 @@ class WindowAggregator:
 
     cfg: WindowConfig
     buckets: LogBuckets = field(default_factory=LogBuckets)
+    wall: Callable[[], float] = time.time
     late_events: int = 0
     overflow_events: int = 0
+    gaps: int = 0  # silences of the whole stream of at least gap_seconds, skipped
     max_ts: float = -math.inf
+    guard: ClockGuard = field(init=False)
     _open: dict[int, dict[int, _Acc]] = field(default_factory=dict)
+    _tmin: dict[int, float] = field(default_factory=dict)  # first event time in an open window
+    _tmax: dict[int, float] = field(default_factory=dict)
     _sid: dict[str, int] = field(default_factory=dict)
     _names: list[str] = field(default_factory=list)
-    _info: list[_ServiceInfo] = field(default_factory=list)
+    _last_seen: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    _last_tmax: float = -math.inf  # last event time of the last closed window with events
     _next_close: int | None = None
     _input_end: float = math.inf
 
-    def add(self, batch: EventBatch, mined: MinedBatch) -> npt.NDArray[np.int8]:
-        """Fold a batch in; returns per event 0 (folded), LATE or SKEWED (not folded).
+    def __post_init__(self) -> None:
+        self.guard = ClockGuard(self.cfg, self.wall)
 
-        LATE: its window had already closed. SKEWED: its timestamp is more than
-        `max_future_seconds` ahead of the stream, a clock error that would otherwise move the
-        watermark and close every window.
+    def add(self, batch: EventBatch, mined: MinedBatch) -> npt.NDArray[np.int8]:
+        """Fold a batch in; returns per event 0 (folded), LATE or one of the SKEWED codes.
+
+        LATE: its window had already closed. SKEWED_AHEAD, SKEWED_BEHIND, SKEWED_CLOCK: its
+        timestamp is far from the stream's (`ClockGuard`), a clock error that would otherwise
+        move the watermark and close every window.
         """
         n = len(batch)
         verdict = np.zeros(n, dtype=np.int8)
         if n == 0:
             return verdict
         width = self.cfg.seconds
-        reference = max(self.max_ts, float(np.median(batch.ts)))
-        skewed = batch.ts > reference + self.cfg.max_future_seconds
-        if skewed.sum() >= max(50, n // 10):
-            skewed[:] = False  # that many agree: the data jumps ahead (a gap), not a clock
-        w = np.floor(batch.ts / width).astype(np.int64)
+        clock = self.guard.judge(batch.ts)
+        skewed = clock != CLOCK_OK
+        verdict[skewed] = clock[skewed] + (SKEWED_AHEAD - AHEAD)
+        good = ~skewed
+        if not good.any():
+            return verdict
+        w = np.zeros(n, dtype=np.int64)
+        w[good] = np.floor(batch.ts[good] / width).astype(np.int64)
         if self._next_close is None:
-            self._next_close = int(w[~skewed].min()) if (~skewed).any() else int(w.min())
-        late = (w < self._next_close) & ~skewed
+            self._next_close = int(w[good].min())
+        late = good & (w < self._next_close)
         verdict[late] = LATE
-        verdict[skewed] = SKEWED
-        ok = verdict == 0
         self.late_events += int(late.sum())
-        names = batch.service.unique(maintain_order=True).to_list()  # first come, first tracked
-        for name in names:
-            if name not in self._sid and len(self._names) < self.cfg.max_services - 1:
-                first = int(w[(batch.service == name).to_numpy()].min())
-                self._register(name, first)
-        codes = [self._sid.get(x, -1) for x in names]
-        if -1 in codes:  # past max_services: the long tail shares one series
-            other = self._sid.get(OTHER_SERVICES)
-            if other is None:
-                other = self._register(OTHER_SERVICES, int(w.min()))
-            codes = [other if c < 0 else c for c in codes]
-            self.overflow_events += int(np.sum(
-                batch.service.is_in([x for x in names if x not in self._sid]).to_numpy()))
-        sids = batch.service.replace_strict(names, codes, return_dtype=pl.Int64).to_numpy()
+        ok = verdict == 0
         if not ok.any():
             return verdict
-        wk, sk = w[ok], sids[ok]
+        idx = np.flatnonzero(ok)
+        services = batch.service if len(idx) == n else batch.service.gather(idx)
+        sk = self._service_ids(services)
+        wk, tk = w[ok], batch.ts[ok]
         w0 = int(wk.min())
         nserv = len(self._names)
         key = (wk - w0) * nserv + sk
@@ -160,10 +172,16 @@ class WindowAggregator:
             acc.rare += float(rare[g])
             if hist is not None and hist[g].any():
                 acc.lat = hist[g].copy() if acc.lat is None else acc.lat + hist[g]
-            info = self._info[sid]
-            info.last_window = max(info.last_window, win)
-            info.first_window = min(info.first_window, win)
-        self.max_ts = max(self.max_ts, float(batch.ts[ok].max()))
+        # The stream's first and last event time in each window it touched (gap edges).
+        uw, iw = np.unique(wk, return_inverse=True)
+        lo = np.full(len(uw), np.inf)
+        hi = np.full(len(uw), -np.inf)
+        np.minimum.at(lo, iw, tk)
+        np.maximum.at(hi, iw, tk)
+        for win, a, b in zip(uw.tolist(), lo.tolist(), hi.tolist(), strict=True):
+            self._tmin[win] = min(self._tmin.get(win, math.inf), a)
+            self._tmax[win] = max(self._tmax.get(win, -math.inf), b)
+        self.max_ts = max(self.max_ts, float(tk.max()))
         return verdict
 
     def close_ready(self) -> list[WindowRows]:
@@ -188,43 +206,91 @@ class WindowAggregator:
         finally:
             self._input_end = math.inf  # input may go on (another file): windows are whole again
 
+    def state_dict(self) -> dict[str, Any]:
+        """The clock guard's view of the stream (windows themselves start afresh on restore)."""
+        return {"clock": self.guard.state_dict()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.guard.load_state(state["clock"])
+
     # ---- internals ----------------------------------------------------------------------
-    def _register(self, name: str, win: int) -> int:
+    def _service_ids(self, services: pl.Series) -> npt.NDArray[np.int64]:
+        """Ids of a batch's services; past `max_services` the long tail shares one series."""
+        names = services.unique(maintain_order=True).to_list()  # first come, first tracked
+        for name in names:
+            if name not in self._sid and len(self._names) < self.cfg.max_services - 1:
+                self._register(name)
+        codes = [self._sid.get(x, -1) for x in names]
+        if -1 in codes:
+            other = self._sid.get(OTHER_SERVICES)
+            if other is None:
+                other = self._register(OTHER_SERVICES)
+            codes = [other if c < 0 else c for c in codes]
+            self.overflow_events += int(np.sum(
+                services.is_in([x for x in names if x not in self._sid]).to_numpy()))
+        out: npt.NDArray[np.int64] = services.replace_strict(
+            names, codes, return_dtype=pl.Int64).to_numpy()
+        return out
+
+    def _register(self, name: str) -> int:
         sid = len(self._names)
         self._sid[name] = sid
         self._names.append(name)
-        self._info.append(_ServiceInfo(first_window=win, last_window=win))
+        self._last_seen = np.append(self._last_seen, _NEVER)
         return sid
 
     def _close_until(self, stop: int) -> list[WindowRows]:
-        out: list[WindowRows] = []
         assert self._next_close is not None
+        out: list[WindowRows] = []
         win = self._next_close
-        while win < stop:
-            if win not in self._open and not self._tracked_silent(win):
-                # Nothing to say for this window; jump to the next one that holds events.
-                later = [x for x in self._open if x > win]
-                win = min(min(later), stop) if later else stop
+        due = sorted(k for k in self._open if k < stop)
+        later = [self._tmin[k] for k in self._open if k >= stop]
+        after = min(later) if later else math.inf  # first event time past what closes now
+        for i, k in enumerate(due):
+            if k < win:
                 continue
-            out.append(self._rows(win, self._open.pop(win, {})))
-            win += 1
-        self._next_close = max(win, self._next_close)
+            out.extend(self._quiet(win, k, self._tmin[k]))
+            nxt = self._tmin[due[i + 1]] if i + 1 < len(due) else after
+            out.append(self._close(k, nxt))
+            win = k + 1
+        if win < stop and math.isfinite(after):
+            out.extend(self._quiet(win, stop, after))
+        self._next_close = max(stop, self._next_close)
         return out
 
-    def _tracked_silent(self, win: int) -> bool:
-        limit = self.cfg.silence_after
-        return any(i.first_window <= win <= i.last_window + limit for i in self._info)
+    def _quiet(self, lo: int, hi: int, resumed: float) -> list[WindowRows]:
+        """Windows [lo, hi) in which the stream was silent, until it resumed at `resumed`: rate
+        0 for the services seen just before when the silence was short, nothing for a gap."""
+        if hi <= lo:
+            return []
+        if resumed - self._last_tmax >= self.cfg.gap_seconds:
+            if math.isfinite(self._last_tmax):
+                self.gaps += 1
+            return []
+        return [self._rows(win, {}, self.cfg.seconds) for win in range(lo, hi)
+                if (self._last_seen >= win - self.cfg.silence_after).any()]
 
-    def _rows(self, win: int, accs: dict[int, _Acc]) -> WindowRows:
+    def _close(self, win: int, next_event: float) -> WindowRows:
+        """Close window `win` (which has events); `next_event`: the stream's next event time."""
+        width, gap = self.cfg.seconds, self.cfg.gap_seconds
+        accs = self._open.pop(win)
+        tmin, tmax = self._tmin.pop(win), self._tmax.pop(win)
+        start, end = win * width, min((win + 1) * width, self._input_end)
+        if tmin - self._last_tmax >= gap:  # the stream (re)starts inside this window
+            start = max(start, tmin)
+        if next_event - tmax >= gap and math.isfinite(next_event):  # a gap begins in it
+            end = min(end, tmax)
+        row = self._rows(win, accs, end - start)
+        self._last_seen[list(accs)] = win
+        self._last_tmax = tmax
+        return row
+
+    def _rows(self, win: int, accs: dict[int, _Acc], covered: float) -> WindowRows:
         width, limit, min_ev = self.cfg.seconds, self.cfg.silence_after, self.cfg.min_events
-        sids = sorted(
-            set(accs) | {
-                s for s, i in enumerate(self._info) if i.first_window <= win <= i.last_window + limit
-            }
-        )
+        recent = np.flatnonzero(self._last_seen >= win - limit).tolist()
+        sids = sorted(set(accs) | set(recent))
         values = np.full((len(sids), len(FEATURES)), np.nan, dtype=np.float64)
         counts = np.zeros(len(sids), dtype=np.int64)
-        covered = min(width, self._input_end - win * width)
         for r, sid in enumerate(sids):
             acc = accs.get(sid) or _Acc()
             counts[r] = acc.count
@@ -243,7 +309,7 @@ class WindowAggregator:
 
     def state_nbytes(self) -> int:
         """Bytes held for tracked services and open windows (for the benchmark's state figure)."""
-        per_service = 2 * 8 + 64  # window bounds and the name map entry, roughly
+        per_service = 8 + 64  # last window seen and the name map entry, roughly
         open_bytes = sum(
             64 + (0 if a.lat is None else a.lat.nbytes) for accs in self._open.values()
             for a in accs.values()

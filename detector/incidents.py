@@ -46,6 +46,8 @@ class IncidentTracker:
         self.cfg = cfg
         self.ranker = ranker
         self.open: dict[str, Incident] = {}
+        self.opened = 0  # incidents opened (each once, however many revisions it has)
+        self.resolved = 0
         self._top: dict[str, str | None] = {}  # incident id -> top root cause last emitted
 
     def add(self, anomalies: list[Anomaly]) -> list[Incident]:
@@ -73,6 +75,7 @@ class IncidentTracker:
                         first_explanation=a.explanation,
                     )
                     self.open[key] = inc
+                    self.opened += 1
                     if self.ranker is not None:
                         self.ranker.opened(inc.id, inc.opened_at)
                     changes.append(inc)
@@ -163,6 +166,7 @@ class IncidentTracker:
     def _resolve(self, inc: Incident, now: float) -> Incident:
         inc.status = "resolved"
         inc.resolved_at = now
+        self.resolved += 1
         snap = self._snapshot(inc)
         self.open.pop(inc.service, None)
         self._top.pop(inc.id, None)

@@ -22,7 +22,14 @@ from detector.deadletter import DeadLetter, DeadLetterCounter
 from detector.decode import BatchDecoder
 from detector.event_flags import EventFlagger
 from detector.events import Anomaly, EventBatch, Incident
-from detector.features import LATE, SKEWED, WindowAggregator, WindowRows
+from detector.features import (
+    LATE,
+    SKEWED_AHEAD,
+    SKEWED_BEHIND,
+    SKEWED_CLOCK,
+    WindowAggregator,
+    WindowRows,
+)
 from detector.incidents import IncidentTracker
 from detector.rootcause import RootCauseRanker
 from detector.scoring import WindowScorer
@@ -54,6 +61,9 @@ class PipelineStats:
     seconds: float = 0.0
     dead: DeadLetterCounter = field(default_factory=DeadLetterCounter)
     correlation: dict[str, int] = field(default_factory=dict)
+    gaps: int = 0  # silences of the whole stream skipped as gaps in the input
+    clock_jumps: int = 0  # times the stream's event time moved where many events agreed
+    capped: dict[str, int] = field(default_factory=dict)  # what a bound on state turned away
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -62,7 +72,8 @@ class PipelineStats:
             "incidents_opened": self.incidents_opened,
             "incidents_resolved": self.incidents_resolved, "seconds": round(self.seconds, 3),
             "dead_letters": dict(self.dead.counts), "dead_letters_total": self.dead.total,
-            "correlation": dict(self.correlation),
+            "correlation": dict(self.correlation), "gaps": self.gaps,
+            "clock_jumps": self.clock_jumps, "capped": dict(self.capped),
         }
 
 
@@ -88,7 +99,7 @@ class Pipeline:
         self.miner = TemplateMiner(cfg.templates)
         self.windows = WindowAggregator(cfg.window)
         self.scorer = WindowScorer(cfg.scoring)
-        self.services = ServiceIndex()
+        self.services = ServiceIndex(cfg.window.max_services)
         corr = cfg.correlation
         self.flagger = EventFlagger(corr) if corr.enabled else None
         self.correlator = RequestCorrelator(corr) if corr.enabled else None
@@ -150,6 +161,16 @@ class Pipeline:
         self.flush()
         return out
 
+    def capped(self) -> dict[str, int]:
+        """What each bound on state turned away so far (an input that tries to exhaust memory
+        shows here): events of services past the cap, templates evicted, requests evicted."""
+        out = {"events_of_services_over_cap": self.windows.overflow_events,
+               "services_over_cap": self.services.overflow,
+               "templates_evicted": self.miner.evictions}
+        if self.correlator is not None:
+            out["requests_evicted"] = self.correlator.stats.evicted_requests
+        return out
+
     def flush(self) -> None:
         for sink in (self.anomaly_sink, self.incident_sink, self.dead_sink):
             sink.flush()
@@ -207,8 +228,10 @@ class Pipeline:
         st = self.stats
         st.windows_closed += len(out.windows)
         st.anomalies += len(out.anomalies)
-        st.incidents_opened += sum(1 for i in out.incidents if i.status == "open" and i.revision == 0)
-        st.incidents_resolved += sum(1 for i in out.incidents if i.status == "resolved")
+        st.incidents_opened = self.tracker.opened  # not snapshots: one incident has many
+        st.incidents_resolved = self.tracker.resolved
+        st.gaps, st.clock_jumps = self.windows.gaps, self.windows.guard.jumps
+        st.capped = self.capped()
         st.dead.add(out.dead)
         if out.dead:
             self.dead_sink.write([d.to_dict() for d in out.dead])
@@ -229,8 +252,14 @@ class Pipeline:
         why = {
             LATE: ("too_late", "event time is behind a window that already closed (allowed "
                    f"lateness {w.allowed_lateness:g}s; window.allowed_lateness)"),
-            SKEWED: ("clock_skew", f"event time is more than {w.max_future_seconds:g}s ahead of "
-                     "the stream; a wrong clock? (window.max_future_seconds)"),
+            SKEWED_AHEAD: ("clock_skew", f"event time is more than {w.max_future_seconds:g}s ahead "
+                           "of the stream and too few events agree; a wrong clock? "
+                           "(window.max_future_seconds, window.jump_confirm)"),
+            SKEWED_BEHIND: ("clock_skew", f"event time is more than {w.max_past_seconds:g}s behind "
+                            "the stream; a wrong clock? (window.max_past_seconds)"),
+            SKEWED_CLOCK: ("clock_skew", f"event time is more than {w.max_ahead_of_clock_seconds:g}s "
+                           "ahead of this machine's clock; a wrong clock? "
+                           "(window.max_ahead_of_clock_seconds)"),
         }
         out = []
         for i, v in zip(idx.tolist(), verdict.tolist(), strict=True):

@@ -1,4 +1,8 @@
-"""Service names as small integer ids, assigned in order of first appearance, for batch work."""
+"""Service names as small integer ids, assigned in order of first appearance, for batch work.
+
+Names come from the input, so their number is bounded: past `cap`, every new name shares the id
+of `OTHER_SERVICES` (counted), so a mis-mapped field or a hostile sender cannot exhaust memory.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,26 @@ import numpy.typing as npt
 import polars as pl
 
 
+OTHER_SERVICES = "(other services)"  # the one name of every service past a cap
+
+
 class ServiceIndex:
     """name <-> id; a batch's names map to ids with one dictionary lookup per distinct name.
 
-    >>> idx = ServiceIndex()
+    >>> idx = ServiceIndex(cap=3)
     >>> idx.ids(pl.Series(["cart", "db", "cart", None])).tolist(), idx.names
     ([0, 1, 0, -1], ['cart', 'db'])
+    >>> idx.ids(pl.Series(["web", "mail", "db"])).tolist(), idx.names, idx.overflow
+    ([2, 2, 1], ['cart', 'db', '(other services)'], 2)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cap: int = 2000) -> None:
+        if cap < 2:
+            raise ValueError("a service index needs room for one name and OTHER_SERVICES")
+        self.cap = cap
         self._id: dict[str, int] = {}
         self.names: list[str] = []
+        self.overflow = 0  # lookups of names past the cap (they share OTHER_SERVICES' id)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -25,6 +38,9 @@ class ServiceIndex:
     def id_of(self, name: str) -> int:
         sid = self._id.get(name)
         if sid is None:
+            if len(self.names) >= self.cap - 1 and name != OTHER_SERVICES:
+                self.overflow += 1
+                return self.id_of(OTHER_SERVICES)
             sid = self._id[name] = len(self.names)
             self.names.append(name)
         return sid
@@ -46,6 +62,11 @@ class ServiceIndex:
             out[at] = self.ids(names.gather(at))
             return out
         distinct = [v for v in names.unique(maintain_order=True).to_list() if v is not None]
+        before = self.overflow
         ids = [self.id_of(v) for v in distinct]
+        if self.overflow > before:  # count events, not distinct names, past the cap
+            other = self._id[OTHER_SERVICES]
+            past = [v for v, i in zip(distinct, ids, strict=True) if i == other and v != OTHER_SERVICES]
+            self.overflow += int(names.is_in(past).sum()) - len(past)
         mapped = names.replace_strict(distinct, ids, default=-1, return_dtype=pl.Int32)
         return mapped.fill_null(-1).to_numpy().astype(np.int32)
