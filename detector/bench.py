@@ -206,6 +206,58 @@ def bench_templates(messages: list[str], cfg: VigilConfig) -> TemplateFigures:
 
 
 @dataclass(slots=True)
+class DistinctFigures:
+    messages: int
+    seconds: float
+    templates: int
+    evictions: int
+
+    @property
+    def us_per_message(self) -> float:
+        return self.seconds / self.messages * 1e6
+
+
+def distinct_messages(n: int, seed: int = 0) -> list[str]:
+    """`n` messages that are all different and that no mask collapses: letters only, one to
+    eight words, half of them a single word (the worst case: all share one leaf of the tree)."""
+    import random
+    import string
+
+    r = random.Random(seed)
+    letters = string.ascii_lowercase
+
+    def word() -> str:
+        return "".join(r.choices(letters, k=r.randint(6, 12)))
+
+    out: set[str] = set()
+    while len(out) < n:
+        out.add(word() if r.random() < 0.5 else " ".join(word() for _ in range(r.randint(2, 8))))
+    return sorted(out, key=lambda _: r.random())
+
+
+def bench_templates_distinct(cfg: VigilConfig, sizes: tuple[int, ...] = (16_384, 65_536, 262_144),
+                             ) -> list[DistinctFigures]:
+    """Mining all-distinct messages, `batch_size` a call, at growing sizes: linear when the
+    time per message stays flat."""
+    import numpy as np
+    import polars as pl
+
+    from detector.templates import TemplateMiner
+
+    figures = []
+    for n in sizes:
+        messages = distinct_messages(n, seed=n)
+        miner = TemplateMiner(cfg.templates)
+        bs = cfg.batch_size
+        t0 = time.perf_counter()
+        for i in range(0, n, bs):
+            part = messages[i:i + bs]
+            miner.mine(pl.Series(part, dtype=pl.String), np.full(len(part), float(i)), 10.0)
+        figures.append(DistinctFigures(n, time.perf_counter() - t0, len(miner), miner.evictions))
+    return figures
+
+
+@dataclass(slots=True)
 class ModelFigures:
     name: str
     points_per_s: float

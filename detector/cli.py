@@ -59,9 +59,14 @@ def replay(
     files: Annotated[list[str], typer.Argument(help="JSONL files (.gz too), or - for stdin")],
     config: ConfigOpt = None,
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="output directory")] = None,
+    summary: Annotated[Path | None, typer.Option(help="also write the run's figures to this "
+                                                 "file as JSON")] = None,
 ) -> None:
-    """Replay JSON logs through the detector; write anomalies, incidents and dead letters."""
-    from detector.replay import InputError
+    """Replay JSON logs through the detector; write anomalies, incidents and dead letters.
+
+    Exit 0, or 1 when not one line became an event (the summary says what the lines look like).
+    """
+    from detector.replay import InputError, input_hint
     from detector.replay import replay as run
 
     cfg = _config(config)
@@ -81,7 +86,23 @@ def replay(
     except InputError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    _print_summary(result.stats.as_dict(), result.incidents, target)
+    figures = result.stats.as_dict()
+    _print_summary(figures, result.incidents, target)
+    if summary is not None:
+        _write_json(summary, {"files": [str(f) for f in files], "out_dir": str(target), **figures})
+    hint = input_hint(result.stats)
+    if hint is not None:
+        err.print(f"[yellow]warning:[/yellow] {hint}", markup=True, highlight=False)
+    if result.stats.lines and not result.stats.events:
+        raise typer.Exit(1)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write `data` as indented JSON, atomically (a script never reads half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+    tmp.replace(path)
 
 
 def _print_summary(stats: dict[str, object], incidents: list[dict[str, object]], target: Path,
@@ -425,12 +446,28 @@ def bench_remediation_cmd(
 @bench_app.command("templates")
 def bench_templates_cmd(
     events: Annotated[int, typer.Option(min=1000, help="messages to mine")] = 200_000,
+    distinct: Annotated[str, typer.Option(help="sizes of the all-distinct case, comma-separated "
+                                          "('' skips it)")] = "16384,65536,262144",
     config: ConfigOpt = None,
 ) -> None:
-    """Template mining: this miner (batches) against drain3 (per message), same masks and data."""
-    from detector.bench import bench_templates, simulated_lines
+    """Template mining: this miner (batches) against drain3 (per message), same masks and data;
+    then all-distinct messages at growing sizes (linear when µs/message stays flat)."""
+    from detector.bench import bench_templates, bench_templates_distinct, simulated_lines
 
     cfg = _config(config)
+    if distinct:
+        try:
+            sizes = tuple(int(x) for x in distinct.split(","))
+        except ValueError as exc:
+            err.print(f"[red]error:[/red] --distinct takes sizes like 16384,65536, not {distinct!r}")
+            raise typer.Exit(2) from exc
+        d = Table(title="all-distinct messages (no two alike, none masked)")
+        for col in ("messages", "seconds", "µs/message", "templates kept", "evicted"):
+            d.add_column(col, justify="right")
+        for fig in bench_templates_distinct(cfg, sizes):
+            d.add_row(f"{fig.messages:,}", f"{fig.seconds:.2f}", f"{fig.us_per_message:.1f}",
+                      f"{fig.templates:,}", f"{fig.evictions:,}")
+        out.print(d)
     lines, _ = simulated_lines(events, seed=7)
     messages = [orjson.loads(x)["msg"] for x in lines]
     f = bench_templates(messages, cfg)

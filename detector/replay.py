@@ -72,6 +72,44 @@ def latest_incidents(path: Path) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
+def input_hint(stats: PipelineStats) -> str | None:
+    """What went wrong, in a person's words, when most of the input became dead letters.
+
+    >>> from detector.deadletter import DeadLetter
+    >>> st = PipelineStats(lines=2000)
+    >>> st.dead.add([DeadLetter("undecodable", "not valid JSON", "app.log:1",
+    ...                         b"081109 203518 143 INFO dfs.DataNode: Receiving block")] * 2000)
+    >>> print(input_hint(st))  # doctest: +NORMALIZE_WHITESPACE
+    2000 of 2000 lines are not JSON (undecodable). Vigil reads JSON lines, one object a line;
+    the first (app.log:1) reads: '081109 203518 143 INFO dfs.DataNode: Receiving block'.
+    Raw text logs in the HDFS or BGL layouts are read by `vigil eval lines --format hdfs|bgl`.
+    """
+    total = stats.dead.total
+    if stats.lines == 0 or 2 * total < stats.lines:
+        return None
+    reason, n = max(stats.dead.counts.items(), key=lambda kv: kv[1])
+    sample = stats.dead.first.get(reason)
+    shown = "" if sample is None else sample.raw[:120].decode("utf-8", "replace")
+    where = f" ({sample.source})" if sample is not None else ""
+    what = {
+        "undecodable": "are not JSON (undecodable). Vigil reads JSON lines, one object a line",
+        "not_object": "are JSON but not objects (not_object). Vigil reads one JSON object a line",
+        "missing_field": "lack a timestamp or a service (missing_field); map your keys under "
+                         "parsing.fields",
+        "wrong_type": "hold a field of the wrong type (wrong_type); see parsing.fields",
+        "oversize": "are over parsing.max_record_bytes (oversize)",
+        "too_late": "arrived after their window closed (too_late); is the input in time order?",
+        "clock_skew": "have event times far from the stream's (clock_skew); see window.* clock "
+                      "settings",
+        "decoder_error": "hit a decoder bug (decoder_error); please report one of them",
+    }.get(reason, f"were dead-lettered ({reason})")
+    text = (f"{n} of {stats.lines} lines {what}; the first{where} reads: {shown!r}.")
+    if reason == "undecodable":
+        text += ("\nRaw text logs in the HDFS or BGL layouts are read by "
+                 "`vigil eval lines --format hdfs|bgl`.")
+    return text.replace("; the first", ";\nthe first")
+
+
 class InputError(ValueError):
     """An input file cannot be read."""
 

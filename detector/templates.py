@@ -18,8 +18,9 @@ import numpy.typing as npt
 import polars as pl
 
 from detector.config import TemplatesConfig
+from detector.template_tree import WILDCARD, TemplateTree
 
-WILDCARD = "<*>"
+_CACHE_CHARS = 64 << 20  # characters held by each cache at most
 
 
 @dataclass(slots=True)
@@ -64,10 +65,10 @@ class TemplateMiner:
         self._last_used = np.zeros(cap, dtype=np.int64)
         self._templates: dict[int, Template] = {}  # slot -> template
         self._slot_of: dict[int, int] = {}  # public id -> slot
-        self._tree: dict[int, dict[str, object]] = {}
-        self._leaf_of: dict[int, list[int]] = {}  # slot -> the tree leaf that lists it
-        self._masked: dict[str, int] = {}  # masked text -> slot
-        self._exact: dict[str, int] = {}  # message -> slot, for streams whose messages repeat
+        self._tree = TemplateTree(cfg.depth, cfg.max_children, cfg.max_leaf_templates)
+        self._masked = _Cache(cfg.cache_size)  # masked text -> slot
+        self._exact = _Cache(cfg.cache_size)  # message -> slot, for streams whose messages repeat
+        self._free: list[int] = []  # slots given up by evicted templates
         self._next_id = 0
         self._tick = 0
         self.evictions = 0
@@ -130,16 +131,18 @@ class TemplateMiner:
         if self._templates:
             raise ValueError("load_state needs an empty miner")
         for tid, tokens, first_seen, count in state["templates"]:
-            leaf = self._route(list(tokens))
+            tokens = [str(tok) for tok in tokens]
             slot = self._free_slot()
-            t = Template(id=int(tid), tokens=list(tokens), first_seen=float(first_seen))
+            leaf = self._tree.route(tokens)
+            if self._tree.full(leaf):
+                continue  # more than a leaf holds (another configuration): the rest relearn
+            t = Template(id=int(tid), tokens=tokens, first_seen=float(first_seen))
             self._templates[slot] = t
             self._slot_of[t.id] = slot
             self._slot_tid[slot] = t.id
             self._count[slot] = int(count)
             self._first_seen[slot] = t.first_seen
-            leaf.append(slot)
-            self._leaf_of[slot] = leaf
+            self._tree.add(leaf, slot, tokens)
             self._remember(self._masked, " ".join(t.tokens), slot)
         self._next_id = max(int(state.get("next_id", 0)), self._next_id)
 
@@ -152,11 +155,11 @@ class TemplateMiner:
         unseen = [m for m, slot in found.items() if slot < 0]
         if unseen:
             masked = pl.DataFrame({"m": unseen}).select(self._mask_expr).to_series().to_list()
+            born_at = _first_times(messages, ts)
             for raw, text in zip(unseen, masked, strict=True):
                 slot = self._masked.get(text)
                 if slot is None:
-                    born = float(ts[int(np.argmax((messages == raw).to_numpy()))])
-                    slot = self._cluster(text.split(), born)
+                    slot = self._cluster(text.split(), born_at[raw])
                     self._remember(self._masked, text, slot)
                 found[raw] = slot
                 self._remember(self._exact, raw, slot)
@@ -167,12 +170,13 @@ class TemplateMiner:
 
     def _slots_of(self, texts: pl.Series, ts: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
         """Slot of each masked text: distinct texts via the cache, or the tree when unseen."""
-        distinct = texts.unique().to_list()
+        first = texts.arg_unique()  # where each distinct text first occurs, in one pass
+        distinct = texts.gather(first).to_list()
+        born_at = ts[first.to_numpy()]
         found = []
-        for text in distinct:
+        for text, born in zip(distinct, born_at.tolist(), strict=True):
             slot = self._masked.get(text)
             if slot is None:
-                born = float(ts[int(np.argmax((texts == text).to_numpy()))])
                 slot = self._cluster(text.split(), born)
                 self._remember(self._masked, text, slot)
             found.append(slot)
@@ -181,46 +185,25 @@ class TemplateMiner:
         ).to_numpy()
         return out
 
-    def _remember(self, cache: dict[str, int], key: str, slot: int) -> None:
-        if len(cache) >= self.cfg.cache_size:
-            cache.clear()  # cheaper than LRU bookkeeping on every hit; refills in one batch
-        cache[key] = slot
-
-    def _route(self, tokens: list[str]) -> list[int]:
-        """The leaf list of candidate slots for `tokens`, creating tree nodes as needed."""
-        node: dict[str, object] = self._tree.setdefault(len(tokens), {})
-        for tok in tokens[: max(self.cfg.depth - 2, 0)]:
-            key = WILDCARD if any(c.isdigit() for c in tok) else tok
-            child = node.get(key)
-            if child is None:
-                if len(node) >= self.cfg.max_children:
-                    key = WILDCARD
-                    child = node.get(key)
-                if child is None:
-                    child = node[key] = {}
-            node = child  # type: ignore[assignment]
-        leaf = node.get("")
-        if leaf is None:
-            leaf = node[""] = []
-        return leaf  # type: ignore[return-value]
+    @staticmethod
+    def _remember(cache: _Cache, key: str, slot: int) -> None:
+        cache.put(key, slot)
 
     def _cluster(self, tokens: list[str], ts: float) -> int:
-        leaf = self._route(tokens)
-        best, best_sim = -1, -1.0
-        n = max(len(tokens), 1)
-        for slot in leaf:
-            tpl = self._templates[slot].tokens
-            same = sum(1 for a, b in zip(tpl, tokens, strict=True) if a == b)
-            sim = same / n
-            if sim > best_sim:
-                best, best_sim = slot, sim
+        tree = self._tree
+        leaf = tree.route(tokens)
+        best, best_sim = tree.closest(leaf, tokens)
         if best >= 0 and best_sim >= self.cfg.similarity:
             tpl = self._templates[best].tokens
-            self._templates[best].tokens = [
-                a if a == b else WILDCARD for a, b in zip(tpl, tokens, strict=True)
-            ]
+            merged = [a if a == b else WILDCARD for a, b in zip(tpl, tokens, strict=True)]
+            if merged != tpl:
+                self._templates[best].tokens = merged
+                tree.update(best, merged)
             return best
+        if tree.full(leaf):  # a leaf of many distinct texts: its least recently used goes
+            self._evict(min(leaf.slots, key=lambda s: int(self._last_used[s])))
         slot = self._free_slot()
+        leaf = tree.route(tokens)  # freeing a slot may have pruned the leaf
         t = Template(id=self._next_id, tokens=tokens, first_seen=ts)
         self._next_id += 1
         self._templates[slot] = t
@@ -229,23 +212,58 @@ class TemplateMiner:
         self._count[slot] = 0
         self._first_seen[slot] = ts
         self._last_used[slot] = self._tick
-        leaf.append(slot)
-        self._leaf_of[slot] = leaf
+        tree.add(leaf, slot, tokens)
         return slot
 
     def _free_slot(self) -> int:
+        if self._free:
+            return self._free.pop()
         n = len(self._templates)
         if n < self.cfg.max_templates:
             return n
         slot = int(np.argmin(self._last_used))
+        self._evict(slot)
+        return self._free.pop()
+
+    def _evict(self, slot: int) -> None:
         old = self._templates.pop(slot)
         self._slot_of.pop(old.id, None)
-        self._leaf_of.pop(slot).remove(slot)
+        self._tree.remove(slot)
+        self._last_used[slot] = np.iinfo(np.int64).max  # free: not a candidate for eviction
+        self._free.append(slot)
         # Cached messages may point at the evicted slot; drop the caches rather than scan them.
         self._masked.clear()
         self._exact.clear()
         self.evictions += 1
-        return slot
+
+
+class _Cache(dict[str, int]):
+    """text -> slot, bounded in entries and in characters (messages may be long): when full it
+    is cleared, cheaper than LRU bookkeeping on every hit; the next batch refills what is used."""
+
+    def __init__(self, max_entries: int, max_chars: int = _CACHE_CHARS) -> None:
+        super().__init__()
+        self.max_entries, self.max_chars, self.chars = max_entries, max_chars, 0
+
+    def put(self, key: str, slot: int) -> None:
+        if len(self) >= self.max_entries or self.chars + len(key) > self.max_chars:
+            self.clear()
+        self.chars += len(key)
+        self[key] = slot
+
+    def clear(self) -> None:
+        super().clear()
+        self.chars = 0
+
+
+def _first_times(messages: pl.Series, ts: npt.NDArray[np.float64]) -> dict[str, float]:
+    """Time of the first occurrence of each distinct message of a batch (one pass).
+
+    >>> _first_times(pl.Series(["a", "b", "a"]), np.array([1.0, 2.0, 3.0]))
+    {'a': 1.0, 'b': 2.0}
+    """
+    first = messages.arg_unique()
+    return dict(zip(messages.gather(first).to_list(), ts[first.to_numpy()].tolist(), strict=True))
 
 
 def _merge_masks(masks: list[tuple[str, str]]) -> list[tuple[str, str]]:
