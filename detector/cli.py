@@ -773,8 +773,11 @@ def policy_check(file: Annotated[Path, typer.Argument(help="policy YAML")]) -> N
         for line in exc.problems:
             err.print(line, markup=False, highlight=False)
         raise typer.Exit(2) from exc
+    for line in policy.warnings:  # loud: on stderr, before the verdict
+        err.print(line, markup=False, highlight=False, style="bold yellow")
     rungs = sum(len(r.ladder) for r in policy.rules)
-    out.print(f"{file}: ok, {len(policy.rules)} rules, {rungs} rungs", markup=False)
+    warned = f", {len(policy.warnings)} warning(s)" if policy.warnings else ""
+    out.print(f"{file}: ok, {len(policy.rules)} rules, {rungs} rungs{warned}", markup=False)
 
 
 @policy_app.command("test")
@@ -800,6 +803,8 @@ def policy_test(
     except (OSError, orjson.JSONDecodeError, TriggerError) as exc:
         err.print(f"error: trigger {trigger}: {exc}", markup=False)
         raise typer.Exit(2) from exc
+    for line in policy.warnings:
+        err.print(line, markup=False, highlight=False, style="bold yellow")
     out.print(f"trigger {t.episode} ({t.source}, {t.status}, service {t.service or '-'})",
               markup=False)
     rules = policy.matching(t)

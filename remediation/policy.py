@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from remediation.hooks.base import HookParamError, HookRegistry
 from remediation.templating import TemplateError, check_reference, references, render
@@ -108,6 +116,9 @@ class Rung(_Strict):
     wait_s: float = Field(default=120.0, ge=0, le=86_400)
     success: Success = Field(default_factory=Success)
     secrets: list[str] = Field(default_factory=list)
+    # A command whose argv runs a shell or inline code is refused unless this says otherwise
+    # (and then warned about): trigger data in its VIGIL_* variables is one `eval` from code.
+    allow_shell: bool = False
 
 
 class Approval(_Strict):
@@ -163,6 +174,13 @@ class Policy(_Strict):
     rules: list[Rule] = Field(default_factory=list)
     guards: Guards = Field(default_factory=Guards)
     page: Page | None = None
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """'FILE:LINE: field: warning: ...' lines for what loads but deserves a look (a shell
+        allowed with allow_shell); `vigil policy check` prints them, `vigil serve` logs them."""
+        return self._warnings
 
     def matching(self, trigger: Trigger) -> list[Rule]:
         return [r for r in self.rules if r.match.matches(trigger)]
@@ -209,6 +227,7 @@ def parse_policy(text: str, name: str = "<policy>", hooks: HookRegistry | None =
             problems.append(f"{at(loc)}: {_dotted(loc)}: {e['msg']}")
         raise PolicyError(problems) from exc
     problems = []
+    warnings: list[str] = []
     registry = hooks or HookRegistry()
     seen: set[str] = set()
     for i, rule in enumerate(policy.rules):
@@ -222,6 +241,18 @@ def parse_policy(text: str, name: str = "<policy>", hooks: HookRegistry | None =
                 rung.params = hook.validate(rung.params)
             except HookParamError as exc:
                 problems.append(f"{at((*loc, 'hook'))}: {_dotted(loc)}: {exc}")
+            else:
+                shell = getattr(hook, "shell_use", None)
+                why = shell(rung.params) if shell is not None else None
+                if why and rung.allow_shell:
+                    warnings.append(f"{at((*loc, 'params', 'argv'))}: {_dotted(loc)}: warning: {why} "
+                                    "(allowed by allow_shell: true): never eval or expand VIGIL_* "
+                                    "variables or stdin unquoted, they hold alert data")
+                elif why:
+                    problems.append(f"{at((*loc, 'params', 'argv'))}: {_dotted(loc)}: {rung.hook}: "
+                                    f"{why}: alert data reaches it as VIGIL_* variables, one eval "
+                                    "away from running as code; run the program directly, or set "
+                                    "allow_shell: true on this rung if you must")
             for ref in references(rung.params) + references(rung.target):
                 scope, _, field = ref.partition(".")
                 try:
@@ -230,6 +261,7 @@ def parse_policy(text: str, name: str = "<policy>", hooks: HookRegistry | None =
                     problems.append(f"{at((*loc, 'params'))}: {_dotted(loc)}: {exc}")
     if problems:
         raise PolicyError(problems)
+    policy._warnings = warnings
     return policy
 
 

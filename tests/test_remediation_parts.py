@@ -76,6 +76,71 @@ def test_hook_params_and_references_are_checked_after_the_schema() -> None:
     assert "unknown reference ${trigger.nonsense}" in got
 
 
+SHELLY = [
+    ["/bin/sh", "-c", 'eval "$VIGIL_LABEL_SERVICE"'], ["bash", "/opt/restart.sh"], ["dash"],
+    ["/usr/bin/zsh", "-c", "x"], ["ksh", "-c", "x"], ["fish", "-c", "x"], ["cmd.exe", "/c", "x"],
+    ["powershell", "-Command", "x"], ["pwsh", "-c", "x"], ["busybox", "sh", "-c", "x"],
+    ["python3", "-c", "import os"], ["/usr/bin/python3.11", "-uc", "x"], ["perl", "-e", "x"],
+    ["perl", "-lne", "x"], ["node", "-e", "x"], ["node", "--eval", "x"], ["ruby", "-e", "x"],
+    ["php", "-r", "x"], ["awk", "{ system($0) }"], ["env", "sh", "-c", "x"],
+    ["/usr/bin/env", "-i", "A=1", "bash", "x.sh"], ["env", "-S", "restart --all"],
+    ["sudo", "-u", "root", "sh", "-c", "x"], ["sudo", "-s"], ["timeout", "5", "bash", "-c", "x"],
+    ["nice", "-n", "10", "python", "-c", "x"], ["xargs", "sh", "-c", "x"], ["su", "-c", "x"],
+]
+PLAIN = [
+    ["/usr/local/bin/restart", "--service", "cart"], ["python3", "/opt/restart.py", "-c", "x.ini"],
+    ["python3", "-m", "vigil_restart"], ["env", "FOO=1", "/opt/restart"], ["perl", "/opt/x.pl"],
+    ["sudo", "-u", "deploy", "/opt/restart"], ["awk", "-f", "/opt/prog.awk"], ["kubectl", "get", "po"],
+]
+
+
+@pytest.mark.parametrize("argv", SHELLY, ids=lambda a: " ".join(a)[:30])
+def test_shells_and_inline_code_in_argv_are_refused_unless_allowed(argv: list[str]) -> None:
+    """A shell (or an interpreter given code inline) in argv is one `eval` of a VIGIL_* variable
+    away from running alert data as code: refused, unless the rung says allow_shell: true, and
+    then loudly warned about."""
+    rung = {"name": "restart", "hook": "command", "params": {"argv": argv}}
+    text = "rules:\n  - name: r\n    ladder:\n      - " + json.dumps(rung) + "\n"
+    (got,) = problems(text)
+    assert got.startswith("p.yaml:4: rules[0].ladder[0]: ") and "allow_shell: true" in got, got
+    allowed = parse_policy(text.replace('"hook"', '"allow_shell": true, "hook"'), "p.yaml")
+    (warning,) = allowed.warnings
+    assert "warning" in warning and "rules[0].ladder[0]" in warning
+
+
+@pytest.mark.parametrize("argv", PLAIN, ids=lambda a: " ".join(a)[:30])
+def test_plain_programs_in_argv_pass_without_warnings(argv: list[str]) -> None:
+    rung = {"name": "restart", "hook": "command", "params": {"argv": argv}}
+    pol = parse_policy("rules: [{name: r, ladder: [" + json.dumps(rung) + "]}]", "p.yaml")
+    assert pol.warnings == []
+
+
+def test_policy_check_and_serve_refuse_a_shell_in_argv(tmp_path: Path) -> None:
+    import subprocess
+
+    bad = tmp_path / "shell.yaml"
+    bad.write_text(textwrap.dedent("""
+        rules:
+          - name: r
+            ladder:
+              - name: restart
+                hook: command
+                params: {argv: ["/bin/sh", "-c", "eval \\"$VIGIL_LABEL_SERVICE\\""]}
+    """))
+    res = runner.invoke(app, ["policy", "check", str(bad)])
+    assert res.exit_code == 2 and "shell.yaml:7: rules[0].ladder[0]: command: " in res.output
+    (tmp_path / "token").write_text("a-token-of-more-than-16-bytes")
+    served = subprocess.run(  # the real `vigil serve` refuses to start with it
+        [sys.executable, "-m", "detector", "serve", "--policy", str(bad), "--token-file",
+         str(tmp_path / "token"), "--audit-db", str(tmp_path / "a.db"), "--inbox-db",
+         str(tmp_path / "i.db"), "--port", "0"], capture_output=True, text=True, timeout=60)
+    assert served.returncode == 2 and "/bin/sh" in served.stderr and "shell" in served.stderr
+    allowed = tmp_path / "allowed.yaml"
+    allowed.write_text(bad.read_text().replace("hook: command", "hook: command\n        allow_shell: true"))
+    res = runner.invoke(app, ["policy", "check", str(allowed)])
+    assert res.exit_code == 0 and "warning" in res.output and "allowed.yaml:8" in res.output
+
+
 def test_yaml_syntax_errors_point_at_the_line() -> None:
     assert problems("rules:\n  - name: a\n    ladder: [\n")[0].startswith("p.yaml:4: not valid YAML")
 

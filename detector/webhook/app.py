@@ -35,7 +35,9 @@ class Receiver:
         self.settings = settings
         self.inbox = Inbox(settings.inbox_db)
         self.store = AuditStore(settings.audit_db)  # read here; the engine process writes it
-        load_policy(settings.policy)  # a bad policy stops the start here, with its problems
+        self.policy = load_policy(settings.policy)  # a bad policy stops the start here
+        for line in self.policy.warnings:
+            log.warning("%s", line)
         self.engine = EngineProcess(settings)
         self.last_id = 0  # the newest alert written to the inbox
         self.reserved = 0  # alerts admitted by requests still writing them
