@@ -67,7 +67,7 @@ class Engine:
         self.guard = Guard(policy.guards, clock)
         g = policy.guards
         horizon = max(g.cooldown_s, g.budget.window_s, g.restart_loop.window_s)
-        self.guard.load(store.acted_since(clock() - horizon))
+        self.guard.load(store.acted_since(clock() - horizon), dry_run=self.settings.dry_run)
         self._rng = random.Random(self.settings.seed)
         self._prior_claims = store.claims_since(clock() - self.settings.claim_memory_s)
         self._episodes: dict[str, _Episode] = {}
@@ -182,6 +182,7 @@ class Engine:
                              detail=f"rung {last} of this episode already ran")
                 return
             first = last + 1
+        acted = first > 0  # once a rung has acted, a guard that stops the climb pages
         for i in range(first, len(rule.ladder)):
             rung = rule.ladder[i]
             if ep.resolved.is_set():
@@ -205,6 +206,10 @@ class Engine:
                              detail=decision.detail)
                 if decision.escalate:
                     continue  # a restart loop: the next rung (or the page) instead
+                if acted:  # the ladder acted and it did not help: a person must know
+                    await self._page(rule, trigger, f"step {rung.name!r} of {rule.name!r} "
+                                     f"suppressed by {decision.guard} ({decision.detail}) after "
+                                     "earlier steps did not help")
                 return
             needs_approval = (rule.approval is not None and rule.approval.required
                               and not self.settings.dry_run)  # dry-run acts on nothing to approve
@@ -218,6 +223,7 @@ class Engine:
                                  detail="this rung of this episode already ran")
                     return
                 outcome, took = await self._execute(action, trigger)
+                acted = True
                 verdict = ((Verdict.DRY_RUN if self.settings.dry_run else Verdict.ACTED)
                            if outcome.ok else
                            Verdict.INPUT_ERROR if outcome.input_error else Verdict.FAILED)
@@ -343,9 +349,9 @@ class Engine:
             return f"{rung.success.http.field} below {rung.success.http.below:g}"
         return "no verification configured"
 
-    async def _page(self, rule: Rule, trigger: Trigger) -> None:
+    async def _page(self, rule: Rule, trigger: Trigger, why: str | None = None) -> None:
         page = self.policy.page
-        detail = f"ladder of {rule.name!r} exhausted without recovery"
+        detail = why or f"ladder of {rule.name!r} exhausted without recovery"
         if page is None:
             await self._record(trigger, Verdict.ESCALATED, rule=rule, detail=detail + "; no page configured")
             return

@@ -36,32 +36,44 @@ class Guard:
     budgets per window globally and per target, restarts per target; state is rebuilt from the
     audit on start (`load`), so a restart of Vigil does not reset them.
 
+    The cooldown is between episodes: it holds another episode's action on the same (hook,
+    target), never the next rung of the ladder that acted (a rollback after a restart of the same
+    deployment). Budgets count every rung.
+
     >>> from remediation.policy import Guards
     >>> from remediation.actions import Action
     >>> g = Guard(Guards(cooldown_s=60), clock=lambda: 1000.0)
-    >>> a = Action("r", 0, "restart", "log", "cart", {}, 5.0, 0.0, "e")
+    >>> a = Action("r", 0, "restart", "log", "cart", {}, 5.0, 0.0, "e1")
     >>> bool(g.check(a)); g.started(a); g.finished(a, ok=True)
     True
-    >>> d = g.check(a); d.allowed, d.guard
-    (False, 'cooldown')
+    >>> bool(g.check(Action("r", 1, "rollback", "log", "cart", {}, 5.0, 0.0, "e1")))  # next rung
+    True
+    >>> d = g.check(Action("r", 0, "restart", "log", "cart", {}, 5.0, 0.0, "e2")); d.guard
+    'cooldown'
     """
 
     def __init__(self, cfg: Guards, clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
         self.clock = clock
-        self._last: dict[tuple[str, str], float] = {}
+        # (hook, target) -> episode -> when it last acted there (entries past the cooldown go)
+        self._last: dict[tuple[str, str], dict[str, float]] = {}
         self._all: deque[float] = deque()
         self._target: dict[str, deque[float]] = {}
         self._restarts: dict[str, deque[float]] = {}
         self._breakers: dict[tuple[str, str], _Breaker] = {}
         self.inflight = 0
 
-    def load(self, records: list[AuditRecord]) -> None:
+    def load(self, records: list[AuditRecord], dry_run: bool = False) -> None:
+        """Count what the audit says ran. An acting engine (`dry_run=False`) counts only what
+        really ran (acted, failed): dry-run rows are what would have happened and must never
+        hold a cooldown or spend a budget. A dry-run engine counts them too (it simulates)."""
+        counted = ("acted", "failed", "dry_run") if dry_run else ("acted", "failed")
         for r in records:
             if r.hook is None or r.target is None:
                 continue
-            if r.verdict in ("acted", "dry_run", "failed"):
-                self._count(r.hook, r.target, r.ts, restart=bool(r.params and r.params.get("_restart")))
+            if r.verdict in counted:
+                self._count(r.hook, r.target, r.ts, restart=bool(r.params and r.params.get("_restart")),
+                            episode=r.episode)
 
     def check(self, action: Action) -> GuardDecision:
         now = self.clock()
@@ -72,10 +84,11 @@ class Guard:
             return GuardDecision(False, "circuit_breaker",
                                  f"{action.hook} on {action.target} failed {br.failures} times; "
                                  f"open until {br.opened_at + self.cfg.breaker.reset_s:.0f}")
-        last = self._last.get(key)
-        if last is not None and now - last < self.cfg.cooldown_s:
+        others = [ts for ep, ts in self._recent(key, now).items() if ep != action.episode]
+        if others:
             return GuardDecision(False, "cooldown", f"{action.hook} acted on {action.target} "
-                                 f"{now - last:.0f}s ago (cooldown {self.cfg.cooldown_s:g}s)")
+                                 f"{now - max(others):.0f}s ago for another episode "
+                                 f"(cooldown {self.cfg.cooldown_s:g}s)")
         if action.restart:
             rl = self.cfg.restart_loop
             recent = self._trim(self._restarts.get(action.target), now - rl.window_s)
@@ -97,7 +110,7 @@ class Guard:
 
     def started(self, action: Action) -> None:
         self.inflight += 1
-        self._count(action.hook, action.target, self.clock(), action.restart)
+        self._count(action.hook, action.target, self.clock(), action.restart, action.episode)
         br = self._breakers.get((action.hook, action.target))
         if br is not None and br.opened_at is not None:
             br.probing = True  # half-open: this is the one probe
@@ -122,8 +135,21 @@ class Guard:
         br = self._breakers.get((hook, target))
         return br is not None and br.opened_at is not None
 
-    def _count(self, hook: str, target: str, ts: float, restart: bool) -> None:
-        self._last[(hook, target)] = max(ts, self._last.get((hook, target), ts))
+    def _recent(self, key: tuple[str, str], now: float) -> dict[str, float]:
+        """The episodes that acted on `key` within the cooldown (older entries are dropped)."""
+        by_episode = self._last.get(key)
+        if not by_episode:
+            return {}
+        for ep in [e for e, ts in by_episode.items() if now - ts >= self.cfg.cooldown_s]:
+            del by_episode[ep]
+        if not by_episode:
+            del self._last[key]
+        return by_episode
+
+    def _count(self, hook: str, target: str, ts: float, restart: bool, episode: str = "") -> None:
+        by_episode = self._last.setdefault((hook, target), {})
+        by_episode[episode] = max(ts, by_episode.get(episode, ts))
+        self._recent((hook, target), self.clock())
         self._all.append(ts)
         self._target.setdefault(target, deque()).append(ts)
         if restart:

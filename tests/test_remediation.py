@@ -603,3 +603,149 @@ def test_a_label_that_is_a_dot_segment_cannot_climb_the_url_path(admin: Admin, t
     assert st["calls"] == []
     (rec,) = [r for r in store.query() if r.verdict in ("input_error", "acted", "failed")]
     assert rec.verdict == "input_error" and "dot segment" in rec.detail
+
+
+# ---- guards between episodes, and dry-run -------------------------------------------------------
+class Pager:
+    """A real HTTP endpoint that records the pages it receives."""
+
+    def __init__(self) -> None:
+        pages = self.pages = []  # type: list[dict[str, Any]]
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                pages.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/page"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.mark.parametrize("guard", ["cooldown", "target_budget"])
+def test_a_dry_run_period_never_blocks_the_first_real_action(admin: Admin, tmp_path: Path,
+                                                             guard: str) -> None:
+    """Dry-run rows are what would have happened: they must not hold a cooldown or spend a budget
+    for the engine that acts (the dry-run engine still simulates its own guards)."""
+    guards = ("{cooldown_s: 300, retries: {attempts: 0}}" if guard == "cooldown" else
+              "{cooldown_s: 0, retries: {attempts: 0}, budget: {window_s: 3600, max_per_target: 1}}")
+    body = throttle_rule(admin.url) + f"\n    guards: {guards}\n"
+    db, now = tmp_path / "audit.db", [1000.0]
+
+    async def deliver(dry_run: bool, *episodes: str) -> None:
+        e = Engine(policy(body), AuditStore(db), settings=EngineSettings(dry_run=dry_run),
+                   clock=lambda: now[0])
+        for i, fp in enumerate(episodes):
+            e.submit(trig(fp, starts=now[0] + i))
+            await settle(e)
+    run(deliver(True, "dry1", "dry2"))  # a dry-run period: the second one is simulated as held
+    now[0] += 155
+    run(deliver(False, "real"))  # then Vigil acts
+    rows = {r.episode.split("@")[0]: (r.verdict, r.guard, r.detail) for r in AuditStore(db).query()
+            if r.verdict in ("dry_run", "acted", "suppressed")}
+    assert rows["dry1"][0] == "dry_run" and rows["dry2"][:2] == ("suppressed", guard)
+    assert rows["real"][0] == "acted", rows["real"]
+    assert admin.status()["rate_limit"] == 5  # it really acted
+
+
+def test_the_readme_ladder_climbs_to_the_same_hook_on_the_same_target_and_pages(
+        admin: Admin, tmp_path: Path) -> None:
+    """The README's ladder: throttle (http), restart and rollback (kubernetes, the same target).
+    The cooldown is between episodes: the rollback after a restart of the same deployment in the
+    same episode runs, and the top of the ladder pages. A second episode within the cooldown is
+    still held."""
+    from tests.services.fake_kube import FakeKube
+
+    kube, pager = FakeKube(), Pager()
+    cfg = tmp_path / "kubeconfig"
+    cfg.write_text(textwrap.dedent(f"""
+        apiVersion: v1
+        kind: Config
+        current-context: test
+        clusters: [{{name: local, cluster: {{server: "{kube.url}"}}}}]
+        users: [{{name: vigil, user: {{token: kube-token}}}}]
+        contexts: [{{name: test, context: {{cluster: local, user: vigil}}}}]
+    """))
+    body = f"""
+    rules:
+      - name: checkout-errors
+        match: {{labels: {{service: {{in: [cart, checkout]}}}}}}
+        ladder:
+          - name: throttle
+            hook: http
+            params: {{url: "{admin.url}/admin/rate-limit/${{labels.service}}", json: {{limit: 50}}}}
+            wait_s: 0.2
+          - name: restart
+            hook: kubernetes
+            restart: true
+            wait_s: 0.2
+            params: {{operation: restart, namespace: shop, deployment: "${{labels.service}}",
+                      kubeconfig: "{cfg}"}}
+          - name: rollback
+            hook: kubernetes
+            wait_s: 0.2
+            params: {{operation: rollback, namespace: shop, deployment: "${{labels.service}}",
+                      kubeconfig: "{cfg}"}}
+    guards:
+      cooldown_s: 300
+      budget: {{window_s: 3600, max_actions: 20, max_per_target: 3}}
+      retries: {{attempts: 0}}
+      restart_loop: {{max_restarts: 3, window_s: 1800}}
+    page: {{url: "{pager.url}"}}
+    """
+    store = AuditStore(tmp_path / "a.db")
+
+    async def go() -> None:
+        e = Engine(policy(body), store, settings=EngineSettings(dry_run=False))
+        e.submit(trig("first"))
+        await settle(e)
+        e.submit(trig("second", starts=2000.0))  # another episode, same target, within 300 s
+        await settle(e)
+    try:
+        run(go())
+    finally:
+        kube.server.shutdown()
+        pager.close()
+    first = [(r.rung_name, r.verdict, r.guard) for r in store.query(episode="first@1000.000")]
+    assert first == [("throttle", "acted", None), ("throttle", "not_better", None),
+                     ("restart", "acted", None), ("restart", "not_better", None),
+                     ("rollback", "acted", None), ("rollback", "not_better", None),
+                     (None, "escalated", None)], first
+    assert kube.deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "cart:1.0"
+    assert len(pager.pages) == 1 and "exhausted" in pager.pages[0]["text"]
+    (second,) = [(r.rung_name, r.verdict, r.guard, r.detail)
+                 for r in store.query(episode="second@2000.000")]
+    assert second[:3] == ("throttle", "suppressed", "cooldown") and "another episode" in second[3]
+
+
+def test_a_climb_stopped_by_a_guard_pages(tmp_path: Path) -> None:
+    """Once a ladder has acted and it did not help, a guard that stops the next rung leaves the
+    problem with nobody: the engine pages (escalated, saying which guard) instead of stopping
+    quietly."""
+    body = """
+    rules:
+      - name: r
+        match: {}
+        ladder:
+          - {name: one, hook: log, wait_s: 0, success: {resolved: true}}
+          - {name: two, hook: log, wait_s: 0, success: {resolved: true}}
+    guards: {cooldown_s: 0, retries: {attempts: 0}, budget: {max_per_target: 1}}
+    """
+    store = AuditStore(tmp_path / "a.db")
+
+    async def go() -> None:
+        e = Engine(policy(body), store, settings=EngineSettings(dry_run=False))
+        e.submit(trig())
+        await settle(e)
+    run(go())
+    rows = [(r.rung_name, r.verdict, r.guard) for r in store.query()]
+    assert rows == [("one", "acted", None), ("one", "not_better", None),
+                    ("two", "suppressed", "target_budget"), (None, "escalated", None)], rows
+    assert "target_budget" in store.query(verdict="escalated")[0].detail
