@@ -253,6 +253,8 @@ class KafkaConfig(BaseModel):
     ssl_keyfile: str | None = None
     checkpoint_dir: Path = Path("vigil-checkpoints")
     checkpoint_every_s: float = Field(default=60.0, gt=0)
+    checkpoint_max_bytes: int = Field(default=256 << 20, gt=0, description="a checkpoint file "
+                                      "larger than this is refused (the partition starts cold)")
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=9108, ge=0, le=65535)
     drain_timeout_s: float = Field(default=30.0, gt=0)

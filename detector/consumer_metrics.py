@@ -25,5 +25,11 @@ class ConsumerMetrics:
         self.ready = Gauge("vigil_ready", "1 when connected, assigned and polling", registry=r)
         self.broker_errors = Counter("vigil_broker_errors_total", "Broker or topic errors",
                                      ["kind"], registry=r)
+        self.checkpoints_refused = Counter(
+            "vigil_checkpoints_refused_total", "Checkpoints that could not be used on assignment "
+            "(the partition started cold)", ["kind"], registry=r)
+        self.pipeline_errors = Counter(
+            "vigil_pipeline_errors_total", "Batches a partition's pipeline failed on (its records "
+            "were dead-lettered and the partition restarted cold)", registry=r)
         self.batch_seconds = Histogram("vigil_pipeline_batch_seconds", "Time to process a batch",
                                        registry=r)

@@ -44,6 +44,34 @@ def _dec(d: dict[str, str]) -> npt.NDArray[Any]:
     return np.frombuffer(base64.b64decode(d["b64"]), dtype=np.dtype(d["dtype"])).copy()
 
 
+def _check_tables(slots: dict[str, npt.NDArray[Any]], free: npt.NDArray[np.int64], next_seq: int,
+                  arena: dict[str, npt.NDArray[Any]], max_open: int) -> None:
+    """The invariants `RequestCorrelator` relies on, checked on a loaded state."""
+    n = len(slots["_seq"])
+    if any(len(a) != n for a in slots.values()) or n == 0:
+        raise ValueError("slot arrays differ in length or are empty")
+    live = slots["_seq"] >= 0
+    if int(live.sum()) > max_open:
+        raise ValueError(f"{int(live.sum())} open requests, over correlation.max_open_requests")
+    if len(free) and (free.min() < 0 or free.max() >= n or live[free].any()
+                      or len(np.unique(free)) != len(free)):
+        raise ValueError("the free-slot list names slots out of range, in use or twice")
+    if len(free) + int(live.sum()) != n:
+        raise ValueError("slots are neither free nor in use")
+    if live.any() and int(slots["_seq"][live].max()) >= next_seq:
+        raise ValueError("a request sequence number is not below next_seq")
+    rows = len(arena["ts"])
+    if any(len(a) != rows for a in arena.values()):
+        raise ValueError("event columns differ in length")
+    if rows and (arena["slot"].min() < 0 or arena["slot"].max() >= n):
+        raise ValueError("an event names a slot out of range")
+    for name in ("_first", "_last"):
+        if not np.isfinite(slots[name]).all():
+            raise ValueError(f"{name} holds a value that is not finite")
+    if (slots["_n"] < 0).any() or (slots["_anom"] < 0).any():
+        raise ValueError("negative event counts")
+
+
 def _low32(h: U64) -> npt.NDArray[np.uint32]:
     """The low 32 bits of non-zero hashes, kept non-zero (0 means "none")."""
     low = (h & np.uint64(0xFFFFFFFF)).astype(np.uint32)
@@ -166,13 +194,18 @@ class RequestCorrelator:
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        for name in self._SLOT_ARRAYS:
-            setattr(self, name, _dec(state["slots"][name]))
-        self._free = _dec(state["free"])
-        self._nfree = len(self._free)
-        self._next_seq = int(state["next_seq"])
-        self._rid = {int(k): str(v) for k, v in state["rid"]}
-        arena = {k: _dec(v) for k, v in state["arena"].items()}
+        """Load `state_dict` output; a state that breaks an invariant of the tables (a tampered
+        or truncated checkpoint) raises ValueError before anything is replaced."""
+        slots = {name: self._typed(state["slots"][name], getattr(self, name).dtype)
+                 for name in self._SLOT_ARRAYS}
+        free = self._typed(state["free"], self._free.dtype)
+        next_seq = int(state["next_seq"])
+        rid = {int(k): str(v) for k, v in state["rid"]}
+        arena = {k: self._typed(state["arena"][k], t) for k, t in _COLUMNS.items()}
+        _check_tables(slots, free, next_seq, arena, self.cfg.max_open_requests)
+        for name, arr in slots.items():
+            setattr(self, name, arr)
+        self._free, self._nfree, self._next_seq, self._rid = free, len(free), next_seq, rid
         self._rows = len(arena["ts"])
         size = max(4096, self._rows)
         self._arena = {}
@@ -185,6 +218,13 @@ class RequestCorrelator:
         self._table = IdTable(max(len(live), min(self.cfg.max_open_requests, 1 << 16)))
         if len(live):
             self._table.insert(self._key[live], live)
+
+    @staticmethod
+    def _typed(d: dict[str, str], dtype: np.dtype[Any] | type) -> npt.NDArray[Any]:
+        arr = _dec(d)
+        if arr.dtype != np.dtype(dtype):
+            raise ValueError(f"array of {arr.dtype}, expected {np.dtype(dtype)}")
+        return arr
 
     # ---- intake -------------------------------------------------------------------------
     def add(

@@ -96,10 +96,18 @@ class EventFlagger:
                 "lat_n": self._lat_n.tolist(), "events": self._events.tolist()}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self._mean = np.asarray(state["mean"], dtype=np.float64)
-        self._var = np.asarray(state["var"], dtype=np.float64)
-        self._lat_n = np.asarray(state["lat_n"], dtype=np.int64)
-        self._events = np.asarray(state["events"], dtype=np.int64)
+        """Load `state_dict` output; arrays of unequal length, non-finite or negative values
+        raise ValueError before anything is replaced."""
+        mean = np.asarray(state["mean"], dtype=np.float64)
+        var = np.asarray(state["var"], dtype=np.float64)
+        lat_n = np.asarray(state["lat_n"], dtype=np.int64)
+        events = np.asarray(state["events"], dtype=np.int64)
+        if not (mean.ndim == 1 and mean.shape == var.shape == lat_n.shape == events.shape):
+            raise ValueError("flagger arrays are not one-dimensional of one length")
+        if not (np.isfinite(mean).all() and np.isfinite(var).all()) or (var < 0).any() \
+                or (lat_n < 0).any() or (events < 0).any():
+            raise ValueError("flagger baselines hold non-finite or negative values")
+        self._mean, self._var, self._lat_n, self._events = mean, var, lat_n, events
 
     def _learn(self, svc: npt.NDArray[np.int32], loglat: npt.NDArray[np.float64],
                has: npt.NDArray[np.bool_]) -> None:

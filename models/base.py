@@ -141,6 +141,34 @@ def forget_rows(obj: object, names: tuple[str, ...], series: IntArray,
         arr[rows] = (fills or {}).get(name, 0)
 
 
+def load_rows(state: dict[str, Any], spec: dict[str, tuple[Any, tuple[int, ...]]]
+              ) -> dict[str, npt.NDArray[Any]]:
+    """Per-series arrays out of a checkpoint's plain data: each converted to its dtype and
+    trailing shape, all of one length. A state that is not (a tampered or truncated
+    checkpoint) raises ValueError, so `load_state` refuses it instead of failing later.
+
+    >>> load_rows({"mean": [1.0, 2.0], "n": [3, 4]}, {"mean": (np.float64, ()), "n": (np.int64, ())})["n"]
+    array([3, 4])
+    >>> load_rows({"mean": [1.0, 2.0], "n": 3}, {"mean": (np.float64, ()), "n": (np.int64, ())})
+    Traceback (most recent call last):
+    ...
+    ValueError: 'n' is not an array of shape (series)
+    """
+    out: dict[str, npt.NDArray[Any]] = {}
+    for key, (dtype, tail) in spec.items():
+        arr = np.asarray(state[key], dtype=dtype)
+        if tail and arr.ndim >= 1:
+            arr = arr.reshape(-1, *tail)
+        if arr.ndim != 1 + len(tail):
+            shape = ", ".join(["series", *map(str, tail)])
+            raise ValueError(f"{key!r} is not an array of shape ({shape})")
+        out[key] = arr
+    lengths = sorted({len(a) for a in out.values()})
+    if len(lengths) > 1:
+        raise ValueError(f"per-series arrays of unequal lengths {lengths}")
+    return out
+
+
 def grow(arr: npt.NDArray[Any], size: int, fill: float) -> npt.NDArray[Any]:
     """`arr` extended along axis 0 to at least `size` rows (doubling), new rows set to `fill`."""
     if len(arr) >= size:

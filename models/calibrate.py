@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from models.base import FloatArray, IntArray, forget_rows, grow
+from models.base import FloatArray, IntArray, forget_rows, grow, load_rows
 
 _MAX_COUNT = np.iinfo(np.uint16).max - 1
 _EPS = 1e-300
@@ -130,10 +130,9 @@ class TailCalibrator:
     def load_state(self, state: dict[str, Any]) -> None:
         if state.get("model") != self.name:
             raise ValueError(f"checkpoint is for {state.get('model')!r}, not {self.name!r}")
-        hist = np.minimum(np.asarray(state["hist"], dtype=np.int64), _MAX_COUNT)
-        hist = hist.astype(np.uint16).reshape(-1, self.bins)
-        self._hist = hist
-        self._n = np.asarray(state["n"], dtype=np.int64)
+        rows = load_rows(state, {"hist": (np.int64, (self.bins,)), "n": (np.int64, ())})
+        self._hist = np.clip(rows["hist"], 0, _MAX_COUNT).astype(np.uint16)
+        self._n = rows["n"]
 
     def nbytes(self) -> int:
         return int(self._hist.nbytes + self._n.nbytes)

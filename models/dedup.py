@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from models.base import FloatArray, IntArray, grow
+from models.base import FloatArray, IntArray, grow, load_rows
 
 
 class AlarmDedup:
@@ -63,9 +63,10 @@ class AlarmDedup:
     def load_state(self, state: dict[str, Any]) -> None:
         if state.get("model") != self.name:
             raise ValueError(f"checkpoint is for {state.get('model')!r}, not {self.name!r}")
-        recent = np.asarray(state["recent"], dtype=np.float64).reshape(-1, max(self.rest, 1))
-        self._recent = np.where(recent < 0, -np.inf, recent)
-        self._pos = np.asarray(state["pos"], dtype=np.int64)
+        rows = load_rows(state, {"recent": (np.float64, (max(self.rest, 1),)),
+                                 "pos": (np.int64, ())})
+        self._recent = np.where(rows["recent"] < 0, -np.inf, rows["recent"])
+        self._pos = rows["pos"]
 
     def nbytes(self) -> int:
         return int(self._recent.nbytes + self._pos.nbytes)

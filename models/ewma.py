@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from models.base import FloatArray, IntArray, Scored, as_step, effective_floor, forget_rows, grow
+from models.base import FloatArray, IntArray, Scored, as_step, effective_floor, forget_rows, grow, load_rows
 
 
 class EwmaZScore:
@@ -107,9 +107,9 @@ class EwmaZScore:
     def load_state(self, state: dict[str, Any]) -> None:
         if state.get("model") != self.name:
             raise ValueError(f"checkpoint is for model {state.get('model')!r}, not {self.name!r}")
-        self._mean = np.asarray(state["mean"], dtype=np.float64)
-        self._var = np.asarray(state["var"], dtype=np.float64)
-        self._n = np.asarray(state["n"], dtype=np.int64)
+        rows = load_rows(state, {"mean": (np.float64, ()), "var": (np.float64, ()),
+                                 "n": (np.int64, ())})
+        self._mean, self._var, self._n = rows["mean"], rows["var"], rows["n"]
 
     def nbytes(self) -> int:
         return int(self._mean.nbytes + self._var.nbytes + self._n.nbytes)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from models.base import FloatArray, IntArray, as_step, grow
+from models.base import FloatArray, IntArray, as_step, grow, load_rows
 
 _LOG_EPS = math.log(1e-10)
 
@@ -127,11 +127,11 @@ class AnomalyLikelihood:
     def load_state(self, state: dict[str, Any]) -> None:
         if state.get("model") != self.name:
             raise ValueError(f"checkpoint is for model {state.get('model')!r}, not {self.name!r}")
-        self._recent = np.asarray(state["recent"], dtype=np.float64).reshape(-1, self.short)
-        self._hist = np.asarray(state["hist"], dtype=np.float64).reshape(-1, self.history)
-        self._sum = np.asarray(state["sum"], dtype=np.float64)
-        self._sumsq = np.asarray(state["sumsq"], dtype=np.float64)
-        self._n = np.asarray(state["n"], dtype=np.int64)
+        rows = load_rows(state, {"recent": (np.float64, (self.short,)),
+                                 "hist": (np.float64, (self.history,)), "sum": (np.float64, ()),
+                                 "sumsq": (np.float64, ()), "n": (np.int64, ())})
+        self._recent, self._hist = rows["recent"], rows["hist"]
+        self._sum, self._sumsq, self._n = rows["sum"], rows["sumsq"], rows["n"]
 
     def nbytes(self) -> int:
         return int(sum(a.nbytes for a in (self._recent, self._hist, self._sum, self._sumsq,

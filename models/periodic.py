@@ -7,7 +7,17 @@ from typing import Any
 
 import numpy as np
 
-from models.base import BoolArray, FloatArray, IntArray, Scored, as_step, as_times, forget_rows, grow
+from models.base import (
+    BoolArray,
+    FloatArray,
+    IntArray,
+    Scored,
+    as_step,
+    as_times,
+    forget_rows,
+    grow,
+    load_rows,
+)
 from models.ewma import EwmaZScore
 
 _EMPTY = -(2**31)  # period number of a slot never written (int32)
@@ -164,10 +174,11 @@ class PeriodicZScore:
         if state.get("model") != self.name:
             raise ValueError(f"checkpoint is for model {state.get('model')!r}, not {self.name!r}")
         self.residuals.load_state(state["residuals"])
+        rows = load_rows(state, {name.lstrip("_"): (getattr(self, name).dtype,
+                                                     getattr(self, name).shape[1:])
+                                 for name in self._ARRAYS})
         for name in self._ARRAYS:
-            current = getattr(self, name)
-            arr = np.asarray(state[name.lstrip("_")], dtype=current.dtype)
-            setattr(self, name, arr.reshape(-1, *current.shape[1:]))
+            setattr(self, name, rows[name.lstrip("_")])
 
     def nbytes(self) -> int:
         return int(sum(getattr(self, name).nbytes for name in self._ARRAYS) + self.residuals.nbytes())

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from models.base import FloatArray, IntArray, Scored, as_step, effective_floor, grow
+from models.base import FloatArray, IntArray, Scored, as_step, effective_floor, grow, load_rows
 
 _MAD_TO_STD = 1.4826  # MAD of a normal distribution times this is its standard deviation
 
@@ -84,10 +84,10 @@ class RobustZScore:
     def load_state(self, state: dict[str, Any]) -> None:
         if state.get("model") != self.name:
             raise ValueError(f"checkpoint is for model {state.get('model')!r}, not {self.name!r}")
-        buf = np.asarray(state["buf"], dtype=np.float64).reshape(-1, self.window)
+        rows = load_rows(state, {"buf": (np.float64, (self.window,)), "n": (np.int64, ())})
+        buf = rows["buf"]
         buf[np.isinf(buf)] = np.nan
-        self._buf = buf
-        self._n = np.asarray(state["n"], dtype=np.int64)
+        self._buf, self._n = buf, rows["n"]
 
     def nbytes(self) -> int:
         return int(self._buf.nbytes + self._n.nbytes)

@@ -7,7 +7,17 @@ from typing import Any
 
 import numpy as np
 
-from models.base import FloatArray, IntArray, Scored, as_step, as_times, effective_floor, forget_rows, grow
+from models.base import (
+    FloatArray,
+    IntArray,
+    Scored,
+    as_step,
+    as_times,
+    effective_floor,
+    forget_rows,
+    grow,
+    load_rows,
+)
 
 _HOURS, _WEEK = 24, 24 * 7
 _MIN_COUNT = 3  # values a bucket needs before its mean is trusted
@@ -132,10 +142,11 @@ class SeasonalZScore:
     def load_state(self, state: dict[str, Any]) -> None:
         if state.get("model") != self.name:
             raise ValueError(f"checkpoint is for model {state.get('model')!r}, not {self.name!r}")
+        rows = load_rows(state, {name.lstrip("_"): (getattr(self, name).dtype,
+                                                     getattr(self, name).shape[1:])
+                                 for name in self._ARRAYS})
         for name in self._ARRAYS:
-            current = getattr(self, name)
-            arr = np.asarray(state[name.lstrip("_")], dtype=current.dtype)
-            setattr(self, name, arr.reshape(-1, *current.shape[1:]))
+            setattr(self, name, rows[name.lstrip("_")])
 
     def nbytes(self) -> int:
         return int(sum(getattr(self, name).nbytes for name in self._ARRAYS))

@@ -28,6 +28,8 @@ from prometheus_client import generate_latest
 from detector import checkpoint
 from detector.config import VigilConfig
 from detector.consumer_metrics import ConsumerMetrics
+from detector.deadletter import DeadLetter
+from detector.events import EventBatch
 from detector.metric_feed import MetricFeed, route
 from detector.pipeline import BatchOutcome, Pipeline
 from detector.sinks import NullSink
@@ -191,14 +193,32 @@ class LogConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         for tp, records in batch.items():
             pipe = self.pipelines.get(tp) or self._pipeline(tp)
             lines = [r.value if r.value is not None else b"" for r in records]
-            out = pipe.process(lines, source=f"{tp.topic}/{tp.partition}",
-                               positions=[r.offset for r in records])
+            source = f"{tp.topic}/{tp.partition}"
+            try:
+                out = pipe.process(lines, source=source, positions=[r.offset for r in records])
+            except Exception as exc:
+                out = self._pipeline_failed(tp, lines, records, exc)
             self._produce(tp, out, {r.offset: r for r in records})
             self.metrics.events.labels(topic=tp.topic).inc(len(records))
             offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
         self.producer.flush(timeout=30)
         self.consumer.commit(offsets)
         self.metrics.batches.inc()
+
+    def _pipeline_failed(self, tp: TopicPartition, lines: list[bytes], records: list[Any],
+                         exc: Exception) -> BatchOutcome:
+        """Last resort: the batch's records go to the dead-letter topic (replayable), the
+        partition starts cold, and the offsets move on, so a bug is a counted, logged loss of
+        state rather than a consumer that dies on the same batch after every restart."""
+        log.exception("pipeline of %s/%s failed on a batch of %d records; they are dead-lettered "
+                      "and the partition restarts cold", tp.topic, tp.partition, len(records))
+        self.metrics.pipeline_errors.inc()
+        self.pipelines.pop(tp, None)
+        self._pipeline(tp, cold=True)
+        detail = f"Vigil's pipeline failed on this batch: {type(exc).__name__}: {str(exc)[:300]}"
+        dead = [DeadLetter("pipeline_error", detail, f"{tp.topic}/{tp.partition}:{r.offset}", line)
+                for r, line in zip(records, lines, strict=True)]
+        return BatchOutcome(events=EventBatch.empty(), dead=dead)
 
     def _fold_metrics(self) -> None:
         """Metric anomalies queued by the feed join the incidents of the partition whose logs
@@ -235,23 +255,29 @@ class LogConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
             self.producer.send(self.k.dead_letter_topic, key=key, value=d.raw, headers=headers)
             self.metrics.dead.labels(reason=d.reason).inc()
 
-    def _pipeline(self, tp: TopicPartition) -> Pipeline:
-        pipe = Pipeline(self.cfg, anomalies=NullSink(), incidents=NullSink(),
-                        dead_letters=NullSink())
+    def _pipeline(self, tp: TopicPartition, cold: bool = False) -> Pipeline:
+        """The partition's pipeline, restored from its checkpoint unless `cold`; a checkpoint
+        that cannot be trusted is logged and counted, and the partition starts cold."""
+        pipe = self._new_pipeline()
         key = f"{tp.topic}/{tp.partition}"
         try:
-            state = checkpoint.load(self.k.checkpoint_dir, key)
+            state = None if cold else checkpoint.load(self.k.checkpoint_dir, key,
+                                                      self.k.checkpoint_max_bytes)
             if state is not None:
                 checkpoint.restore_pipeline(pipe, state)
-                self.restored[tp] = int(state.get("events", 0))
+                self.restored[tp] = int(state.get("events", 0))  # checked by the restore
                 log.info("restored %s from its checkpoint (%s events learned)", key,
                          state.get("events"))
-        except (checkpoint.CheckpointError, KeyError, ValueError) as exc:
-            log.error("checkpoint of %s unusable (%s); starting cold", key, exc)
-            pipe = Pipeline(self.cfg, anomalies=NullSink(), incidents=NullSink(),
-                            dead_letters=NullSink())
+        except checkpoint.CheckpointError as exc:
+            log.error("checkpoint of %s unusable (%s: %s); starting cold", key, exc.kind, exc)
+            self.metrics.checkpoints_refused.labels(kind=exc.kind).inc()
+            pipe = self._new_pipeline()
         self.pipelines[tp] = pipe
         return pipe
+
+    def _new_pipeline(self) -> Pipeline:
+        return Pipeline(self.cfg, anomalies=NullSink(), incidents=NullSink(),
+                        dead_letters=NullSink())
 
     # ---- rebalance listener -------------------------------------------------------------
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
