@@ -108,7 +108,7 @@ class BatchDecoder:
                 kept.append(index[lo:hi])
                 self.stats.columnar_lines += hi - lo
                 return
-            except (ColumnarMiss, Exception, PanicException) as exc:  # noqa: BLE001
+            except (ColumnarMiss, Exception, PanicException) as exc:
                 # Anything else the columnar decoder raises is a line it could not handle:
                 # halves will corner it, and the per-line decoder names it.
                 miss = exc if isinstance(exc, ColumnarMiss) else ColumnarMiss(str(exc), True)

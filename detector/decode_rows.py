@@ -95,7 +95,7 @@ class RowDecoder:
                     rec_idx.append(i)
                 except msgspec.ValidationError as exc:
                     bad[i] = self._classify_validation(line, exc)
-                except Exception as exc:  # noqa: BLE001 - one line must never stop a batch
+                except Exception as exc:
                     bad[i] = undecodable(line, exc)
             cols, row_bad = self._columns_isolated(recs)
         finally:
@@ -115,13 +115,13 @@ class RowDecoder:
         raise on their own become `decoder_error` letters and the rest are decoded again."""
         try:
             return self._columns(recs)
-        except Exception:  # noqa: BLE001 - isolate the record, whatever it is
+        except Exception:
             pass
         bad: RowErrors = {}
         for j, rec in enumerate(recs):
             try:
                 self._columns([rec])
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 bad[j] = ("decoder_error", f"{type(exc).__name__}: {str(exc)[:200]} (a bug in "
                           "Vigil's decoder: please report it with this line)")
         keep = [j for j in range(len(recs)) if j not in bad]
@@ -144,7 +144,7 @@ class RowDecoder:
     def _classify_validation(self, line: bytes, exc: msgspec.ValidationError) -> tuple[str, str]:
         try:
             value = self._any.decode(line)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             return undecodable(line, err)
         if not isinstance(value, dict):
             return ("not_object", f"a log record must be a JSON object, got {json_kind(value)}")

@@ -10,7 +10,6 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-
 OTHER_SERVICES = "(other services)"  # the one name of every service past a cap
 
 
