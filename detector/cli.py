@@ -790,12 +790,13 @@ def policy_test(
     from remediation.actions import redact
     from remediation.guard import Guard
     from remediation.policy import PolicyError, load_policy, render_target
-    from remediation.templating import TemplateError, render
+    from remediation.templating import SHOWN, TemplateError, render
     from remediation.trigger import Trigger, TriggerError
 
     try:
         policy = load_policy(file)
         t = Trigger.from_dict(orjson.loads(trigger.read_bytes()))
+        t = policy.redact_trigger(t)  # as the engine sees it: secret fields are '***'
     except PolicyError as exc:
         for line in exc.problems:
             err.print(line, markup=False, highlight=False)
@@ -824,7 +825,7 @@ def policy_test(
         for i, rung in enumerate(rule.ladder):
             try:
                 target = render_target(rung, t)
-                params = redact(render(rung.params, t), frozenset(rung.secrets))
+                params = redact(render(rung.params, t, False, SHOWN), frozenset(rung.secrets))
             except TemplateError as exc:
                 out.print(f"  {i + 1}. {rung.name}: would fail: {exc}", markup=False)
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -42,6 +43,9 @@ class Action:
     episode: str
     secrets: frozenset[str] = frozenset()  # param keys whose values are redacted in the audit
     restart: bool = False  # counts towards restart-loop protection
+    # `${credentials.NAME}` values the params use, read from their files or environment when the
+    # action was built; hooks render with them, nothing that is stored ever holds them.
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def redacted_params(self) -> dict[str, Any]:
         out: dict[str, Any] = redact(self.params, self.secrets)
@@ -64,7 +68,29 @@ class Outcome:
     input_error: bool = False  # failed because of the trigger's data, not the target
 
 
-_SECRET_WORDS = ("token", "password", "secret", "authorization", "api_key", "apikey", "cookie")
+_SECRET_WORDS = ("token", "password", "passwd", "secret", "authorization", "api_key", "apikey",
+                 "api-key", "cookie", "credential", "private_key")
+
+
+def is_secret_key(key: Any, secrets: frozenset[str] = frozenset()) -> bool:
+    """Whether a param, label or annotation named `key` holds a secret: its name looks like one
+    (token, password, authorization, api_key, cookie, ...) or it is listed in `secrets`.
+
+    >>> is_secret_key("X-Gateway-Token"), is_secret_key("summary"), is_secret_key("k", {"k"})
+    (True, False, True)
+    """
+    return key in secrets or any(w in str(key).lower() for w in _SECRET_WORDS)
+
+
+def scrub(text: str, values: Any) -> str:
+    """`text` with every occurrence of the given secret values replaced by '***'.
+
+    >>> scrub("GET https://gw/x?k=abc123 -> 200", ["abc123"])
+    'GET https://gw/x?k=*** -> 200'
+    """
+    for v in sorted((v for v in values if v), key=len, reverse=True):
+        text = text.replace(v, "***")
+    return text
 
 
 def redact(value: Any, secrets: frozenset[str] = frozenset()) -> Any:
@@ -76,7 +102,7 @@ def redact(value: Any, secrets: frozenset[str] = frozenset()) -> Any:
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
-            secret = k in secrets or any(w in str(k).lower() for w in _SECRET_WORDS)
+            secret = is_secret_key(k, secrets)
             out[k] = "***" if secret and v not in (None, "") else redact(v, secrets)
         return out
     if isinstance(value, list):

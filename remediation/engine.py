@@ -16,14 +16,14 @@ from typing import Any
 
 import httpx
 
-from remediation.actions import Action, InputError, Outcome, Verdict, redact
+from remediation.actions import Action, InputError, Outcome, Verdict, redact, scrub
 from remediation.audit import AuditRecord, AuditStore
 from remediation.guard import Guard
 from remediation.hooks.base import HookParamError, HookRegistry
 from remediation.hooks.log import LogHook
-from remediation.policy import HttpCheck, Policy, Rule, Rung, render_target
+from remediation.policy import CredentialError, HttpCheck, Policy, Rule, Rung, render_target
 from remediation.retry import backoff_delays
-from remediation.templating import TemplateError, render, render_url
+from remediation.templating import SHOWN, TemplateError, references, render, render_url
 from remediation.trigger import Trigger
 
 
@@ -93,6 +93,8 @@ class Engine:
             await asyncio.gather(*work, return_exceptions=True)
 
     def _take(self, trigger: Trigger) -> tuple[list[str], list[asyncio.Future[Any]]]:
+        # Secret labels and annotations go no further: not to the audit, a hook or a page.
+        trigger = self.policy.redact_trigger(trigger)
         self._submitted += 1
         if self._submitted % 4096 == 0:
             self._forget_finished()
@@ -195,6 +197,9 @@ class Engine:
                 await self._record(trigger, Verdict.INPUT_ERROR, rule=rule, rung=i,
                                    detail=f"target: {exc}")
                 continue
+            except CredentialError as exc:  # configuration, not the alert nor the target
+                await self._record(trigger, Verdict.FAILED, rule=rule, rung=i, detail=str(exc))
+                continue
             problem = self._input_problem(action, trigger)
             if problem is not None:  # before any guard counts it: the target was never called
                 verdict, detail = problem
@@ -246,10 +251,14 @@ class Engine:
         await self._page(rule, trigger)
 
     def _action(self, rule: Rule, i: int, rung: Rung, trigger: Trigger) -> Action:
+        """The rung resolved against the trigger; its credentials are read now (a rotated file
+        is picked up; `CredentialError` when one cannot be read)."""
+        names = {r.partition(".")[2] for r in references(rung.params) if r.startswith("credentials.")}
         return Action(rule=rule.name, rung=i, rung_name=rung.name, hook=rung.hook,
                       target=render_target(rung, trigger), params=rung.params,
                       timeout_s=rung.timeout_s, wait_s=rung.wait_s, episode=trigger.episode,
-                      secrets=frozenset(rung.secrets), restart=rung.restart)
+                      secrets=frozenset(rung.secrets), restart=rung.restart,
+                      credentials=self.policy.credential_values(sorted(names)))
 
     async def _approved(self, action: Action, trigger: Trigger, ep: _Episode, expires_s: float
                         ) -> bool:
@@ -359,10 +368,12 @@ class Engine:
                 "rule": rule.name, "trigger": trigger.to_dict(),
                 "audit": [r.to_dict() for r in self.store.query(episode=trigger.episode)][-20:]}
         try:
+            names = {r.partition(".")[2] for r in references(page.headers)}
+            headers = render(page.headers, trigger, False, self.policy.credential_values(names))
             async with httpx.AsyncClient(timeout=page.timeout_s) as client:
-                resp = await client.post(page.url, json=body, headers=page.headers)
+                resp = await client.post(page.url, json=body, headers=headers)
             detail += f"; paged {page.url} -> {resp.status_code}"
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, CredentialError) as exc:
             detail += f"; paging {page.url} failed: {exc}"
         await self._record(trigger, Verdict.ESCALATED, rule=rule, detail=detail)
 
@@ -379,13 +390,16 @@ class Engine:
                       duration: float | None = None) -> AuditRecord:
         params = None
         if action is not None:
-            try:
-                shown = render(action.params, trigger)
+            try:  # credentials show as '***': what is stored never holds one
+                shown = render(action.params, trigger, False, SHOWN)
             except TemplateError:
                 shown = action.params
             params = redact(shown, action.secrets)
             if action.restart:
                 params["_restart"] = True  # so restart-loop counts survive a restart of Vigil
+            if action.credentials:  # a URL in a detail, an echo in a response body
+                detail = scrub(detail, action.credentials.values())
+                output = scrub(output, action.credentials.values())
         return AuditRecord(
             episode=trigger.episode, fingerprint=trigger.fingerprint, source=trigger.source,
             verdict=str(verdict), rule=action.rule if action else (rule.name if rule else None),

@@ -3,9 +3,13 @@ with errors that point at the file's line and the field."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 from pydantic import (
@@ -18,8 +22,15 @@ from pydantic import (
     model_validator,
 )
 
+from remediation.actions import is_secret_key
 from remediation.hooks.base import HookParamError, HookRegistry
-from remediation.templating import TemplateError, check_reference, references, render
+from remediation.templating import (
+    ALERT_SCOPES,
+    TemplateError,
+    check_reference,
+    references,
+    render,
+)
 from remediation.trigger import Trigger
 
 
@@ -33,6 +44,40 @@ class PolicyError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class CredentialError(RuntimeError):
+    """A declared credential that cannot be read now (its file or variable is missing/empty)."""
+
+
+class Credential(_Strict):
+    """Where a credential lives: a file (its content, surrounding whitespace stripped) or an
+    environment variable, named in the policy; read each time an action needs it (so a rotated
+    file is picked up), never from alert data and never stored."""
+
+    file: Path | None = None
+    env: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Credential:
+        if (self.file is None) == (self.env is None):
+            raise ValueError("give exactly one of file or env")
+        return self
+
+    def read(self, name: str) -> str:
+        if self.file is not None:
+            try:
+                value = self.file.read_text().strip()
+            except OSError as exc:
+                raise CredentialError(f"${{credentials.{name}}}: file {self.file}: "
+                                      f"{exc.strerror or exc}") from exc
+            where = f"file {self.file}"
+        else:
+            value = os.environ.get(str(self.env), "").strip()
+            where = f"${self.env}"
+        if not value:
+            raise CredentialError(f"${{credentials.{name}}}: {where} is empty or unset")
+        return value
 
 
 class LabelMatch(_Strict):
@@ -174,7 +219,66 @@ class Policy(_Strict):
     rules: list[Rule] = Field(default_factory=list)
     guards: Guards = Field(default_factory=Guards)
     page: Page | None = None
+    # Credentials by name, referenced as ${credentials.NAME} (from files or the environment).
+    credentials: dict[str, Credential] = Field(default_factory=dict)
+    # Alert fields redacted before anything stores or uses them, besides those whose names look
+    # secret (token, password, ...): "annotations.NAME" or "labels.NAME".
+    secret_fields: list[str] = Field(default_factory=list)
     _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @field_validator("secret_fields")
+    @classmethod
+    def _fields(cls, v: list[str]) -> list[str]:
+        for i, f in enumerate(v):
+            scope, _, name = f.partition(".")
+            if scope not in ("labels", "annotations") or not name:
+                raise ValueError(f"secret_fields[{i}]: {f!r}: use labels.NAME or annotations.NAME")
+        return v
+
+    @field_validator("credentials")
+    @classmethod
+    def _names(cls, v: dict[str, Credential]) -> dict[str, Credential]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+                raise ValueError(f"credential name {name!r}: letters, digits, _ . - only")
+        return v
+
+    def is_secret_field(self, scope: str, name: str) -> bool:
+        """Whether `${scope.name}` (labels or annotations) is redacted at intake."""
+        return scope in ("labels", "annotations") and (
+            f"{scope}.{name}" in self.secret_fields or is_secret_key(name))
+
+    def redact_trigger(self, trigger: Trigger) -> Trigger:
+        """`trigger` with its secret labels and annotations replaced by '***' (the same object
+        when there are none): what the inbox, the audit, hooks and pages get.
+
+        >>> p = Policy(secret_fields=["labels.customer"])
+        >>> t = p.redact_trigger(Trigger("manual", "f", "firing", 0.0, labels={"customer": "c1",
+        ...     "service": "cart"}, annotations={"gateway_token": "s3", "summary": "slow"}))
+        >>> t.labels, t.annotations
+        ({'customer': '***', 'service': 'cart'}, {'gateway_token': '***', 'summary': 'slow'})
+        """
+        labels, annotations = trigger.labels, trigger.annotations
+        if not any(self.is_secret_field("labels", k) and v for k, v in labels.items()) and \
+                not any(self.is_secret_field("annotations", k) and v for k, v in annotations.items()):
+            return trigger
+        out = dataclasses.replace(
+            trigger,
+            labels={k: "***" if v and self.is_secret_field("labels", k) else v
+                    for k, v in labels.items()},
+            annotations={k: "***" if v and self.is_secret_field("annotations", k) else v
+                         for k, v in annotations.items()})
+        return out
+
+    def credential_values(self, names: Iterable[str]) -> dict[str, str]:
+        """The named credentials read now (`CredentialError` if one cannot be)."""
+        out = {}
+        for name in names:
+            cred = self.credentials.get(name)
+            if cred is None:
+                raise CredentialError(f"${{credentials.{name}}} is not declared under credentials")
+            out[name] = cred.read(name)
+        return out
 
     @property
     def warnings(self) -> list[str]:
@@ -259,10 +363,65 @@ def parse_policy(text: str, name: str = "<policy>", hooks: HookRegistry | None =
                     check_reference(scope, field)
                 except TemplateError as exc:
                     problems.append(f"{at((*loc, 'params'))}: {_dotted(loc)}: {exc}")
+            for keys, problem in _secret_problems(policy, rung.params, frozenset(rung.secrets)):
+                problems.append(f"{at((*loc, 'params', *keys))}: {_dotted(loc)}: {problem}")
+            if references(rung.target) and any(r.startswith("credentials.")
+                                               for r in references(rung.target)):
+                problems.append(f"{at((*loc, 'target'))}: {_dotted(loc)}.target: a credential "
+                                "cannot name a target (targets are audited)")
+    if policy.page is not None:
+        for key, value in policy.page.headers.items():
+            for ref in references(value):
+                scope, _, field = ref.partition(".")
+                if scope != "credentials":
+                    problems.append(f"{at(('page', 'headers', key))}: page.headers.{key}: only "
+                                    f"${{credentials.NAME}} here, not ${{{ref}}}")
+                elif field not in policy.credentials:
+                    problems.append(f"{at(('page', 'headers', key))}: page.headers.{key}: "
+                                    f"${{{ref}}} is not declared under credentials")
     if problems:
         raise PolicyError(problems)
     policy._warnings = warnings
     return policy
+
+
+def _secret_problems(policy: Policy, params: Any, secrets: frozenset[str],
+                     path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], str]]:
+    """(key path, problem) for credentials taken from alert data, references to fields that are
+    redacted at intake, and undeclared credentials, anywhere in a rung's params."""
+    out: list[tuple[tuple[Any, ...], str]] = []
+    if isinstance(params, dict):
+        for k, v in params.items():
+            out += _secret_problems(policy, v, secrets, (*path, k))
+            if isinstance(v, str) and is_secret_key(k, secrets):
+                alert = [r for r in references(v) if r.partition(".")[0] in ALERT_SCOPES]
+                if alert:
+                    out.append(((*path, k), _from_alert(_dotted(("params", *path, k)), alert)))
+            if k == "url" and not path and isinstance(v, str):
+                for qk, qv in parse_qsl(urlsplit(v).query):
+                    alert = [r for r in references(qv) if r.partition(".")[0] in ALERT_SCOPES]
+                    if alert and is_secret_key(qk, secrets):
+                        out.append(((k,), _from_alert(f"params.url (query {qk})", alert)))
+        return out
+    if isinstance(params, list):
+        for i, v in enumerate(params):
+            out += _secret_problems(policy, v, secrets, (*path, i))
+        return out
+    for ref in references(params):
+        scope, _, name = ref.partition(".")
+        if policy.is_secret_field(scope, name):
+            out.append((path, f"${{{ref}}} is a secret field: it is redacted when the alert "
+                              "arrives and never reaches a hook; declare a credential instead"))
+        elif scope == "credentials" and name not in policy.credentials:
+            out.append((path, f"${{{ref}}} is not declared under credentials"))
+    return out
+
+
+def _from_alert(field: str, refs: list[str]) -> str:
+    shown = ", ".join(f"${{{r}}}" for r in refs)
+    return (f"{field}: a credential cannot come from alert data ({shown}): anyone who can send "
+            "an alert would choose it, and it would be stored; declare it under credentials "
+            "(a file or an environment variable) and use ${credentials.NAME}")
 
 
 def render_target(rung: Rung, trigger: Trigger) -> str:

@@ -10,6 +10,7 @@ climb the path. A missing value is an error, not an empty string.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -25,6 +26,23 @@ class TemplateError(InputError):
 
 TRIGGER_FIELDS = ("fingerprint", "status", "source", "episode", "service", "root_cause", "kind",
                   "severity")
+ALERT_SCOPES = ("labels", "annotations", "trigger")  # references to the alert's own data
+
+
+class _Shown(Mapping[str, str]):
+    """Every credential as '***': what the audit and `vigil policy test` show."""
+
+    def __getitem__(self, key: str) -> str:
+        return "***"
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+SHOWN: Mapping[str, str] = _Shown()  # pass as `credentials=` to render for display
 
 
 def check_reference(scope: str, name: str) -> None:
@@ -33,14 +51,22 @@ def check_reference(scope: str, name: str) -> None:
     >>> check_reference("labels", "service"), check_reference("trigger", "episode")
     (None, None)
     """
-    if scope in ("labels", "annotations") or (scope == "trigger" and name in TRIGGER_FIELDS):
+    if scope in ("labels", "annotations", "credentials") or (
+            scope == "trigger" and name in TRIGGER_FIELDS):
         return
-    raise TemplateError(f"unknown reference ${{{scope}.{name}}}: use labels.X, annotations.X or "
-                        f"trigger.{'|'.join(TRIGGER_FIELDS)}")
+    raise TemplateError(f"unknown reference ${{{scope}.{name}}}: use labels.X, annotations.X, "
+                        f"credentials.X or trigger.{'|'.join(TRIGGER_FIELDS)}")
 
 
-def lookup(trigger: Trigger, scope: str, name: str) -> str:
+def lookup(trigger: Trigger, scope: str, name: str,
+           credentials: Mapping[str, str] | None = None) -> str:
     check_reference(scope, name)
+    if scope == "credentials":
+        if credentials is None:
+            raise TemplateError(f"${{credentials.{name}}}: no credentials were given to render")
+        if name not in credentials and credentials is not SHOWN:
+            raise TemplateError(f"${{credentials.{name}}} was not read for this action")
+        return credentials[name]
     if scope == "labels":
         value = trigger.labels.get(name)
     elif scope == "annotations":
@@ -52,9 +78,11 @@ def lookup(trigger: Trigger, scope: str, name: str) -> str:
     return str(value)
 
 
-def render(value: Any, trigger: Trigger, encode: bool = False) -> Any:
+def render(value: Any, trigger: Trigger, encode: bool = False,
+           credentials: Mapping[str, str] | None = None) -> Any:
     """`value` with references filled; with `encode`, each filled value is percent-encoded as a
-    URL path segment (`/` included).
+    URL path segment (`/` included). `${credentials.X}` is filled from `credentials` (a hook
+    passes `action.credentials`; `SHOWN` shows each as '***').
 
     >>> t = Trigger("manual", "f", "firing", 0.0, labels={"service": "a/../b; rm -rf $(x)"})
     >>> render({"body": {"svc": "${labels.service}"}}, t)
@@ -64,17 +92,17 @@ def render(value: Any, trigger: Trigger, encode: bool = False) -> Any:
     """
     if isinstance(value, str):
         def fill(m: re.Match[str]) -> str:
-            v = lookup(trigger, m.group(1), m.group(2))
+            v = lookup(trigger, m.group(1), m.group(2), credentials)
             return quote(v, safe="") if encode else v
         return _REF.sub(fill, value)
     if isinstance(value, dict):
-        return {k: render(v, trigger, encode) for k, v in value.items()}
+        return {k: render(v, trigger, encode, credentials) for k, v in value.items()}
     if isinstance(value, list):
-        return [render(v, trigger, encode) for v in value]
+        return [render(v, trigger, encode, credentials) for v in value]
     return value
 
 
-def render_url(url: str, trigger: Trigger) -> str:
+def render_url(url: str, trigger: Trigger, credentials: Mapping[str, str] | None = None) -> str:
     """`url` with references filled and percent-encoded (scheme and host stay literal); a path
     segment that a filled value makes `.` or `..` (percent-encoded or not) raises TemplateError,
     since clients and servers remove dot segments (`/a/../b` is `/b`).
@@ -100,7 +128,7 @@ def render_url(url: str, trigger: Trigger) -> str:
             segments.append(seg)
             continue
         pieces = seg.split("\x00")  # literal, index, literal, index, ..., literal
-        out = "".join(p if k % 2 == 0 else str(render(filled[int(p)], trigger, encode=True))
+        out = "".join(p if k % 2 == 0 else str(render(filled[int(p)], trigger, True, credentials))
                       for k, p in enumerate(pieces))
         if unquote(out) in (".", ".."):
             names = ", ".join(filled[int(p)] for k, p in enumerate(pieces) if k % 2)
@@ -108,8 +136,8 @@ def render_url(url: str, trigger: Trigger) -> str:
                                 "climbs the path); refused")
         segments.append(out)
     return urlunsplit((parts.scheme, parts.netloc, "/".join(segments),
-                       str(render(parts.query, trigger, encode=True)),
-                       str(render(parts.fragment, trigger, encode=True))))
+                       str(render(parts.query, trigger, True, credentials)),
+                       str(render(parts.fragment, trigger, True, credentials))))
 
 
 def references(value: Any) -> list[str]:

@@ -749,3 +749,59 @@ def test_a_climb_stopped_by_a_guard_pages(tmp_path: Path) -> None:
     assert rows == [("one", "acted", None), ("one", "not_better", None),
                     ("two", "suppressed", "target_budget"), (None, "escalated", None)], rows
     assert "target_budget" in store.query(verdict="escalated")[0].detail
+
+
+# ---- credentials -------------------------------------------------------------------------------
+def test_credentials_from_a_file_and_the_environment_reach_the_target_but_never_the_audit(
+        admin: Admin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    token_file = tmp_path / "gateway-token"
+    token_file.write_text("gw-SECRET-file-123\n")
+    monkeypatch.setenv("VIGIL_TEST_QUERY_KEY", "q-SECRET-env-456")
+    pager = Pager()
+    body = f"""
+    credentials:
+      gateway: {{file: "{token_file}"}}
+      query: {{env: VIGIL_TEST_QUERY_KEY}}
+      missing: {{file: "{tmp_path / 'nope'}"}}
+    rules:
+      - name: r
+        match: {{labels: {{service: cart}}}}
+        ladder:
+          - name: t
+            hook: http
+            wait_s: 0
+            success: {{resolved: false}}
+            params:
+              url: "{admin.url}/admin/rate-limit/${{labels.service}}?k=${{credentials.query}}"
+              json: {{limit: 5}}
+              headers: {{Authorization: "Bearer ${{credentials.gateway}}"}}
+      - name: broken
+        match: {{labels: {{service: db}}}}
+        ladder:
+          - {{name: t, hook: http, wait_s: 0, params: {{url: "{admin.url}/admin/rate-limit/x",
+              headers: {{Authorization: "Bearer ${{credentials.missing}}"}}}}}}
+    page: {{url: "{pager.url}", headers: {{Authorization: "Bearer ${{credentials.gateway}}"}}}}
+    """ + NO_GUARDS
+    db = tmp_path / "a.db"
+
+    async def go() -> None:
+        e = Engine(policy(body), AuditStore(db), settings=EngineSettings(dry_run=False))
+        e.submit(trig())
+        e.submit(trig("other", service="db"))
+        await settle(e)
+    try:
+        run(go())
+    finally:
+        pager.close()
+    (call,) = admin.status()["calls"]
+    assert call["auth"] == "Bearer gw-SECRET-file-123"
+    assert call["path"] == "/admin/rate-limit/cart?k=q-SECRET-env-456"  # both reached the target
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("a.db"))
+    assert b"SECRET" not in raw  # not in params, not in the detail's URL, not anywhere
+    recs = AuditStore(db).query()
+    acted = next(r for r in recs if r.verdict == "acted")
+    assert acted.params is not None and acted.params["headers"]["Authorization"] == "***"
+    assert "k=***" in acted.params["url"] and "k=***" in acted.detail
+    failed = next(r for r in recs if r.rule == "broken" and r.verdict == "failed")
+    assert "credentials.missing" in failed.detail and "nope" in failed.detail
+    assert len(pager.pages) == 1 and "SECRET" not in json.dumps(pager.pages)

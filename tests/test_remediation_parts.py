@@ -139,6 +139,63 @@ def test_policy_check_and_serve_refuse_a_shell_in_argv(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "warning" in res.output and "allowed.yaml:8" in res.output
 
 
+def test_credentials_never_come_from_alert_data() -> None:
+    """A secret-looking param (Authorization, token, ...) or one the rung lists in `secrets` may
+    not be filled from labels, annotations or the trigger: it would take a credential from
+    whoever can send alerts, and store it. Credentials are declared (a file or an environment
+    variable) and referenced by name."""
+    got = "\n".join(problems("""
+        credentials:
+          gateway: {file: /etc/vigil/gateway-token}
+          both: {file: /x, env: Y}
+        rules: [{name: a, ladder: [{name: x, hook: log}]}]
+        secret_fields: [annotations.session, nonsense]
+    """))
+    assert "p.yaml:4: credentials.both" in got and "exactly one of file or env" in got
+    assert "secret_fields[1]" in got and "labels.NAME or annotations.NAME" in got
+    got = "\n".join(problems("""
+        credentials:
+          gateway: {file: /etc/vigil/gateway-token}
+        rules:
+          - name: a
+            ladder:
+              - name: x
+                hook: http
+                secrets: [key]
+                params:
+                  url: "http://gw/x?api_key=${annotations.k}"
+                  headers:
+                    Authorization: "Bearer ${annotations.gateway_token}"
+                    X-Ok: "${credentials.gateway}"
+                  json:
+                    key: "${labels.service}"
+                    note: "${annotations.session}"
+                    other: "${credentials.nope}"
+        secret_fields: [annotations.session]
+    """))
+    for field in ("params.headers.Authorization", "params.json.key", "params.url (query api_key)"):
+        assert f"rules[0].ladder[0]: {field}: a credential cannot come from alert data" in got, got
+    assert "${annotations.session} is a secret field" in got
+    assert "${annotations.gateway_token} is a secret field" in got
+    assert "${credentials.nope} is not declared under credentials" in got
+    assert "X-Ok" not in got  # a declared credential in a header is the way
+    ok = parse_policy(textwrap.dedent("""
+        credentials: {gateway: {env: GATEWAY_TOKEN}}
+        rules:
+          - name: a
+            ladder:
+              - {name: x, hook: command, params: {argv: [/opt/x], env: {TOKEN: "${credentials.gateway}"}}}
+        page: {url: "http://pager/x", headers: {Authorization: "Bearer ${credentials.gateway}"}}
+    """), "p.yaml")
+    assert list(ok.credentials) == ["gateway"]
+    assert "only ${credentials.NAME}" in "\n".join(problems("""
+        rules:
+          - name: a
+            ladder:
+              - {name: x, hook: command, params: {argv: [/opt/x], env: {SVC: "${labels.service}"}}}
+    """))
+
+
 def test_yaml_syntax_errors_point_at_the_line() -> None:
     assert problems("rules:\n  - name: a\n    ladder: [\n")[0].startswith("p.yaml:4: not valid YAML")
 
@@ -153,10 +210,11 @@ def test_policy_check_and_test_commands(tmp_path: Path) -> None:
               - name: throttle
                 hook: http
                 params: {url: "http://127.0.0.1:9/admin/${labels.service}/limit", json: {limit: 5},
-                         headers: {Authorization: "Bearer hush"}}
+                         headers: {Authorization: "Bearer hush", X-Key: "${credentials.k}"}}
                 wait_s: 60
               - {name: restart, hook: log, restart: true}
         page: {url: "http://127.0.0.1:9/page"}
+        credentials: {k: {env: VIGIL_TEST_UNSET_CREDENTIAL}}  # shown as ***, never read
     """))
     ok = runner.invoke(app, ["policy", "check", str(good)])
     assert ok.exit_code == 0 and "1 rules, 2 rungs" in ok.output
@@ -171,6 +229,7 @@ def test_policy_check_and_test_commands(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "1. throttle: hook http on cart" in res.output and "2. restart" in res.output
     assert "/admin/cart/limit" in res.output and "hush" not in res.output
+    assert '"X-Key":"***"' in res.output and "would fail" not in res.output
     assert "then: page http://127.0.0.1:9/page" in res.output
 
 

@@ -425,3 +425,29 @@ def test_every_database_is_created_private(settings: ServeSettings, tmp_path: Pa
     assert modes == {name: "0o600" for name in modes}, modes
     assert len(modes) == 9
     assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
+
+
+def test_secret_alert_fields_are_never_stored_or_served(settings: ServeSettings, tmp_path: Path
+                                                        ) -> None:
+    """Annotations and labels that look secret (token, password, ...) or that the policy names
+    in secret_fields are redacted before either database sees them: the inbox, the audit (its
+    trigger column), GET /actions and GET /incidents hold '***'."""
+    policy = tmp_path / "secret.yaml"
+    policy.write_text(POLICY + "secret_fields: [annotations.session, labels.customer]\n")
+    leaks = {"gateway_token": "tok-LEAK-0123456789", "session": "sess-LEAK-42"}
+    body = notification()
+    body["alerts"][0]["annotations"].update(leaks)
+    body["alerts"][0]["labels"]["customer"] = "cust-LEAK-7"
+    with client(settings.model_copy(update={"policy": policy})) as c:
+        assert c.post("/alertmanager", json=body, headers=AUTH).status_code == 200
+        actions = wait_for(c, lambda a: any(x["verdict"] == "dry_run" for x in a))
+        served = c.get("/actions", headers=AUTH).text + c.get("/incidents", headers=AUTH).text
+    stored = b"".join(p.read_bytes() for p in tmp_path.iterdir()
+                      if p.name.startswith(("audit.db", "inbox.db")))
+    for leak in (b"LEAK", "LEAK"):
+        assert leak not in stored if isinstance(leak, bytes) else leak not in served
+    rec = next(x for x in actions if x["verdict"] == "dry_run")
+    assert rec["trigger"]["annotations"]["gateway_token"] == "***"
+    assert rec["trigger"]["annotations"]["session"] == "***"
+    assert rec["trigger"]["labels"]["customer"] == "***"
+    assert rec["trigger"]["annotations"]["summary"] == "errors"  # the rest is kept

@@ -137,7 +137,8 @@ def _alerts_router(rx: Receiver) -> APIRouter:
     async def alertmanager(notification: Notification, response: Response) -> Accepted:
         """Accept an Alertmanager webhook notification (version 4): each alert becomes a
         trigger, stored durably, then queued; 503 with Retry-After when the queue is full."""
-        triggers = [a.trigger() for a in notification.alerts]
+        # Secret labels and annotations are redacted before the inbox (or anything) stores them.
+        triggers = [rx.policy.redact_trigger(a.trigger()) for a in notification.alerts]
         if rx.depth() + len(triggers) > rx.settings.queue_size:
             rx.notifications.labels(outcome="busy").inc()
             raise HTTPException(503, "the processing queue is full; retry later",

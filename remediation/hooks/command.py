@@ -14,6 +14,7 @@ from typing import Any
 
 from remediation.actions import Action, InputError, Outcome
 from remediation.hooks.base import HookParamError
+from remediation.templating import references, render
 from remediation.trigger import Trigger
 
 MAX_OUTPUT = 16_384  # bytes of stdout and of stderr kept for the audit
@@ -156,8 +157,9 @@ def trigger_env(action: Action, trigger: Trigger) -> dict[str, str]:
 
 class CommandHook:
     """Params: `argv` (a list of literal strings: no `${...}`, trigger data goes through the
-    environment and stdin instead), `env` (extra literal variables), `cwd`. The child starts in
-    its own process group and the whole group is killed on timeout."""
+    environment and stdin instead; no shell or inline code unless the rung says allow_shell),
+    `env` (extra variables: literal, or `${credentials.NAME}`), `cwd`. The child starts in its
+    own process group and the whole group is killed on timeout."""
 
     name = "command"
 
@@ -172,6 +174,10 @@ class CommandHook:
         env = p.get("env", {})
         if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
             raise HookParamError("command: 'env' must map names to strings")
+        alert = [r for r in references(env) if not r.startswith("credentials.")]
+        if alert:
+            raise HookParamError(f"command: 'env' values may use only ${{credentials.NAME}}, not "
+                                 f"${{{alert[0]}}}: trigger data arrives as VIGIL_* variables")
         return p
 
     def idempotent(self, params: dict[str, Any]) -> bool:
@@ -203,7 +209,8 @@ class CommandHook:
     async def run(self, action: Action, trigger: Trigger) -> Outcome:
         p = action.params
         self.prepare(action, trigger)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **p.get("env", {}),
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+               **render(p.get("env", {}), trigger, False, action.credentials),
                **trigger_env(action, trigger)}
         stdin = json.dumps({"trigger": trigger.to_dict(), "rule": action.rule,
                             "rung": action.rung_name, "target": action.target}).encode()

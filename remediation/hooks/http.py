@@ -24,9 +24,9 @@ MAX_JSON = 1 << 20  # bytes of a rendered JSON body
 
 class HttpHook:
     """Params: `url` (scheme and host literal; `${...}` only in the path or query, where values are
-    percent-encoded), `method` (POST), `headers` (values may use `${...}`; an Authorization header
-    is redacted in the audit), `json` (a body template), `expect` (status codes that mean success;
-    default any 2xx), `verify_tls` (true)."""
+    percent-encoded), `method` (POST), `headers` (values may use `${...}`; a credential comes from
+    `${credentials.NAME}`, and secret-looking headers are redacted in the audit), `json` (a body
+    template), `expect` (status codes that mean success; default any 2xx), `verify_tls` (true)."""
 
     name = "http"
 
@@ -66,10 +66,10 @@ class HttpHook:
         cannot make a request (a header value with a line break or not ASCII, sizes over
         `MAX_URL`, `MAX_HEADER`, `MAX_JSON`, a missing value)."""
         p = action.params
-        url = render_url(p["url"], trigger)
+        url = render_url(p["url"], trigger, action.credentials)
         if len(url) > MAX_URL:
             raise InputError(f"the rendered url is {len(url)} characters (at most {MAX_URL})")
-        headers: dict[str, str] = render(p.get("headers", {}), trigger)
+        headers: dict[str, str] = render(p.get("headers", {}), trigger, False, action.credentials)
         for k, v in headers.items():
             if "\n" in v or "\r" in v:
                 raise InputError(f"header {k}: the rendered value holds a line break")
@@ -78,7 +78,7 @@ class HttpHook:
             if len(v) > MAX_HEADER:
                 raise InputError(f"header {k}: the rendered value is {len(v)} characters "
                                  f"(at most {MAX_HEADER})")
-        body = render(p.get("json"), trigger)
+        body = render(p.get("json"), trigger, False, action.credentials)
         if body is not None and len(json.dumps(body)) > MAX_JSON:
             raise InputError(f"the rendered JSON body is over {MAX_JSON} bytes")
         return p["method"], url, headers, body

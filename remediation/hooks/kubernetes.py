@@ -139,6 +139,10 @@ class KubernetesHook:
         obj = "ingress" if op == "throttle" else "deployment"
         if not isinstance(p.get(obj), str):
             raise HookParamError(f"kubernetes: {op} needs '{obj}'")
+        for key in ("kubeconfig", "context"):
+            if "${" in str(p.get(key, "")):
+                raise HookParamError(f"kubernetes: '{key}' must be literal: where credentials come "
+                                     "from is never alert data")
         if op == "scale" and not (isinstance(p.get("replicas"), int) and p["replicas"] >= 0):
             raise HookParamError("kubernetes: scale needs 'replicas' (an integer >= 0)")
         if op == "throttle" and not (isinstance(p.get("rps"), int | float) and p["rps"] > 0):
