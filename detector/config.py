@@ -123,9 +123,10 @@ class WindowConfig(BaseModel):
         "is always a clock error (the slack covers a wrong host clock)",
     )
     jump_confirm: int = Field(
-        default=20, ge=1, description="consecutive events that must agree on a time this far "
-        "ahead before the stream moves there (fewer while the stream is young: one more than "
-        "it has accepted); a live stream resuming at this machine's time moves at once",
+        default=20, ge=1, description="a run of consecutive events agreeing on a time this far "
+        "ahead moves the stream there once it is as long as the events the stream had in its "
+        "last max_future_seconds, at most this many (a sparse stream moves at once); a live "
+        "stream resuming at this machine's time moves at once",
     )
     gap_seconds: float = Field(
         default=60.0, gt=0, description="a silence of the whole stream at least this long is a "

@@ -349,3 +349,82 @@ def test_metric_anomalies_from_prometheus_reach_the_incidents_topic(broker: Brok
             run.close()
             exp.close()
     assert run.code == [0]
+
+
+POISON = [
+    b'{"ts": 1795435300, "service": "ca\xffrt", "msg": "invalid UTF-8 inside a string"}',
+    b'{"ts": 1795435300, "service": "cart", "msg": "deep", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    b'{"ts": 1795435300, "service": "cart", "msg": "big", "status": 123456789012345678901234567890}',
+    b'{"ts": 1795435300, "service": "\\ud800", "msg": "a lone surrogate"}',
+    b'{"ts": NaN, "service": "cart", "msg": "a NaN literal"}',
+    b'{"ts": 1795435300, "service": "cart"}{"ts": 1}',
+    b'{"ts": 1826971300, "service": "cart", "msg": "a year ahead"}',
+    b'{"ts": 1, "service": "cart", "msg": "1970"}',
+    b"\xff\xfe\x00random bytes",
+    b'{"ts": 1795435300, "service": ["cart"], "msg": "wrong type"}',
+]
+
+
+def test_poison_records_of_every_class_in_one_poll_are_dead_lettered_and_committed(
+        broker: Broker, tmp_path: Path) -> None:
+    good = log_lines(3000, seed=4)
+    good = [(k, v) for k, v in good if v.startswith(b'{"ts":"')]  # only good ones, then poison
+    mixed = list(good)
+    for i, p in enumerate(POISON):  # spread over the partitions, amid good records
+        key = good[i * 7][0]
+        mixed.insert(500 + i * 150, (key, p))
+    broker.produce("logs", mixed)
+    cfg = config(broker, tmp_path, poll_max_records=5000)
+    run = Running(cfg)
+    try:
+        until(lambda: caught_up(broker), 60, "all offsets committed")
+        m = run.consumer.metrics
+        assert m.events.labels(topic="logs")._value.get() == len(mixed)
+        assert m.pipeline_errors._value.get() == 0
+        ok, why = run.consumer.ready()
+        assert ok, why
+    finally:
+        run.close()
+    assert run.code == [0]
+    dlq = broker.read("vigil.dead-letters", 2 * len(POISON), timeout=5)
+    assert {r.value for r in dlq} == set(POISON)  # each with its exact bytes
+    reasons = {r.value: dict(r.headers)["vigil.reason"].decode() for r in dlq}
+    assert reasons[POISON[6]] == reasons[POISON[7]] == "clock_skew"
+    assert reasons[POISON[2]] == reasons[POISON[9]] == "wrong_type"
+    # No restart loop: a second consumer of the group finds nothing left to do.
+    again = Running(cfg)
+    try:
+        until(lambda: bool(again.consumer.state.assigned), 30, "assignment")
+        time.sleep(2)
+        assert again.consumer.metrics.events.labels(topic="logs")._value.get() == 0
+    finally:
+        again.close()
+    assert len(broker.read("vigil.dead-letters", 2 * len(POISON) + 1, timeout=3)) == len(dlq)
+
+
+def test_a_batch_the_pipeline_fails_on_is_dead_lettered_and_the_partition_goes_on(
+        broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last resort for a bug: fault injected into the real pipeline for one record."""
+    from detector.pipeline import Pipeline
+
+    process = Pipeline.process
+
+    def failing(self: Pipeline, lines: Any, *args: Any, **kw: Any) -> Any:
+        if any(b"trigger a bug" in x for x in lines):
+            raise RuntimeError("injected")
+        return process(self, lines, *args, **kw)
+
+    monkeypatch.setattr(Pipeline, "process", failing)
+    good = [(k, v) for k, v in log_lines(1500, seed=5) if v.startswith(b'{"ts":"')]
+    broker.produce("logs", good[:600] + [(b"k", b'{"ts": 1795435300, "service": "a", '
+                                               b'"msg": "trigger a bug"}')] + good[600:])
+    run = Running(config(broker, tmp_path))
+    try:
+        until(lambda: caught_up(broker), 60, "all offsets committed")
+        assert run.consumer.metrics.pipeline_errors._value.get() >= 1
+    finally:
+        run.close()
+    assert run.code == [0]
+    dlq = broker.read("vigil.dead-letters", len(good), timeout=5)
+    assert {dict(r.headers)["vigil.reason"].decode() for r in dlq} == {"pipeline_error"}
+    assert any(b"trigger a bug" in r.value for r in dlq)
