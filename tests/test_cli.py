@@ -125,7 +125,10 @@ def test_dead_letters_can_be_fixed_and_replayed(tmp_path: Path) -> None:
         orjson.dumps({"ts": 1795435200 + i, "app": "billing", "msg": "ok"}) + b"\n"
         for i in range(50)))
     first = tmp_path / "first"
-    vigil("replay", str(logs), "--out", str(first))
+    res = runner.invoke(app, ["replay", str(logs), "--out", str(first)])
+    assert res.exit_code == 1  # not one line became an event, and it says why
+    assert "50 of 50 lines lack a timestamp or a service" in res.output
+    assert "parsing.fields" in res.output and '"app":"billing"' in res.output
     summary = vigil("dead-letters", str(first / "dead_letter.jsonl"))
     assert "missing_field" in summary and "50" in summary
     raw = runner.invoke(app, ["dead-letters", str(first / "dead_letter.jsonl"), "--raw"])
@@ -148,3 +151,28 @@ def test_dead_letters_can_be_fixed_and_replayed(tmp_path: Path) -> None:
 def test_unknown_choices_are_clear_errors(args: list[str]) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "choose from" in result.output
+
+
+def test_replay_summary_file_counts_incidents_not_revisions(tmp_path: Path) -> None:
+    """Two incidents printed as four: snapshots at the end of input were counted again."""
+    run_file = tmp_path / "burst.jsonl"
+    vigil("simulate", "--scenario", "error_burst", "--events", "60000", "--seed", "1",
+          "--out", str(run_file))
+    out_dir, figures = tmp_path / "out", tmp_path / "summary.json"
+    vigil("replay", str(run_file), "--out", str(out_dir), "--summary", str(figures))
+    data = orjson.loads(figures.read_bytes())
+    ids = {orjson.loads(x)["id"] for x in (out_dir / "incidents.jsonl").read_bytes().splitlines()}
+    assert data["incidents_opened"] == len(ids) >= 1
+    assert data["lines"] == data["events"] + data["dead_letters_total"] == 60000
+    for key in ("windows_closed", "anomalies", "seconds", "dead_letters", "gaps", "capped"):
+        assert key in data
+
+
+def test_a_file_of_raw_text_logs_says_what_was_expected(tmp_path: Path) -> None:
+    logs = tmp_path / "hdfs.log"
+    logs.write_text("".join(f"081109 2035{i % 60:02d} 143 INFO dfs.DataNode: Receiving block "
+                            f"blk_{i}\n" for i in range(2000)))
+    res = runner.invoke(app, ["replay", str(logs), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 1
+    assert "2000 of 2000 lines are not JSON (undecodable)" in res.output
+    assert "081109 2035" in res.output and "vigil eval lines --format" in res.output
