@@ -23,6 +23,9 @@ class Verdict(StrEnum):
     VERIFIED = "verified"  # after acting, the signal cleared
     NOT_BETTER = "not_better"  # after acting and waiting, it did not: climb the ladder
     ESCALATED = "escalated"  # the ladder ran out or a restart loop: a person was paged
+    # The engine died while this step's hook ran (its claim had no outcome on the next start):
+    # outcome unknown; then retried (idempotent step) or escalated, and recorded as such.
+    INTERRUPTED = "interrupted"
     CANCELLED = "cancelled"  # the trigger resolved before the action ran
     RESOLVED = "resolved"  # the alert resolved: the trigger's record is closed
 

@@ -1,5 +1,10 @@
 """The audit: every remediation decision as a row in SQLite (WAL), and the claims that keep one
-trigger episode from acting twice on one rung, across restarts."""
+trigger episode from acting twice on one rung, across restarts.
+
+A claim is written before its hook runs and stays `claimed` until a row that ends that step is
+written (in the same transaction: the outcome, or what was decided instead). A claim still
+`claimed` when an engine starts belongs to a step that was interrupted (the process died while
+the hook ran): `interrupted_claims` lists them, and the engine resolves each one."""
 
 from __future__ import annotations
 
@@ -42,9 +47,22 @@ CREATE TABLE IF NOT EXISTS claims (
     rule TEXT NOT NULL,
     rung INTEGER NOT NULL,
     ts REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'done',
+    trigger TEXT,
+    dry_run INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (episode, rule, rung)
 );
 """
+# Databases from before claims had a state: their claims with no outcome row were interrupted.
+_MIGRATE_CLAIMS = (
+    "ALTER TABLE claims ADD COLUMN state TEXT NOT NULL DEFAULT 'done'",
+    "ALTER TABLE claims ADD COLUMN trigger TEXT",
+    "ALTER TABLE claims ADD COLUMN dry_run INTEGER NOT NULL DEFAULT 0",
+    "UPDATE claims SET state = 'claimed' WHERE NOT EXISTS (SELECT 1 FROM audit a WHERE "
+    "a.episode = claims.episode AND a.rule = claims.rule AND a.rung = claims.rung AND "
+    "a.verdict IN ('acted', 'dry_run', 'failed', 'input_error'))",
+)
+_OPEN_CLAIMS = "CREATE INDEX IF NOT EXISTS claims_open ON claims (state) WHERE state = 'claimed'"
 _COLUMNS = ("id", "ts", "episode", "fingerprint", "source", "rule", "rung", "rung_name", "hook",
             "target", "params", "verdict", "guard", "detail", "output", "duration_s", "trigger")
 
@@ -69,12 +87,29 @@ class AuditRecord:
     ts: float = 0.0
     id: int | None = None
     trigger_json: str | None = None  # `trigger` already serialised (an engine reuses it)
+    closes_claim: bool = False  # this row ends the claimed step (episode, rule, rung): not stored
+
+    def __post_init__(self) -> None:
+        if self.closes_claim and (self.rule is None or self.rung is None):
+            raise ValueError("a row that closes a claim names its rule and rung")
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in _COLUMNS}
+        out: dict[str, Any] = {k: getattr(self, k) for k in _COLUMNS}
         if out["trigger"] is None and self.trigger_json:
             out["trigger"] = json.loads(self.trigger_json)
         return out
+
+
+@dataclass(slots=True)
+class Claim:
+    """A step that was claimed and never ended: the process died while its hook ran."""
+
+    episode: str
+    rule: str
+    rung: int
+    ts: float  # when it was claimed
+    dry_run: bool  # claimed by a dry-run engine (the hook that ran was the `log` hook)
+    trigger: dict[str, Any] | None  # the trigger it acted for (None: unknown, an old database)
 
 
 class AuditStore:
@@ -92,6 +127,11 @@ class AuditStore:
     (True, False)
     >>> [r.verdict for r in store.query(target="cart")]
     ['dry_run']
+    >>> [(c.episode, c.rung) for c in store.interrupted_claims()]  # claimed, never ended
+    [('e1', 0)]
+    >>> _ = store.add(AuditRecord("e1", "f", "manual", "acted", rule="r", rung=0, closes_claim=True))
+    >>> store.interrupted_claims()
+    []
     """
 
     def __init__(self, path: Path | str, synchronous: str = "FULL") -> None:
@@ -104,6 +144,13 @@ class AuditStore:
             raise ValueError("synchronous must be FULL, EXTRA or NORMAL")
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(claims)")}
+        if "state" not in columns:  # a database from before claims had a state
+            self._db.execute("BEGIN IMMEDIATE")
+            for sql in _MIGRATE_CLAIMS:
+                self._db.execute(sql)
+            self._db.execute("COMMIT")
+        self._db.execute(_OPEN_CLAIMS)
         self._writer = GroupCommitter(self._db, self._lock, "vigil-audit")
 
     def close(self) -> None:
@@ -127,8 +174,10 @@ class AuditStore:
             r.id = i
         return ids
 
-    async def aclaim(self, episode: str, rule: str, rung: int) -> bool:
-        return bool(await self._submit(lambda: self._claim(episode, rule, rung)))
+    async def aclaim(self, episode: str, rule: str, rung: int, trigger_json: str | None = None,
+                     dry_run: bool = False) -> bool:
+        return bool(await self._submit(lambda: self._claim(episode, rule, rung, trigger_json,
+                                                            dry_run)))
 
     async def _submit(self, op: Callable[[], Any]) -> Any:
         return await self._writer.submit(op)
@@ -141,12 +190,17 @@ class AuditStore:
             "INSERT INTO audit (ts, episode, fingerprint, source, rule, rung, rung_name, hook, "
             "target, params, verdict, guard, detail, output, duration_s, trigger) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+        if rec.closes_claim:  # in the same transaction: a step is ended exactly when its row is
+            self._db.execute("UPDATE claims SET state = 'done' WHERE episode = ? AND rule = ? AND "
+                             "rung = ? AND state = 'claimed'", (rec.episode, rec.rule, rec.rung))
         return int(cur.lastrowid or 0)
 
-    def _claim(self, episode: str, rule: str, rung: int) -> bool:
+    def _claim(self, episode: str, rule: str, rung: int, trigger_json: str | None = None,
+               dry_run: bool = False) -> bool:
         cur = self._db.execute(
-            "INSERT OR IGNORE INTO claims (episode, rule, rung, ts) VALUES (?, ?, ?, ?)",
-            (episode, rule, rung, time.time()))
+            "INSERT OR IGNORE INTO claims (episode, rule, rung, ts, state, trigger, dry_run) "
+            "VALUES (?, ?, ?, ?, 'claimed', ?, ?)",
+            (episode, rule, rung, time.time(), trigger_json, int(dry_run)))
         return cur.rowcount == 1
 
     def add(self, rec: AuditRecord) -> int:
@@ -155,11 +209,26 @@ class AuditStore:
             rec.id = self._insert(rec)
         return rec.id
 
-    def claim(self, episode: str, rule: str, rung: int) -> bool:
+    def claim(self, episode: str, rule: str, rung: int, trigger_json: str | None = None,
+              dry_run: bool = False) -> bool:
         """True the first time (episode, rule, rung) is claimed, ever; False after, even after a
-        restart: the same alert episode acts at most once per rung."""
+        restart: the same alert episode acts at most once per rung. The claim stays open until a
+        record with `closes_claim` for it is added."""
         with self._lock:
-            return self._claim(episode, rule, rung)
+            return self._claim(episode, rule, rung, trigger_json, dry_run)
+
+    def interrupted_claims(self) -> list[Claim]:
+        """Claims no record has closed, oldest first: steps whose engine died while they ran.
+        (A claim from an old database without its trigger takes the episode's latest audited
+        trigger, if any.)"""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT c.episode, c.rule, c.rung, c.ts, c.dry_run, COALESCE(c.trigger, (SELECT "
+                "a.trigger FROM audit a WHERE a.episode = c.episode AND a.trigger IS NOT NULL "
+                "ORDER BY a.id DESC LIMIT 1)) FROM claims c WHERE c.state = 'claimed' "
+                "ORDER BY c.ts, c.rung").fetchall()
+        return [Claim(e, r, int(n), float(ts), bool(d), json.loads(t) if t else None)
+                for e, r, n, ts, d, t in rows]
 
     def claims_since(self, since: float) -> dict[tuple[str, str], list[int]]:
         """(episode, rule) -> rungs claimed since `since`: an engine's memory on start-up."""

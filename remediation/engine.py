@@ -12,19 +12,20 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from remediation.actions import Action, InputError, Outcome, Verdict, redact, scrub
-from remediation.audit import AuditRecord, AuditStore
+from remediation.audit import AuditRecord, AuditStore, Claim
 from remediation.guard import Guard
 from remediation.hooks.base import HookParamError, HookRegistry
 from remediation.hooks.log import LogHook
 from remediation.policy import CredentialError, HttpCheck, Policy, Rule, Rung, render_target
 from remediation.retry import backoff_delays
 from remediation.templating import SHOWN, TemplateError, references, render, render_url
-from remediation.trigger import Trigger
+from remediation.trigger import Trigger, TriggerError
 
 
 @dataclass
@@ -53,6 +54,12 @@ class Engine:
     Idempotency: each (episode, rule, rung) is claimed in the audit database before its hook runs,
     so a resent alert, a second Vigil replica sharing the database, or a restart never acts twice
     on one rung of one episode.
+
+    Interruptions: a claim that no row ended (the process died while the hook ran) is resolved by
+    the next engine on the database (`resume_interrupted`, also run by the first `submit`): once
+    the old hook cannot still be running it is audited `interrupted`, then its ladder resumes at
+    that rung (retried: the rung says `on_interrupt: retry`, its hook is idempotent, or it was a
+    dry run) or a person is paged (`escalated`). Never forgotten, never silently done twice.
     """
 
     def __init__(self, policy: Policy, store: AuditStore, hooks: HookRegistry | None = None,
@@ -70,6 +77,7 @@ class Engine:
         self.guard.load(store.acted_since(clock() - horizon), dry_run=self.settings.dry_run)
         self._rng = random.Random(self.settings.seed)
         self._prior_claims = store.claims_since(clock() - self.settings.claim_memory_s)
+        self._interrupted: list[Claim] = store.interrupted_claims()
         self._episodes: dict[str, _Episode] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._approvals: dict[int, asyncio.Future[bool]] = {}
@@ -95,6 +103,8 @@ class Engine:
     def _take(self, trigger: Trigger) -> tuple[list[str], list[asyncio.Future[Any]]]:
         # Secret labels and annotations go no further: not to the audit, a hook or a page.
         trigger = self.policy.redact_trigger(trigger)
+        if self._interrupted:  # before anything else touches these episodes
+            self.resume_interrupted()
         self._submitted += 1
         if self._submitted % 4096 == 0:
             self._forget_finished()
@@ -117,13 +127,97 @@ class Engine:
         started: list[str] = []
         work: list[asyncio.Future[Any]] = []
         for rule in rules:
-            if rule.name in ep.tasks:
-                continue  # a resend of an episode already being handled
+            running = ep.tasks.get(rule.name)
+            if running is not None:  # a resend of an episode already being handled:
+                if not running.done():  # it is finished when that handling is
+                    work.append(running)
+                continue
             task = ep.tasks[rule.name] = asyncio.get_running_loop().create_task(
                 self._ladder(rule, ep))
             started.append(rule.name)
             work.append(task)
         return started, work
+
+    def resume_interrupted(self) -> int:
+        """Start resolving the steps an earlier engine claimed and never finished (see the class
+        docstring); returns how many. Runs once, from the engine's event loop: the first
+        `submit` calls it, and an owner should at start (a quiet engine must resolve them too)."""
+        claims, self._interrupted = self._interrupted, []
+        loop = asyncio.get_running_loop()
+        for c in claims:
+            trigger = self._claim_trigger(c)
+            ep = self._episodes.get(trigger.episode)
+            if ep is None:
+                ep = self._episodes[trigger.episode] = _Episode(trigger)
+            ep.seen = self.clock()
+            rule = next((r for r in self.policy.rules if r.name == c.rule), None)
+            if rule is None or c.rung >= len(rule.ladder):
+                self._background(self._unresumable(c, trigger, "its rule is no longer in the "
+                                                   "policy"))
+            elif rule.name in ep.tasks:
+                self._background(self._unresumable(c, trigger, "a later claim of the same "
+                                                   "ladder is being resolved"))
+            else:
+                ep.tasks[rule.name] = loop.create_task(self._ladder(rule, ep, resume=c))
+        return len(claims)
+
+    def _claim_trigger(self, c: Claim) -> Trigger:
+        """The trigger a claim acted for (as the policy redacts it now), or a stand-in."""
+        try:
+            if c.trigger is not None:
+                return self.policy.redact_trigger(Trigger.from_dict(c.trigger))
+        except TriggerError:
+            pass
+        fingerprint, _, starts = c.episode.rpartition("@")
+        try:
+            starts_at = float(starts)
+        except ValueError:
+            fingerprint, starts_at = c.episode, 0.0
+        return Trigger("manual", fingerprint or c.episode, "firing", starts_at)
+
+    async def _unresumable(self, c: Claim, trigger: Trigger, why: str) -> None:
+        detail = (f"the engine stopped while step {c.rung} of {c.rule!r} ran (claimed "
+                  f"{_when(c.ts)}); its outcome is unknown and {why}: escalating")
+        await self._record(trigger, Verdict.INTERRUPTED, rule=c.rule, rung=c.rung, detail=detail)
+        await self._page(c.rule, trigger, detail, rung=c.rung, closes_claim=True)
+
+    async def _resolve_interrupted(self, rule: Rule, ep: _Episode, c: Claim) -> bool:
+        """Audit the interrupted step and decide: True to retry it, False once escalated."""
+        trigger, rung = ep.trigger, rule.ladder[c.rung]
+        r = self.policy.guards.retries
+        # Until the old hook cannot still be running (a command's process group outlives its
+        # engine), nothing is decided: no second run overlaps the first.
+        longest = rung.timeout_s * (r.attempts + 1) + r.attempts * r.max_s
+        if (left := c.ts + longest - time.time()) > 0:
+            await self.sleep(left)
+        retry, why = self._retry_interrupted(rung, c.dry_run)
+        detail = (f"the engine stopped while this step ran (claimed {_when(c.ts)}); its outcome is "
+                  f"unknown; {'retrying' if retry else 'escalating'}: {why}")
+        try:
+            action: Action | None = self._action(rule, c.rung, rung, trigger)
+        except (InputError, CredentialError):
+            action = None
+        await self._record(trigger, Verdict.INTERRUPTED, rule=rule, rung=c.rung, action=action,
+                           detail=detail)
+        if not retry:
+            await self._page(rule, trigger, f"step {rung.name!r} of {rule.name!r} was "
+                             f"interrupted by a stop of the engine; its outcome is unknown and it "
+                             f"is not retried ({why})", rung=c.rung, closes_claim=True)
+        return retry
+
+    def _retry_interrupted(self, rung: Rung, dry_run: bool) -> tuple[bool, str]:
+        if dry_run:
+            return True, "it was a dry run (the log hook)"
+        if rung.on_interrupt is not None:
+            return rung.on_interrupt == "retry", f"on_interrupt: {rung.on_interrupt}"
+        try:
+            idempotent = getattr(self.hooks.get(rung.hook), "idempotent", None)
+            yes = bool(idempotent(rung.params) if callable(idempotent) else idempotent)
+        except Exception:  # an unknown hook or a broken declaration: not idempotent
+            yes = False
+        return yes, (f"{rung.hook} is idempotent for these params" if yes else
+                     f"{rung.hook} is not idempotent for these params (set on_interrupt: retry "
+                     "if it is)")
 
     def _forget_finished(self) -> None:
         horizon = self.clock() - self.settings.episode_memory_s
@@ -167,14 +261,19 @@ class Engine:
         return True
 
     # ---- the ladder ---------------------------------------------------------------------
-    async def _ladder(self, rule: Rule, ep: _Episode) -> None:
+    async def _ladder(self, rule: Rule, ep: _Episode, resume: Claim | None = None) -> None:
+        """Climb `rule`'s ladder for the episode; with `resume`, first resolve that interrupted
+        claim and, if it is retried, start at its rung (already claimed: not claimed again)."""
         trigger = ep.trigger
-        # Rungs of this episode claimed before this engine started (a restart, or another
-        # replica on the same database); claims made since are refused by the claim itself.
-        done = self._prior_claims.get((trigger.episode, rule.name), [])
+        held = None  # the rung whose claim this ladder holds without having claimed it now
         first = 0
-        if done:
-            # This episode already acted under this rule (before a restart, or on another replica).
+        if resume is not None:
+            if not await self._resolve_interrupted(rule, ep, resume):
+                return
+            held = first = resume.rung
+        elif done := self._prior_claims.get((trigger.episode, rule.name), []):
+            # Rungs of this episode claimed before this engine started (a restart, or another
+            # replica on the same database); claims made since are refused by the claim itself.
             last = max(done)
             prior = self.store.query(episode=trigger.episode, limit=100_000)
             climbed = any(r.rule == rule.name and r.rung == last and r.verdict in (
@@ -184,31 +283,33 @@ class Engine:
                              detail=f"rung {last} of this episode already ran")
                 return
             first = last + 1
-        acted = first > 0  # once a rung has acted, a guard that stops the climb pages
+        acted = first > 0 or resume is not None  # then a guard that stops the climb pages
         for i in range(first, len(rule.ladder)):
             rung = rule.ladder[i]
+            closes = i == held  # what is recorded for this rung ends the held claim
             if ep.resolved.is_set():
                 await self._record(trigger, Verdict.CANCELLED, rule=rule, rung=i,
-                             detail="the alert resolved before this step")
+                                   detail="the alert resolved before this step", closes_claim=closes)
                 return
             try:
                 action = self._action(rule, i, rung, trigger)
             except TemplateError as exc:  # the target needs a value this alert lacks
                 await self._record(trigger, Verdict.INPUT_ERROR, rule=rule, rung=i,
-                                   detail=f"target: {exc}")
+                                   detail=f"target: {exc}", closes_claim=closes)
                 continue
             except CredentialError as exc:  # configuration, not the alert nor the target
-                await self._record(trigger, Verdict.FAILED, rule=rule, rung=i, detail=str(exc))
+                await self._record(trigger, Verdict.FAILED, rule=rule, rung=i, detail=str(exc),
+                                   closes_claim=closes)
                 continue
             problem = self._input_problem(action, trigger)
             if problem is not None:  # before any guard counts it: the target was never called
                 verdict, detail = problem
-                await self._record(trigger, verdict, action=action, detail=detail)
+                await self._record(trigger, verdict, action=action, detail=detail, closes_claim=closes)
                 continue
             decision = self.guard.check(action)
             if not decision:
                 await self._record(trigger, Verdict.SUPPRESSED, action=action, guard=decision.guard,
-                             detail=decision.detail)
+                                   detail=decision.detail, closes_claim=closes)
                 if decision.escalate:
                     continue  # a restart loop: the next rung (or the page) instead
                 if acted:  # the ladder acted and it did not help: a person must know
@@ -216,14 +317,16 @@ class Engine:
                                      f"suppressed by {decision.guard} ({decision.detail}) after "
                                      "earlier steps did not help")
                 return
-            needs_approval = (rule.approval is not None and rule.approval.required
+            needs_approval = (rule.approval is not None and rule.approval.required and not closes
                               and not self.settings.dry_run)  # dry-run acts on nothing to approve
             if needs_approval and not await self._approved(action, trigger, ep,
                                                            rule.approval.expires_s):  # type: ignore[union-attr]
                 return
             lock = self._locks.setdefault(action.target, asyncio.Lock())
             async with lock:  # one ladder at a time per target: two triggers never race
-                if not await self.store.aclaim(trigger.episode, rule.name, i):
+                if not closes and not await self.store.aclaim(
+                        trigger.episode, rule.name, i, self._trigger_json(trigger),
+                        self.settings.dry_run):
                     await self._record(trigger, Verdict.SUPPRESSED, action=action, guard="idempotency",
                                  detail="this rung of this episode already ran")
                     return
@@ -234,7 +337,7 @@ class Engine:
                            Verdict.INPUT_ERROR if outcome.input_error else Verdict.FAILED)
                 done_rec = self._audit_record(trigger, verdict, action=action,
                                               detail=outcome.detail, output=outcome.output,
-                                              duration=took)
+                                              duration=took, closes_claim=True)
                 if outcome.ok and self._settled_now(rung, ep):
                     # Nothing to wait for: both rows go to disk in one write.
                     await self.store.aadd_many([done_rec, self._audit_record(
@@ -358,14 +461,18 @@ class Engine:
             return f"{rung.success.http.field} below {rung.success.http.below:g}"
         return "no verification configured"
 
-    async def _page(self, rule: Rule, trigger: Trigger, why: str | None = None) -> None:
+    async def _page(self, rule: Rule | str, trigger: Trigger, why: str | None = None,
+                    rung: int | None = None, closes_claim: bool = False) -> None:
+        """Escalate to a person (the policy's page, if any) and record it as `escalated`."""
         page = self.policy.page
-        detail = why or f"ladder of {rule.name!r} exhausted without recovery"
+        name = rule if isinstance(rule, str) else rule.name
+        detail = why or f"ladder of {name!r} exhausted without recovery"
         if page is None:
-            await self._record(trigger, Verdict.ESCALATED, rule=rule, detail=detail + "; no page configured")
+            await self._record(trigger, Verdict.ESCALATED, rule=rule, rung=rung,
+                               detail=detail + "; no page configured", closes_claim=closes_claim)
             return
         body = {"text": f"Vigil: {detail} for {trigger.service or trigger.fingerprint}",
-                "rule": rule.name, "trigger": trigger.to_dict(),
+                "rule": name, "trigger": trigger.to_dict(),
                 "audit": [r.to_dict() for r in self.store.query(episode=trigger.episode)][-20:]}
         try:
             names = {r.partition(".")[2] for r in references(page.headers)}
@@ -375,19 +482,20 @@ class Engine:
             detail += f"; paged {page.url} -> {resp.status_code}"
         except (httpx.HTTPError, CredentialError) as exc:
             detail += f"; paging {page.url} failed: {exc}"
-        await self._record(trigger, Verdict.ESCALATED, rule=rule, detail=detail)
+        await self._record(trigger, Verdict.ESCALATED, rule=rule, rung=rung, detail=detail,
+                           closes_claim=closes_claim)
 
-    async def _record(self, trigger: Trigger, verdict: str, rule: Rule | None = None,
+    async def _record(self, trigger: Trigger, verdict: str, rule: Rule | str | None = None,
                       rung: int | None = None, action: Action | None = None,
                       guard: str | None = None, detail: str = "", output: str = "",
-                      duration: float | None = None) -> int:
+                      duration: float | None = None, closes_claim: bool = False) -> int:
         return await self.store.aadd(self._audit_record(
-            trigger, verdict, rule, rung, action, guard, detail, output, duration))
+            trigger, verdict, rule, rung, action, guard, detail, output, duration, closes_claim))
 
-    def _audit_record(self, trigger: Trigger, verdict: str, rule: Rule | None = None,
+    def _audit_record(self, trigger: Trigger, verdict: str, rule: Rule | str | None = None,
                       rung: int | None = None, action: Action | None = None,
                       guard: str | None = None, detail: str = "", output: str = "",
-                      duration: float | None = None) -> AuditRecord:
+                      duration: float | None = None, closes_claim: bool = False) -> AuditRecord:
         params = None
         if action is not None:
             try:  # credentials show as '***': what is stored never holds one
@@ -400,14 +508,19 @@ class Engine:
             if action.credentials:  # a URL in a detail, an echo in a response body
                 detail = scrub(detail, action.credentials.values())
                 output = scrub(output, action.credentials.values())
+        rule_name = rule if isinstance(rule, str) or rule is None else rule.name
+        rung_name = None
+        if isinstance(rule, Rule) and rung is not None and 0 <= rung < len(rule.ladder):
+            rung_name = rule.ladder[rung].name
         return AuditRecord(
             episode=trigger.episode, fingerprint=trigger.fingerprint, source=trigger.source,
-            verdict=str(verdict), rule=action.rule if action else (rule.name if rule else None),
+            verdict=str(verdict), rule=action.rule if action else rule_name,
             rung=action.rung if action else rung,
-            rung_name=action.rung_name if action else None, hook=action.hook if action else None,
+            rung_name=action.rung_name if action else rung_name,
+            hook=action.hook if action else None,
             target=action.target if action else None, params=params, guard=guard, detail=detail,
             output=output, duration_s=duration, trigger_json=self._trigger_json(trigger),
-            ts=self.clock())
+            ts=self.clock(), closes_claim=closes_claim)
 
     def _settled_now(self, rung: Rung, ep: _Episode) -> bool:
         """Verified without waiting: already resolved, or a rung that asks for no check."""
@@ -422,6 +535,10 @@ class Engine:
                 ep.json = json.dumps(trigger.to_dict())
             return ep.json
         return json.dumps(trigger.to_dict())
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _running(ep: _Episode) -> bool:

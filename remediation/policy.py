@@ -164,6 +164,10 @@ class Rung(_Strict):
     # A command whose argv runs a shell or inline code is refused unless this says otherwise
     # (and then warned about): trigger data in its VIGIL_* variables is one `eval` from code.
     allow_shell: bool = False
+    # When the engine died while this step ran: retry it, or escalate to a person. Default:
+    # retry if its hook says the step is idempotent (log; http GET/PUT/DELETE; kubernetes scale
+    # and throttle), else escalate.
+    on_interrupt: Literal["retry", "escalate"] | None = None
 
 
 class Approval(_Strict):

@@ -805,3 +805,93 @@ def test_credentials_from_a_file_and_the_environment_reach_the_target_but_never_
     failed = next(r for r in recs if r.rule == "broken" and r.verdict == "failed")
     assert "credentials.missing" in failed.detail and "nope" in failed.detail
     assert len(pager.pages) == 1 and "SECRET" not in json.dumps(pager.pages)
+
+
+# ---- a crash in the middle of an action ---------------------------------------------------------
+ENGINE_CHILD = """
+import asyncio, sys
+from remediation.audit import AuditStore
+from remediation.engine import Engine, EngineSettings
+from remediation.policy import parse_policy
+from remediation.trigger import Trigger
+
+async def main() -> None:
+    engine = Engine(parse_policy(open(sys.argv[1]).read()), AuditStore(sys.argv[2]),
+                    settings=EngineSettings(dry_run=False))
+    await engine.process(Trigger("alertmanager", "crash", "firing", 1000.0,
+                                 labels={"service": "cart", "severity": "page"}))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("on_interrupt", ["retry", "escalate"])
+def test_an_action_interrupted_by_a_crash_is_audited_then_retried_or_escalated(
+        tmp_path: Path, on_interrupt: str) -> None:
+    """The engine process is killed while its hook runs: the claim is on disk, no outcome row is.
+    On the next start the claim is resolved: audited `interrupted`, then retried (the rung says
+    on_interrupt: retry, or its hook is idempotent) or escalated to a person (the default for a
+    command), whether or not Alertmanager resends the alert."""
+    started, once = tmp_path / "started", tmp_path / "ran-once"
+    hook = tmp_path / "restart.sh"  # the first run hangs (and is killed), a second one succeeds
+    hook.write_text(f"#!/bin/sh\necho $$ >> {started}\n[ -e {once} ] && exit 0\n"
+                    f"touch {once}\nsleep 30\n")
+    hook.chmod(0o755)
+    pager = Pager()
+    extra = "\n                on_interrupt: retry" if on_interrupt == "retry" else ""
+    (tmp_path / "policy.yaml").write_text(textwrap.dedent(f"""
+        rules:
+          - name: r
+            match: {{labels: {{service: cart}}}}
+            ladder:
+              - name: restart
+                hook: command
+                timeout_s: 2{extra}
+                wait_s: 0
+                success: {{resolved: false}}
+                params: {{argv: ["{hook}"]}}
+        guards: {{cooldown_s: 0, retries: {{attempts: 0}}}}
+        page: {{url: "{pager.url}"}}
+    """))
+    db = tmp_path / "audit.db"
+    child = subprocess.Popen([sys.executable, "-c", ENGINE_CHILD, str(tmp_path / "policy.yaml"),
+                              str(db)])
+    try:
+        deadline = time.monotonic() + 30
+        while not (started.exists() and started.read_text().strip()):
+            assert time.monotonic() < deadline and child.poll() is None, "the hook never started"
+            time.sleep(0.05)
+        child.kill()  # the crash: mid-hook
+        child.wait()
+        os.killpg(int(started.read_text().split()[0]), signal.SIGKILL)  # its orphaned hook too
+        before = [(r.verdict, r.guard) for r in AuditStore(db).query()]
+        assert before == []  # claimed, and then nothing
+
+        async def restart() -> None:
+            e = Engine(policy((tmp_path / "policy.yaml").read_text()), AuditStore(db),
+                       settings=EngineSettings(dry_run=False))
+            if on_interrupt == "retry":  # Alertmanager resends while it is being resolved
+                await e.process(trig("crash"))
+            else:  # nothing resends: the start alone resolves it
+                assert e.resume_interrupted() == 1
+            await settle(e)
+        run(restart())
+    finally:
+        pager.close()
+    rows = [(r.rung_name, r.verdict) for r in AuditStore(db).query()]
+    interrupted = AuditStore(db).query(verdict="interrupted")
+    assert len(interrupted) == 1 and "outcome is unknown" in interrupted[0].detail
+    if on_interrupt == "retry":
+        assert rows == [("restart", "interrupted"), ("restart", "acted"), ("restart", "verified")]
+        assert len(started.read_text().split()) == 2  # it really ran again
+        assert pager.pages == []
+    else:
+        assert rows == [("restart", "interrupted"), ("restart", "escalated")], rows
+        assert len(started.read_text().split()) == 1  # not run twice
+        assert len(pager.pages) == 1 and "interrupted" in pager.pages[0]["text"]
+
+    async def again() -> int:  # resolved once: a second start finds nothing to resolve
+        e = Engine(policy((tmp_path / "policy.yaml").read_text()), AuditStore(db),
+                   settings=EngineSettings(dry_run=False))
+        return e.resume_interrupted()
+    assert run(again()) == 0

@@ -451,3 +451,39 @@ def test_secret_alert_fields_are_never_stored_or_served(settings: ServeSettings,
     assert rec["trigger"]["annotations"]["session"] == "***"
     assert rec["trigger"]["labels"]["customer"] == "***"
     assert rec["trigger"]["annotations"]["summary"] == "errors"  # the rest is kept
+
+
+def test_a_step_interrupted_by_a_killed_engine_process_is_resolved_on_its_restart(
+        settings: ServeSettings, tmp_path: Path) -> None:
+    """vigil serve acting: the engine process is killed while a command runs. The restarted
+    engine finds the claim without an outcome, audits it `interrupted` and (on_interrupt: retry)
+    runs the step again: the alert is neither lost nor refused as already done."""
+    import os
+    import signal
+
+    started, once = tmp_path / "started", tmp_path / "ran-once"
+    hook = tmp_path / "restart.sh"
+    hook.write_text(f"#!/bin/sh\necho $$ >> {started}\n[ -e {once} ] && exit 0\n"
+                    f"touch {once}\nsleep 30\n")
+    hook.chmod(0o755)
+    policy = tmp_path / "crash.yaml"
+    policy.write_text(POLICY.replace(
+        "      - {name: note, hook: log, wait_s: 0, success: {resolved: false}}",
+        f"      - {{name: restart, hook: command, timeout_s: 2, on_interrupt: retry, wait_s: 0,\n"
+        f"         success: {{resolved: false}}, params: {{argv: [\"{hook}\"]}}}}").replace(
+        "guards: {cooldown_s: 0}", "guards: {cooldown_s: 0, retries: {attempts: 0}}"))
+    acting = settings.model_copy(update={"policy": policy, "dry_run": False})
+    with client(acting) as c:
+        receiver = c.app.state.receiver  # type: ignore[attr-defined]
+        c.post("/alertmanager", json=notification(), headers=AUTH)
+        deadline = time.monotonic() + 30
+        while not (started.exists() and started.read_text().strip()):
+            assert time.monotonic() < deadline, "the hook never started"
+            time.sleep(0.05)
+        first = receiver.engine.process
+        first.kill()  # mid-hook
+        os.killpg(int(started.read_text().split()[0]), signal.SIGKILL)
+        actions = wait_for(c, lambda a: any(x["verdict"] == "verified" for x in a), timeout=30)
+    assert [(x["rung_name"], x["verdict"]) for x in actions] == [
+        ("restart", "interrupted"), ("restart", "acted"), ("restart", "verified")], actions
+    assert receiver.engine.process is not first

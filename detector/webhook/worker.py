@@ -68,6 +68,12 @@ class _Worker:
         self.store = AuditStore(s.audit_db)
         self.engine = Engine(load_policy(s.policy), self.store,
                              settings=EngineSettings(dry_run=s.dry_run))
+        # Steps a killed engine process left claimed and unfinished are resolved now, whether or
+        # not their alerts come again (interrupted, then retried or escalated).
+        resumed = self.engine.resume_interrupted()
+        if resumed:
+            log.warning("%d step(s) were interrupted by a stop of the engine; resolving them",
+                        resumed)
         loop.add_reader(self.conn.fileno(), self._on_message)
         self.conn.send(("ready", self.progress.watermark, len(self.progress.finished)))
         flusher = asyncio.create_task(self._flush_loop())
