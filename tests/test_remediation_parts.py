@@ -479,3 +479,15 @@ def test_an_audit_database_from_before_claim_states_is_migrated(tmp_path: Path) 
     assert claim.trigger is not None and claim.trigger["labels"] == {"service": "cart"}
     assert store.claim("new@1.000", "r", 0)  # the new columns work on the old table
     store.close()
+
+
+def test_the_readme_policy_loads() -> None:
+    """The README's example policy is a valid policy (credentials by name, no alert data in
+    credentials, no shell), so what it teaches works."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("```yaml\n# policy.yaml")
+    block = readme[start + len("```yaml\n"):readme.index("```", start + 7)]
+    pol = parse_policy(block, "README.md")
+    assert pol.warnings == [] and set(pol.credentials) == {"gateway", "pager"}
+    assert [r.name for r in pol.rules[0].ladder] == ["throttle", "restart", "rollback"]
+    assert pol.is_secret_field("annotations", "session_id")
