@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from detector.callchain import Edges, RequestVerdict
@@ -52,6 +53,8 @@ class RootCauseRanker:
         self.recent: deque[RequestVerdict] = deque(maxlen=cfg.max_verdicts)
         self.edges: Counter[tuple[int, int]] = Counter()
         self.incidents: dict[str, Evidence] = {}
+        self._depth: tuple[int, dict[int, int]] | None = None  # (edges when computed, depths)
+        self._open_keys: Counter[int | None] = Counter()  # key service of each open incident
 
     # ---- learning ---------------------------------------------------------------------
     def learn_edges(self, edges: Edges) -> None:
@@ -72,10 +75,13 @@ class RootCauseRanker:
 
     # ---- incidents --------------------------------------------------------------------
     def opened(self, incident_id: str, opened_at: float) -> None:
+        if incident_id not in self.incidents:
+            self._open_keys[self.services.get(iid_key(incident_id))] += 1
         self.incidents[incident_id] = Evidence(opened_at=opened_at, last_at=opened_at)
 
     def closed(self, incident_id: str) -> None:
-        self.incidents.pop(incident_id, None)
+        if self.incidents.pop(incident_id, None) is not None:
+            self._open_keys[self.services.get(iid_key(incident_id))] -= 1
 
     def record(self, incident_id: str, a: Anomaly) -> None:
         ev = self.incidents.get(incident_id)
@@ -105,24 +111,63 @@ class RootCauseRanker:
             return self.names[root]
         return service
 
+    def explainer(self, since: float) -> Callable[[str], str | None]:
+        """`explained_by(service, since)` for many services: one pass over the verdicts."""
+        roots: dict[int, Counter[int]] = {}
+        for v in self.recent:
+            if v.onset >= since:
+                for sid in {v.root, *v.propagators}:
+                    roots.setdefault(sid, Counter())[v.root] += 1
+
+        def explain(service: str) -> str | None:
+            sid = self._sid(service)
+            found = roots.get(sid) if sid is not None else None
+            if found is None:
+                return None
+            total = sum(found.values())
+            if total < self.cfg.min_requests:
+                return None
+            root, count = found.most_common(1)[0]
+            if root != sid and count >= self.cfg.explain_share * total:
+                return self.names[root]
+            return service
+        return explain
+
+    def neighbours(self) -> dict[str, set[str]]:
+        """Each service's neighbours in the learned call graph (either direction), by name."""
+        out: dict[str, set[str]] = {}
+        names = self.names
+        for a, b in self.edges:
+            if 0 <= a < len(names) and 0 <= b < len(names):
+                out.setdefault(names[a], set()).add(names[b])
+                out.setdefault(names[b], set()).add(names[a])
+        return out
+
     def adjacent(self, a: str, b: str) -> bool:
         ia, ib = self._sid(a), self._sid(b)
         return ia is not None and ib is not None and ((ia, ib) in self.edges or (ib, ia) in self.edges)
 
     def depth(self) -> dict[int, int]:
-        """Each service's distance from an entry service (one nobody calls) in the learned graph."""
+        """Each service's distance from an entry service (one nobody calls) in the learned graph
+        (breadth first over adjacency lists: linear in the graph; cached until an edge is new)."""
+        if self._depth is not None and self._depth[0] == len(self.edges):
+            return self._depth[1]
+        calls: dict[int, list[int]] = {}
+        for a, b in self.edges:
+            calls.setdefault(a, []).append(b)
         nodes = {x for e in self.edges for x in e}
         callees = {b for _, b in self.edges}
-        depth = dict.fromkeys(nodes - callees, 0)
+        depth = dict.fromkeys(sorted(nodes - callees), 0)
         frontier = list(depth)
         while frontier:
             nxt = []
             for a in frontier:
-                for (x, b) in self.edges:
-                    if x == a and b not in depth:
+                for b in calls.get(a, ()):
+                    if b not in depth:
                         depth[b] = depth[a] + 1
                         nxt.append(b)
             frontier = nxt
+        self._depth = (len(self.edges), depth)
         return depth
 
     def pick_key(self, group: list[Anomaly]) -> str:
@@ -204,10 +249,10 @@ class RootCauseRanker:
         involved = {i for i in (self.services.get(s) for s in ev.services) if i is not None}
         if key is not None:
             involved.add(key)
-        others = {self.services.get(iid_key(i)) for i in self.incidents if i != incident_id}
+        others = self._open_keys  # keys of open incidents; this one's root is `key` itself
         lo, hi = ev.opened_at - self.cfg.explain_gap, ev.last_at + self.cfg.explain_gap
         return [v for v in self.recent if lo <= v.onset <= hi
-                and (v.root == key or (v.root not in others and involved & set(v.services)))]
+                and (v.root == key or (others[v.root] <= 0 and involved & set(v.services)))]
 
     def _template(self, tid: int) -> str:
         if self.template_text is None:

@@ -43,3 +43,21 @@ def test_services_get_separate_incidents() -> None:
 def test_ids_are_stable_across_runs() -> None:
     assert incident_id("cart", 1795435200.0) == incident_id("cart", 1795435200.0)
     assert incident_id("cart", 1795435200.0) != incident_id("cart", 1795435210.0)
+
+
+def test_a_fleet_wide_outage_keys_every_service_once() -> None:
+    """2,000 services anomalous in one window: each keys its own incident (the keying is linear
+    in the anomalies; it compared every pair and took 2 s a window)."""
+    from detector.config import VigilConfig
+    from detector.events import Anomaly
+    from detector.pipeline import Pipeline
+
+    p = Pipeline(VigilConfig())
+    names = [f"svc-{k}" for k in range(2000)]
+    for n in names:
+        p.services.id_of(n)
+    found = [Anomaly(n, f, 0.0, 10.0, 0.4, 0.01, 0.01, 0.99999, "ewma", "x", 50)
+             for n in names for f in ("error_ratio", "rate")]
+    out = p.tracker.add(found)
+    assert sorted(i.service for i in out) == sorted(names)
+    assert p.tracker.opened == 2000
