@@ -735,7 +735,7 @@ def bench_webhook(notifications: int = 5000, alerts: int = 10, concurrency: int 
             "rules: [{name: all, ladder: [{name: n, hook: log, wait_s: 0, "
             "success: {resolved: false}}]}]\nguards: {cooldown_s: 0, "
             "budget: {max_actions: 10000000, max_per_target: 10000000}, max_concurrent: 100000}\n")
-        (tmp / "token").write_text("bench-token")
+        (tmp / "token").write_text("bench-token-0123456789")
         port = free_port()
         server = subprocess.Popen(
             [sys.executable, "-m", "detector", "serve", "--policy", str(tmp / "policy.yaml"),
@@ -767,7 +767,7 @@ def bench_webhook(notifications: int = 5000, alerts: int = 10, concurrency: int 
             statuses: collections.Counter[int] = collections.Counter()
             t0 = time.perf_counter()
             seconds = asyncio.run(_post_all(port, "/alertmanager", payloads, concurrency,
-                                            "Bearer bench-token", latencies, statuses, rate))
+                                            "Bearer bench-token-0123456789", latencies, statuses, rate))
             inbox = Inbox(tmp / "inbox.db")
             last = inbox.last_id()
             inbox.close()

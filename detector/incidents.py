@@ -151,10 +151,10 @@ class IncidentTracker:
             return depth.get(sid if sid is not None else -1, 0)
         at_service: dict[str, list[tuple[int, str]]] = {}  # service -> (j, key) keyed there
         with_key: dict[str, list[int]] = {}  # key -> the j keyed with it
-        for j, k in enumerate(keys):
-            if k is not None:
-                at_service.setdefault(group[j].service, []).append((j, k))
-                with_key.setdefault(k, []).append(j)
+        for j, key in enumerate(keys):
+            if key is not None:
+                at_service.setdefault(group[j].service, []).append((j, key))
+                with_key.setdefault(key, []).append(j)
         for i, a in enumerate(group):
             if keys[i] is not None:
                 continue

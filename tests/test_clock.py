@@ -42,7 +42,7 @@ def test_a_single_record_a_week_ahead_is_skew_and_the_stream_goes_on() -> None:
     pipe = Pipeline(VigilConfig())
     good = fleet(600)
     bad = line(ts=T0 + 7 * DAY, service="cart", msg="a week ahead")
-    reasons = one_by_one(pipe, good[:300] + [bad] + good[300:])
+    reasons = one_by_one(pipe, [*good[:300], bad, *good[300:]])
     assert reasons == ["clock_skew"]  # and no real event after it is too late
     assert pipe.stats.events == 600
     assert pipe.stats.windows_closed <= 6  # six seconds of data: the week was never walked
@@ -60,14 +60,14 @@ def test_a_single_record_a_year_ahead_of_this_machine_is_skew_even_first() -> No
 def test_a_single_record_from_1970_mid_stream_is_skew() -> None:
     pipe = Pipeline(VigilConfig())
     good = fleet(400)
-    reasons = one_by_one(pipe, good[:200] + [line(ts=1, service="cart", msg="1970")] + good[200:])
+    reasons = one_by_one(pipe, [*good[:200], line(ts=1, service="cart", msg="1970"), *good[200:]])
     assert reasons == ["clock_skew"] and pipe.stats.events == 400
 
 
 def test_a_1970_record_first_in_a_stream_costs_nothing() -> None:
     """It took 9 GiB in two minutes: the windows walked from 1970 to now."""
     pipe = Pipeline(VigilConfig())
-    reasons = one_by_one(pipe, [line(ts=1, service="cart", msg="boot")] + fleet(1000))
+    reasons = one_by_one(pipe, [line(ts=1, service="cart", msg="boot"), *fleet(1000)])
     assert len(reasons) <= 1  # the stream follows the real events at once
     assert pipe.stats.events >= 1000
     pipe.finish()

@@ -416,8 +416,8 @@ def test_a_batch_the_pipeline_fails_on_is_dead_lettered_and_the_partition_goes_o
 
     monkeypatch.setattr(Pipeline, "process", failing)
     good = [(k, v) for k, v in log_lines(1500, seed=5) if v.startswith(b'{"ts":"')]
-    broker.produce("logs", good[:600] + [(b"k", b'{"ts": 1795435300, "service": "a", '
-                                               b'"msg": "trigger a bug"}')] + good[600:])
+    bug = (b"k", b'{"ts": 1795435300, "service": "a", "msg": "trigger a bug"}')
+    broker.produce("logs", [*good[:600], bug, *good[600:]])
     run = Running(config(broker, tmp_path))
     try:
         until(lambda: caught_up(broker), 60, "all offsets committed")
