@@ -103,16 +103,20 @@ class TemplateMiner:
             return MinedBatch(empty, empty.astype(bool), empty.astype(bool))
         distinct = messages.unique()
         if 4 * len(distinct) <= n:
-            slots = self._slots_exact(messages, distinct.to_list(), ts)
+            slots, tids = self._slots_exact(messages, distinct.to_list(), ts)
         else:
             masked = pl.DataFrame({"m": messages}).select(self._mask_expr).to_series()
-            slots = self._slots_of(masked, ts)
-        rare = self._count[slots] < self.cfg.rare_count
+            slots, tids = self._slots_of(masked, ts)
+        # A batch with more distinct templates than max_templates evicts some of its own: their
+        # events keep the id they were given; they are new and rare, and count for nobody.
+        gone = self._slot_tid[slots] != tids
+        rare = (self._count[slots] < self.cfg.rare_count) | gone
         born = self._first_seen[slots]
-        is_new = np.floor(born / window) == np.floor(ts / window)
-        self._count += np.bincount(slots, minlength=len(self._count))
-        self._last_used[slots] = self._tick
-        return MinedBatch(template_id=self._slot_tid[slots], is_new=is_new, is_rare=rare)
+        is_new = (np.floor(born / window) == np.floor(ts / window)) | gone
+        live = slots[~gone] if gone.any() else slots
+        self._count += np.bincount(live, minlength=len(self._count))
+        self._last_used[live] = self._tick
+        return MinedBatch(template_id=tids, is_new=is_new, is_rare=rare)
 
     def templates(self) -> list[tuple[int, str, int]]:
         """(id, text, count) of every live template, most frequent first."""
@@ -149,41 +153,53 @@ class TemplateMiner:
     # ---- mining -------------------------------------------------------------------------
     def _slots_exact(
         self, messages: pl.Series, distinct: list[str], ts: npt.NDArray[np.float64]
-    ) -> npt.NDArray[np.int64]:
-        """Slot of each message through the exact cache; only uncached messages are masked."""
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """(slot, template id) of each message through the exact cache; only uncached messages
+        are masked."""
         found = {m: self._exact.get(m, -1) for m in distinct}
+        tid = {m: int(self._slot_tid[s]) for m, s in found.items() if s >= 0}
         unseen = [m for m, slot in found.items() if slot < 0]
         if unseen:
             masked = pl.DataFrame({"m": unseen}).select(self._mask_expr).to_series().to_list()
             born_at = _first_times(messages, ts)
+            self._last_used[[s for s in found.values() if s >= 0]] = self._tick
             for raw, text in zip(unseen, masked, strict=True):
                 slot = self._masked.get(text)
                 if slot is None:
                     slot = self._cluster(text.split(), born_at[raw])
                     self._remember(self._masked, text, slot)
-                found[raw] = slot
+                self._last_used[slot] = self._tick  # not to be evicted by this batch's others
+                found[raw], tid[raw] = slot, int(self._slot_tid[slot])
                 self._remember(self._exact, raw, slot)
-        out: npt.NDArray[np.int64] = messages.replace_strict(
-            list(found), list(found.values()), return_dtype=pl.Int64
-        ).to_numpy()
-        return out
+        keys = list(found)
+        return self._per_event(messages, keys, list(found.values()), [tid[m] for m in keys])
 
-    def _slots_of(self, texts: pl.Series, ts: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
-        """Slot of each masked text: distinct texts via the cache, or the tree when unseen."""
+    def _slots_of(self, texts: pl.Series, ts: npt.NDArray[np.float64]
+                  ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """(slot, template id) of each masked text: distinct texts via the cache, or the tree
+        when unseen."""
         first = texts.arg_unique()  # where each distinct text first occurs, in one pass
         distinct = texts.gather(first).to_list()
         born_at = ts[first.to_numpy()]
-        found = []
+        found, tids = [], []
         for text, born in zip(distinct, born_at.tolist(), strict=True):
             slot = self._masked.get(text)
             if slot is None:
                 slot = self._cluster(text.split(), born)
                 self._remember(self._masked, text, slot)
+            self._last_used[slot] = self._tick  # not to be evicted by this batch's others
             found.append(slot)
-        out: npt.NDArray[np.int64] = texts.replace_strict(
-            distinct, found, return_dtype=pl.Int64
-        ).to_numpy()
-        return out
+            tids.append(int(self._slot_tid[slot]))
+        return self._per_event(texts, distinct, found, tids)
+
+    @staticmethod
+    def _per_event(texts: pl.Series, distinct: list[str], slots: list[int], tids: list[int]
+                   ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Per event, the slot of its text and the template id that slot held when the text
+        was assigned (a later eviction in the same batch may have given the slot away)."""
+        idx = texts.replace_strict(distinct, list(range(len(distinct))),
+                                   return_dtype=pl.Int64).to_numpy()
+        return (np.asarray(slots, dtype=np.int64)[idx], np.asarray(tids, dtype=np.int64)[idx])
 
     @staticmethod
     def _remember(cache: _Cache, key: str, slot: int) -> None:
