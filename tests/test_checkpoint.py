@@ -168,3 +168,24 @@ def test_a_checkpoint_over_the_size_cap_is_refused_before_it_is_read(tmp_path: P
     checkpoint.save(tmp_path, "logs/0", state)
     c, _ = _assign_and_go_on(tmp_path, after[:1000], checkpoint_max_bytes=1000)
     assert TP not in c.restored and _refused(c) == {"too_large": 1.0}
+
+
+def test_distinct_service_names_are_capped_counted_and_keep_the_checkpoint_bounded() -> None:
+    """500k lines of distinct service names made a 25-63 MB checkpoint: every name was kept in
+    the correlation index, its latency baselines and the checkpoint."""
+    cfg = VigilConfig(window={"max_services": 50})
+
+    def run(names: int) -> tuple[Pipeline, int]:
+        p = Pipeline(cfg)
+        lines = [json.dumps({"ts": 1795435200 + i * 0.01, "service": f"svc-{i % names}",
+                             "msg": "x", "request_id": f"r{i}"}).encode() for i in range(40_000)]
+        for i in range(0, len(lines), 10_000):
+            p.process(lines[i:i + 10_000])
+        return p, len(json.dumps(checkpoint.pipeline_state(p)))
+
+    few, few_bytes = run(50)
+    many, many_bytes = run(40_000)
+    assert len(many.services) <= 50 and len(many.windows._names) <= 50
+    capped = many.stats.capped
+    assert capped["services_over_cap"] > 0 and capped["events_of_services_over_cap"] > 0
+    assert many_bytes < 2 * few_bytes + 100_000
