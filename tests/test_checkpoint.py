@@ -183,7 +183,7 @@ def test_distinct_service_names_are_capped_counted_and_keep_the_checkpoint_bound
             p.process(lines[i:i + 10_000])
         return p, len(json.dumps(checkpoint.pipeline_state(p)))
 
-    few, few_bytes = run(50)
+    _, few_bytes = run(50)
     many, many_bytes = run(40_000)
     assert len(many.services) <= 50 and len(many.windows._names) <= 50
     capped = many.stats.capped

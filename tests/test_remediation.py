@@ -661,18 +661,10 @@ def test_the_readme_ladder_climbs_to_the_same_hook_on_the_same_target_and_pages(
     The cooldown is between episodes: the rollback after a restart of the same deployment in the
     same episode runs, and the top of the ladder pages. A second episode within the cooldown is
     still held."""
-    from tests.services.fake_kube import FakeKube
+    from tests.services.fake_kube import FakeKube, write_kubeconfig
 
     kube, pager = FakeKube(), Pager()
-    cfg = tmp_path / "kubeconfig"
-    cfg.write_text(textwrap.dedent(f"""
-        apiVersion: v1
-        kind: Config
-        current-context: test
-        clusters: [{{name: local, cluster: {{server: "{kube.url}"}}}}]
-        users: [{{name: vigil, user: {{token: kube-token}}}}]
-        contexts: [{{name: test, context: {{cluster: local, user: vigil}}}}]
-    """))
+    cfg = write_kubeconfig(tmp_path / "kubeconfig", kube.url)
     body = f"""
     rules:
       - name: checkout-errors

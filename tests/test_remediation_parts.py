@@ -21,7 +21,7 @@ from remediation.hooks.base import HookRegistry
 from remediation.hooks.kubernetes import RATE_LIMIT, RESTARTED_AT, KubernetesHook, connection
 from remediation.policy import PolicyError, parse_policy
 from remediation.trigger import Trigger
-from tests.services.fake_kube import FakeKube
+from tests.services.fake_kube import FakeKube, write_kubeconfig
 
 runner = CliRunner()
 
@@ -252,15 +252,7 @@ def test_audit_command_lists_and_filters(tmp_path: Path) -> None:
 @pytest.fixture
 def kube(tmp_path: Path) -> Iterator[tuple[FakeKube, Path]]:
     fake = FakeKube()
-    cfg = tmp_path / "kubeconfig"
-    cfg.write_text(textwrap.dedent(f"""
-        apiVersion: v1
-        kind: Config
-        current-context: test
-        clusters: [{{name: local, cluster: {{server: "{fake.url}"}}}}]
-        users: [{{name: vigil, user: {{token: kube-token}}}}]
-        contexts: [{{name: test, context: {{cluster: local, user: vigil}}}}]
-    """))
+    cfg = write_kubeconfig(tmp_path / "kubeconfig", fake.url)
     yield fake, cfg
     fake.server.shutdown()
 

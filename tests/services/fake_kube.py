@@ -4,10 +4,25 @@ for deployments, their ReplicaSets, scale and ingresses (no cluster runs in the 
 from __future__ import annotations
 
 import json
+import textwrap
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+
+def write_kubeconfig(path: Path, server: str, token: str = "kube-token") -> Path:
+    """A kubeconfig whose one context points at `server` with a bearer token."""
+    path.write_text(textwrap.dedent(f"""
+        apiVersion: v1
+        kind: Config
+        current-context: test
+        clusters: [{{name: local, cluster: {{server: "{server}"}}}}]
+        users: [{{name: vigil, user: {{token: {token}}}}}]
+        contexts: [{{name: test, context: {{cluster: local, user: vigil}}}}]
+    """))
+    return path
 
 
 class FakeKube:
