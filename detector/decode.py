@@ -108,7 +108,7 @@ class BatchDecoder:
                 kept.append(index[lo:hi])
                 self.stats.columnar_lines += hi - lo
                 return
-            except (ColumnarMiss, Exception, PanicException) as exc:
+            except (Exception, PanicException) as exc:  # PanicException is a BaseException
                 # Anything else the columnar decoder raises is a line it could not handle:
                 # halves will corner it, and the per-line decoder names it.
                 miss = exc if isinstance(exc, ColumnarMiss) else ColumnarMiss(str(exc), True)

@@ -147,7 +147,7 @@ class TemplateMiner:
             self._count[slot] = int(count)
             self._first_seen[slot] = t.first_seen
             self._tree.add(leaf, slot, tokens)
-            self._remember(self._masked, " ".join(t.tokens), slot)
+            self._masked.put(" ".join(t.tokens), slot)
         self._next_id = max(int(state.get("next_id", 0)), self._next_id)
 
     # ---- mining -------------------------------------------------------------------------
@@ -167,10 +167,10 @@ class TemplateMiner:
                 slot = self._masked.get(text)
                 if slot is None:
                     slot = self._cluster(text.split(), born_at[raw])
-                    self._remember(self._masked, text, slot)
+                    self._masked.put(text, slot)
                 self._last_used[slot] = self._tick  # not to be evicted by this batch's others
                 found[raw], tid[raw] = slot, int(self._slot_tid[slot])
-                self._remember(self._exact, raw, slot)
+                self._exact.put(raw, slot)
         keys = list(found)
         return self._per_event(messages, keys, list(found.values()), [tid[m] for m in keys])
 
@@ -186,7 +186,7 @@ class TemplateMiner:
             slot = self._masked.get(text)
             if slot is None:
                 slot = self._cluster(text.split(), born)
-                self._remember(self._masked, text, slot)
+                self._masked.put(text, slot)
             self._last_used[slot] = self._tick  # not to be evicted by this batch's others
             found.append(slot)
             tids.append(int(self._slot_tid[slot]))
@@ -200,10 +200,6 @@ class TemplateMiner:
         idx = texts.replace_strict(distinct, list(range(len(distinct))),
                                    return_dtype=pl.Int64).to_numpy()
         return (np.asarray(slots, dtype=np.int64)[idx], np.asarray(tids, dtype=np.int64)[idx])
-
-    @staticmethod
-    def _remember(cache: _Cache, key: str, slot: int) -> None:
-        cache.put(key, slot)
 
     def _cluster(self, tokens: list[str], ts: float) -> int:
         tree = self._tree
