@@ -15,7 +15,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from rich.table import Table
 
 from detector.config import ConfigError, VigilConfig, config_as_yaml, load_config
-from detector.nab.run import DEFAULT_DETECTOR as DEFAULT_NAB_DETECTOR
+from detector.eval.nab.run import DEFAULT_DETECTOR as DEFAULT_NAB_DETECTOR
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the configuration.")
@@ -66,8 +66,8 @@ def replay(
 
     Exit 0, or 1 when not one line became an event (the summary says what the lines look like).
     """
-    from detector.replay import InputError, input_hint
-    from detector.replay import replay as run
+    from detector.runtime.replay import InputError, input_hint
+    from detector.runtime.replay import replay as run
 
     cfg = _config(config)
     target = out_dir or cfg.output.dir
@@ -159,7 +159,7 @@ def dead_letters(
                                       "replay them")] = False,
 ) -> None:
     """Summarise dead letters by reason, or (--raw) write their original bytes for a replay."""
-    from detector.deadletter import read_dead_letters
+    from detector.decode.deadletter import read_dead_letters
 
     if not file.exists() or not file.is_file():
         err.print(f"error: {file}: {'not a file' if file.exists() else 'no such file'}",
@@ -224,7 +224,7 @@ def bench_pipeline_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Pipeline events/s against a bare orjson.loads loop on the same lines, RSS and state size."""
-    from detector.bench import bench_pipeline, file_lines, simulate_to_file
+    from detector.bench.all import bench_pipeline, file_lines, simulate_to_file
 
     cfg = _config(config)
     if input_file is None:
@@ -259,7 +259,7 @@ def bench_detection_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Each simulator scenario, several seeds: detection, onset delay, false incidents."""
-    from detector.bench import bench_detection
+    from detector.bench.all import bench_detection
 
     cfg = _config(config)
     verdicts = bench_detection(cfg, events, range(seeds))
@@ -286,7 +286,7 @@ def bench_models_cmd(
     batch: Annotated[int, typer.Option(min=1, help="series per model call")] = 1_000,
 ) -> None:
     """Points/s and state bytes per series of each online model (1M points by default)."""
-    from detector.bench import bench_models
+    from detector.bench.all import bench_models
 
     t = Table(title=f"vigil bench models ({series:,} series x {steps} steps, {batch:,} a call)")
     for col in ("model", "points/s", "state bytes per series"):
@@ -303,7 +303,7 @@ def bench_correlation_cmd(
     batch: Annotated[int, typer.Option(help="events a call")] = 65_536,
 ) -> None:
     """Events/s and requests/s through request correlation with many requests open; memory."""
-    from detector.bench import bench_correlation
+    from detector.bench.all import bench_correlation
 
     f = bench_correlation(open_requests, events, batch)
     t = Table(title=f"vigil bench correlation ({f.open_requests:,} open requests, {batch:,} events "
@@ -332,7 +332,7 @@ def bench_kafka_cmd(
 ) -> None:
     """`vigil consume` vs a bare kafka-python loop on the same broker and topic; end-to-end
     latency at a steady rate (bounded: the run lasts --seconds plus ~30 s)."""
-    from detector.bench import bench_kafka
+    from detector.bench.all import bench_kafka
 
     f = bench_kafka(events, steady_rate=rate, steady_seconds=seconds, bootstrap=bootstrap)
     t = Table(title=f"vigil bench kafka ({f.events:,} events, {f.partitions} partitions)")
@@ -360,7 +360,7 @@ def bench_webhook_cmd(
 ) -> None:
     """`vigil serve` in a child process under a bounded load over loopback: notifications/s,
     latency, and whether every accepted alert was stored and finished by the engine."""
-    from detector.bench import bench_webhook
+    from detector.bench.all import bench_webhook
 
     runs = [bench_webhook(notifications, alerts, concurrency, r or None)
             for r in (rate if rate else [500.0, 0.0])]
@@ -395,8 +395,8 @@ def bench_prometheus_cmd(
     `series` series: warm-up read, then one step at a time; CPU per step (target < 1 s)."""
     import statistics
 
-    from detector.bench import bench_prometheus
-    from detector.promlocal import available
+    from detector.bench.all import bench_prometheus
+    from detector.bench.prometheus_local import available
 
     if not available():
         err.print("error: needs the Debian package prometheus (prometheus and promtool)")
@@ -427,7 +427,7 @@ def bench_remediation_cmd(
     targets: Annotated[int, typer.Option(help="distinct targets")] = 10_000,
 ) -> None:
     """Decisions/s through policy, guard, the log hook and a durable audit."""
-    from detector.bench import bench_remediation
+    from detector.bench.all import bench_remediation
 
     f = bench_remediation(triggers, targets)
     t = Table(title=f"vigil bench remediation ({f.triggers:,} triggers, {f.targets:,} targets)")
@@ -452,7 +452,7 @@ def bench_templates_cmd(
 ) -> None:
     """Template mining: this miner (batches) against drain3 (per message), same masks and data;
     then all-distinct messages at growing sizes (linear when µs/message stays flat)."""
-    from detector.bench import bench_templates, bench_templates_distinct, simulated_lines
+    from detector.bench.all import bench_templates, bench_templates_distinct, simulated_lines
 
     cfg = _config(config)
     if distinct:
@@ -495,8 +495,8 @@ def eval_nab(
     detector: Annotated[str, typer.Option(help="detector name")] = DEFAULT_NAB_DETECTOR,
 ) -> None:
     """Run a detector over a NAB corpus, write NAB-format results, print the NAB scores."""
-    from detector.nab.corpus import CorpusError, load_corpus
-    from detector.nab.run import DETECTORS, detect, evaluate, write_results
+    from detector.eval.nab.corpus import CorpusError, load_corpus
+    from detector.eval.nab.run import DETECTORS, detect, evaluate, write_results
 
     _choose("detector", detector, list(DETECTORS))
     try:
@@ -546,7 +546,7 @@ def eval_sessions_cmd(
                                          "predicted anomalous")] = 0.02,
 ) -> None:
     """Score sessions online and unsupervised by their template counts; report F1 if labeled."""
-    from detector.logeval import eval_sessions
+    from detector.eval.loghub import eval_sessions
 
     if not events.is_file():
         err.print(f"[red]error:[/red] no such file: {events}")
@@ -575,7 +575,7 @@ def eval_lines_cmd(
                                                 "front")] = 0.1,
 ) -> None:
     """Score raw Loghub lines online (HDFS: grouped by block id); report F1 if labeled."""
-    from detector.logeval import eval_lines
+    from detector.eval.loghub import eval_lines
 
     _choose("format", fmt, ["hdfs", "bgl"])
     if not log.is_file():
@@ -607,7 +607,7 @@ def eval_rootcause(
     config: ConfigOpt = None,
 ) -> None:
     """AC@1 and AC@3 of the incidents' root-cause ranking on simulated faults with known roots."""
-    from detector.simulate.rootcause_eval import evaluate
+    from detector.eval.rootcause import evaluate
     from detector.simulate.scenarios import ROOTS
 
     chosen = kinds.split(",") if kinds else list(ROOTS)
@@ -637,8 +637,8 @@ def consume(config: ConfigOpt = None,
     import signal
     import threading
 
-    from detector.side_server import serve
-    from detector.sources.kafka import LogConsumer
+    from detector.runtime.consume import LogConsumer
+    from detector.runtime.probes import serve
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
@@ -670,9 +670,9 @@ def metrics_cmd(config: ConfigOpt = None,
     import signal
     import threading
 
-    from detector.metrics_watch import MetricWatcher, PollResult
     from detector.pipeline import Pipeline
-    from detector.sinks import JsonlSink
+    from detector.runtime.watch import MetricWatcher, PollResult
+    from detector.sinks.base import JsonlSink
 
     cfg = _config(config)
     if not cfg.prometheus.queries:
@@ -688,7 +688,7 @@ def metrics_cmd(config: ConfigOpt = None,
         signal.signal(sig, lambda *_: stop.set())
 
     if http_port is not None:
-        from detector.side_server import serve
+        from detector.runtime.probes import serve
 
         server = serve(watcher, "127.0.0.1", http_port)
         err.print(f"vigil metrics: /healthz /readyz /metrics on http://127.0.0.1:"
@@ -734,9 +734,9 @@ def serve_cmd(
     """The Alertmanager webhook receiver: POST /alertmanager, GET /incidents, GET /actions,
     POST /actions/{id}/approve|reject, /healthz, /readyz, /metrics, /docs. Auth is required
     (for /docs too, unless --public-docs)."""
-    from detector.webhook import server
-    from detector.webhook.app import create_app
-    from detector.webhook.settings import AuthError, ServeSettings
+    from remediation.alertmanager import server
+    from remediation.alertmanager.app import create_app
+    from remediation.alertmanager.settings import AuthError, ServeSettings
     from remediation.policy import PolicyError
 
     settings = ServeSettings(policy=policy, audit_db=audit_db, inbox_db=inbox_db,

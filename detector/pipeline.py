@@ -15,14 +15,20 @@ from typing import Any
 
 import numpy as np
 
-from detector.callchain import RequestVerdict, infer_chain, judge_request
 from detector.config import VigilConfig
-from detector.correlation import RequestCorrelator, RequestTrace, id_hash
-from detector.deadletter import DeadLetter, DeadLetterCounter
-from detector.decode import BatchDecoder
-from detector.event_flags import EventFlagger
+from detector.correlation.chains import RequestVerdict, infer_chain, judge_request
+from detector.correlation.flags import EventFlagger
+from detector.correlation.requests import RequestCorrelator, RequestTrace, id_hash
+from detector.decode.batch import BatchDecoder
+from detector.decode.deadletter import DeadLetter, DeadLetterCounter
 from detector.events import Anomaly, EventBatch, Incident
-from detector.features import (
+from detector.incidents.rootcause import RootCauseRanker
+from detector.incidents.tracker import IncidentTracker
+from detector.scoring.windows import WindowScorer
+from detector.services import ServiceIndex
+from detector.sinks.base import MemorySink, RecordSink
+from detector.templates.miner import TemplateMiner
+from detector.windows.aggregate import (
     LATE,
     SKEWED_AHEAD,
     SKEWED_BEHIND,
@@ -30,12 +36,6 @@ from detector.features import (
     WindowAggregator,
     WindowRows,
 )
-from detector.incidents import IncidentTracker
-from detector.rootcause import RootCauseRanker
-from detector.scoring import WindowScorer
-from detector.services import ServiceIndex
-from detector.sinks import MemorySink, RecordSink
-from detector.templates import TemplateMiner
 
 
 @dataclass(slots=True)

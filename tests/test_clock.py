@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from detector.clock_guard import AHEAD, AHEAD_OF_CLOCK, BEHIND, OK, ClockGuard
 from detector.config import VigilConfig, WindowConfig
 from detector.pipeline import Pipeline
+from detector.windows.clock import AHEAD, AHEAD_OF_CLOCK, BEHIND, OK, ClockGuard
 from tests.conftest import line
 
 T0 = 1795435200.0  # 2026-11-23T12:00:00Z, in the past of the machines that run this

@@ -9,13 +9,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from detector.bench import run_incidents, simulated_lines
-from detector.callchain import infer_chain, judge_request
+from detector.bench.all import run_incidents, simulated_lines
 from detector.config import CorrelationConfig, VigilConfig
-from detector.correlation import RequestCorrelator, RequestTrace, id_hash
-from detector.event_flags import ERROR, SLOW
+from detector.correlation.chains import infer_chain, judge_request
+from detector.correlation.flags import ERROR, SLOW
+from detector.correlation.requests import RequestCorrelator, RequestTrace, id_hash
+from detector.eval.detection import root_cause_rank
 from detector.simulate.fleet import START_EPOCH, Fault, Fleet, render
-from detector.simulate.judge import root_cause_rank
 from detector.simulate.scenarios import upstream_of
 
 GATEWAY, CHECKOUT, PAYMENTS, DB = 0, 1, 2, 3
@@ -207,7 +207,7 @@ def test_root_cause_ranks_first_on_the_simulator(kind: str, service: str) -> Non
 
 
 def test_id_table_agrees_with_a_dict_through_inserts_deletes_and_rebuilds() -> None:
-    from detector.idtable import IdTable
+    from detector.correlation.idtable import IdTable
 
     rng = np.random.default_rng(0)
     table, ref = IdTable(8), {}
@@ -245,8 +245,8 @@ def test_open_requests_survive_a_checkpoint_round_trip() -> None:
 
 
 def test_a_pipeline_checkpoint_restores_baselines_templates_and_open_requests(tmp_path: Any) -> None:
-    from detector import checkpoint
     from detector.pipeline import Pipeline
+    from detector.runtime import checkpoint
 
     lines, _ = simulated_lines(20_000, seed=2)
     cfg = VigilConfig()

@@ -8,9 +8,9 @@ import orjson
 import pytest
 
 from detector.config import ParsingConfig
-from detector.deadletter import DeadLetter
-from detector.decode import BatchDecoder
-from detector.decode_rows import RowDecoder
+from detector.decode.batch import BatchDecoder
+from detector.decode.deadletter import DeadLetter
+from detector.decode.rows import RowDecoder
 from detector.events import LEVEL_ERROR, LEVEL_INFO, LEVEL_WARN, LogEvent
 from detector.simulate.fleet import Fleet, render
 from tests.conftest import line

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from detector.config import VigilConfig
-from detector.deadletter import REASONS
+from detector.decode.deadletter import REASONS
 from detector.pipeline import Pipeline
 
 T0 = 1795435200.0  # 2026-11-23T12:00:00Z

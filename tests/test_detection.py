@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from detector.bench import simulated_lines
+from detector.bench.all import simulated_lines
 from detector.config import VigilConfig
-from detector.simulate.judge import judge
+from detector.eval.detection import judge
 from tests.conftest import latest_incidents, run_pipeline
 
 CFG = VigilConfig()

@@ -9,9 +9,9 @@ import pytest
 
 from detector.config import VigilConfig, WindowConfig
 from detector.events import EventBatch, LogEvent
-from detector.features import LATE, OTHER_SERVICES, WindowAggregator, WindowRows
 from detector.pipeline import Pipeline
-from detector.templates import MinedBatch
+from detector.templates.miner import MinedBatch
+from detector.windows.aggregate import LATE, OTHER_SERVICES, WindowAggregator, WindowRows
 from tests.conftest import line
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from detector.config import IncidentConfig
 from detector.events import Anomaly
-from detector.incidents import IncidentTracker, incident_id
+from detector.incidents.tracker import IncidentTracker, incident_id
 
 
 def anomaly(service: str, start: float, feature: str = "error_ratio", score: float = 0.99999,

@@ -23,11 +23,11 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
-from detector import promlocal
+from detector.bench import prometheus_local as promlocal
+from detector.bench.servers import free_port
 from detector.config import VigilConfig
-from detector.ports import free_port
+from detector.runtime.consume import LogConsumer
 from detector.simulate.fleet import Fleet, render
-from detector.sources.kafka import LogConsumer
 
 PARTITIONS = 3
 
@@ -268,7 +268,7 @@ def test_a_broker_outage_is_survived_without_a_restart(broker: Broker, tmp_path:
     run = Running(cfg)
     side = None
     try:
-        from detector.side_server import serve
+        from detector.runtime.probes import serve
 
         side = serve(run.consumer, "127.0.0.1", 0)
         url = f"http://127.0.0.1:{side.server_address[1]}"

@@ -11,9 +11,9 @@ import orjson
 from typer.testing import CliRunner
 
 from detector.cli import app
+from detector.eval.loghub import eval_lines, eval_sessions, score_sessions
+from detector.eval.loglines import parse_bgl, parse_hdfs
 from detector.events import LEVEL_FATAL, LEVEL_INFO
-from detector.logeval import eval_lines, eval_sessions, score_sessions
-from detector.loglines import parse_bgl, parse_hdfs
 
 NORMAL = ["open <*>", "write <*>", "write <*>", "write <*>", "close <*>"]
 

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from detector.cli import app
-from detector.nab.corpus import CorpusError, load_corpus
-from detector.nab.scoring import normalise, scaled_sigmoid, sweep, sweep_rows, total_at
+from detector.eval.nab.corpus import CorpusError, load_corpus
+from detector.eval.nab.scoring import normalise, scaled_sigmoid, sweep, sweep_rows, total_at
 
 MAX_TP = scaled_sigmoid(-1.0)  # 2 * sigmoid(5) - 1
 FP = 0.11
@@ -130,7 +130,7 @@ def test_a_corpus_without_the_header_is_refused(tmp_path: Path) -> None:
 def test_the_default_detector_on_the_shared_nab_corpus(nab: Path) -> None:
     """The issue's target (standard >= 65, above Skyline 60.2, RCF 59.4, KNN CAD 58.5) as a
     regression floor: 67.0 / 54.2 / 73.9 when written."""
-    from detector.nab.run import detect, evaluate
+    from detector.eval.nab.run import detect, evaluate
 
     series = load_corpus(nab / "data", nab / "labels" / "combined_windows.json")
     assert len(series) == 41
@@ -142,7 +142,7 @@ def test_the_default_detector_on_the_shared_nab_corpus(nab: Path) -> None:
 
 
 def test_a_perfect_detector_scores_100_on_the_shared_nab_corpus(nab: Path) -> None:
-    from detector.nab.run import evaluate
+    from detector.eval.nab.run import evaluate
 
     series = load_corpus(nab / "data", nab / "labels" / "combined_windows.json")
     perfect = []

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from detector.config import ScoringConfig
-from detector.features import FEATURES, WindowRows
-from detector.scoring import WindowScorer
+from detector.scoring.windows import WindowScorer
+from detector.windows.aggregate import FEATURES, WindowRows
 from models import Ensemble, EwmaZScore, PeriodicZScore, combine_pvalues
 
 STEP = 300.0  # 5-minute samples

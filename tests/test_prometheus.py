@@ -19,12 +19,12 @@ import httpx
 import numpy as np
 import pytest
 
+from detector.bench.prometheus_local import LocalPrometheus, available, openmetrics
 from detector.config import PrometheusConfig, PromQuery, VigilConfig
 from detector.events import Anomaly
-from detector.metrics_watch import MetricWatcher
 from detector.pipeline import Pipeline
-from detector.promlocal import LocalPrometheus, available, openmetrics
-from detector.side_server import serve
+from detector.runtime.probes import serve
+from detector.runtime.watch import MetricWatcher
 from detector.sources.prometheus import PrometheusSource
 from tests.services.exporter import Exporter
 
@@ -226,7 +226,7 @@ def test_dedupe_nan_gaps_and_pod_churn_without_unbounded_growth() -> None:
 
 
 def test_metric_and_log_anomalies_of_one_service_join_one_incident() -> None:
-    from detector.bench import simulated_lines
+    from detector.bench.all import simulated_lines
 
     lines, truth = simulated_lines(40_000, seed=3, scenario="error_burst")
     fault = truth.faults[0]  # payments fails; checkout and gateway show it

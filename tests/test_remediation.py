@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from detector.ports import free_port
+from detector.bench.servers import free_port
 from remediation.audit import AuditStore
 from remediation.engine import Engine, EngineSettings
 from remediation.policy import parse_policy

@@ -389,7 +389,7 @@ def test_third_party_hooks_load_from_entry_points(tmp_path: Path, monkeypatch: p
 
 
 def test_rules_match_on_source_labels_severity_root_cause_and_kind() -> None:
-    from detector.triggers import incident_trigger
+    from detector.incidents.triggers import incident_trigger
 
     pol = parse_policy(textwrap.dedent("""
         rules:

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from detector.config import TemplatesConfig
-from detector.templates import TemplateMiner
+from detector.templates.miner import TemplateMiner
 
 
 def mine(m: TemplateMiner, messages: list[str], t: float = 0.0) -> list[int]:
@@ -100,7 +100,7 @@ def test_an_all_distinct_batch_is_mined_with_bounded_work_per_message() -> None:
     occurrence of each text is found in one pass, a leaf holds at most max_leaf_templates
     candidates, and a leaf left empty by eviction is pruned. (`vigil bench templates` measures
     the time at three sizes.)"""
-    from detector.bench import distinct_messages
+    from detector.bench.all import distinct_messages
 
     cfg = TemplatesConfig(max_templates=2000, max_leaf_templates=64)
     m = TemplateMiner(cfg)
@@ -118,7 +118,7 @@ def test_an_all_distinct_batch_is_mined_with_bounded_work_per_message() -> None:
 
 
 def test_caches_are_bounded_in_characters() -> None:
-    from detector.templates import _Cache
+    from detector.templates.miner import _Cache
 
     c = _Cache(max_entries=1000, max_chars=100)
     for i in range(50):

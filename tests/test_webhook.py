@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from detector.webhook.app import create_app
-from detector.webhook.inbox import Inbox
-from detector.webhook.settings import AuthError, ServeSettings
+from remediation.alertmanager.app import create_app
+from remediation.alertmanager.inbox import Inbox
+from remediation.alertmanager.settings import AuthError, ServeSettings
 
 TOKEN = "s3cret-token-for-tests"  # 23 bytes: shorter than 16 is refused
 POLICY = """
@@ -297,7 +297,7 @@ def test_a_killed_engine_process_is_restarted_and_its_unfinished_alerts_redone(
 
 def test_progress_survives_out_of_order_finishes_and_old_finished_alerts_are_pruned(
         tmp_path: Path) -> None:
-    from detector.webhook.progress import Progress, read_progress
+    from remediation.alertmanager.progress import Progress, read_progress
     from remediation.trigger import Trigger
 
     inbox = Inbox(tmp_path / "inbox.db")
@@ -344,7 +344,7 @@ def test_slow_header_clients_are_cut_off_while_others_are_served(tmp_path: Path)
 
     import httpx
 
-    from detector.ports import free_port
+    from detector.bench.servers import free_port
 
     (tmp_path / "policy.yaml").write_text("rules: []\n")
     (tmp_path / "token").write_text(TOKEN)
@@ -408,7 +408,7 @@ def test_every_database_is_created_private(settings: ServeSettings, tmp_path: Pa
     import os
     import stat
 
-    from detector.webhook.progress import progress_path
+    from remediation.alertmanager.progress import progress_path
 
     nested = settings.model_copy(update={"audit_db": tmp_path / "state" / "audit.db",
                                          "inbox_db": tmp_path / "state" / "inbox.db"})

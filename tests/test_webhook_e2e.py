@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from detector.ports import free_port
-from detector.webhook.inbox import Inbox
+from detector.bench.servers import free_port
+from remediation.alertmanager.inbox import Inbox
 from tests.services.exporter import Exporter
 
 pytestmark = pytest.mark.skipif(

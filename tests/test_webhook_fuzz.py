@@ -15,10 +15,10 @@ import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, settings
 
-from detector.ports import free_port
-from detector.webhook.app import create_app
-from detector.webhook.inbox import Inbox
-from detector.webhook.settings import ServeSettings
+from detector.bench.servers import free_port
+from remediation.alertmanager.app import create_app
+from remediation.alertmanager.inbox import Inbox
+from remediation.alertmanager.settings import ServeSettings
 
 TOKEN = "fuzz-token-16-bytes-or-more"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

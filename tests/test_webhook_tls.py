@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from detector.ports import free_port
+from detector.bench.servers import free_port
 
 pytestmark = pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl command")
 

@@ -1,0 +1,2 @@
+"""What runs the stages: `replay` (files), `consume` (the Kafka consumer group), `watch`
+(Prometheus), with checkpoints, probes and Vigil's own telemetry. Stages never import it."""

@@ -1,0 +1,123 @@
+"""Replays JSONL files through a `Pipeline` into an output directory (the `vigil replay` job)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from detector.config import VigilConfig
+from detector.pipeline import Pipeline, PipelineStats
+from detector.sinks.base import JsonlSink
+from detector.sources.files import iter_batches
+
+OUTPUT_FILES = ("anomalies.jsonl", "incidents.jsonl", "dead_letter.jsonl")
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    out_dir: Path
+    stats: PipelineStats
+    incidents: list[dict[str, Any]]  # the last state of each incident, in order of opening
+
+
+def replay(
+    files: Sequence[str | Path],
+    cfg: VigilConfig,
+    out_dir: Path,
+    progress: Callable[[int, int], None] | None = None,
+) -> ReplayResult:
+    """Run every file through one pipeline (in the order given); outputs replace earlier ones.
+
+    `progress(done_bytes, total_bytes)` is called as input is read (total 0 for stdin).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUT_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+    pipe = Pipeline(
+        cfg,
+        anomalies=JsonlSink(out_dir / "anomalies.jsonl"),
+        incidents=JsonlSink(out_dir / "incidents.jsonl"),
+        dead_letters=JsonlSink(out_dir / "dead_letter.jsonl"),
+    )
+    sizes = [_size(f) for f in files]
+    total = sum(sizes)
+    done_before = 0
+    try:
+        for f, size in zip(files, sizes, strict=True):
+            def tick(pos: int, base: int = done_before) -> None:
+                if progress is not None:
+                    progress(base + pos, total)
+
+            for batch in iter_batches(f, cfg.batch_size, tick):
+                pipe.process(batch.lines, batch.source, batch.line_numbers)
+            done_before += size
+        pipe.finish()
+    finally:
+        pipe.close()
+    return ReplayResult(out_dir, pipe.stats, latest_incidents(out_dir / "incidents.jsonl"))
+
+
+def latest_incidents(path: Path) -> list[dict[str, Any]]:
+    """The last record of each incident id in an incidents.jsonl, in order of first appearance."""
+    latest: dict[str, dict[str, Any]] = {}
+    if path.exists():
+        with path.open("rb") as fh:
+            for line in fh:
+                rec = orjson.loads(line)
+                latest[rec["id"]] = rec
+    return list(latest.values())
+
+
+def input_hint(stats: PipelineStats) -> str | None:
+    """What went wrong, in a person's words, when most of the input became dead letters.
+
+    >>> from detector.decode.deadletter import DeadLetter
+    >>> st = PipelineStats(lines=2000)
+    >>> st.dead.add([DeadLetter("undecodable", "not valid JSON", "app.log:1",
+    ...                         b"081109 203518 143 INFO dfs.DataNode: Receiving block")] * 2000)
+    >>> print(input_hint(st))  # doctest: +NORMALIZE_WHITESPACE
+    2000 of 2000 lines are not JSON (undecodable). Vigil reads JSON lines, one object a line;
+    the first (app.log:1) reads: '081109 203518 143 INFO dfs.DataNode: Receiving block'.
+    Raw text logs in the HDFS or BGL layouts are read by `vigil eval lines --format hdfs|bgl`.
+    """
+    total = stats.dead.total
+    if stats.lines == 0 or 2 * total < stats.lines:
+        return None
+    reason, n = max(stats.dead.counts.items(), key=lambda kv: kv[1])
+    sample = stats.dead.first.get(reason)
+    shown = "" if sample is None else sample.raw[:120].decode("utf-8", "replace")
+    where = f" ({sample.source})" if sample is not None else ""
+    what = {
+        "undecodable": "are not JSON (undecodable). Vigil reads JSON lines, one object a line",
+        "not_object": "are JSON but not objects (not_object). Vigil reads one JSON object a line",
+        "missing_field": "lack a timestamp or a service (missing_field); map your keys under "
+                         "parsing.fields",
+        "wrong_type": "hold a field of the wrong type (wrong_type); see parsing.fields",
+        "oversize": "are over parsing.max_record_bytes (oversize)",
+        "too_late": "arrived after their window closed (too_late); is the input in time order?",
+        "clock_skew": "have event times far from the stream's (clock_skew); see window.* clock "
+                      "settings",
+        "decoder_error": "hit a decoder bug (decoder_error); please report one of them",
+    }.get(reason, f"were dead-lettered ({reason})")
+    text = (f"{n} of {stats.lines} lines {what}; the first{where} reads: {shown!r}.")
+    if reason == "undecodable":
+        text += ("\nRaw text logs in the HDFS or BGL layouts are read by "
+                 "`vigil eval lines --format hdfs|bgl`.")
+    return text.replace("; the first", ";\nthe first")
+
+
+class InputError(ValueError):
+    """An input file cannot be read."""
+
+
+def _size(f: str | Path) -> int:
+    if str(f) == "-":
+        return 0
+    p = Path(f)
+    if not p.is_file():
+        raise InputError(f"input {p} does not exist or is not a file")
+    return p.stat().st_size
