@@ -106,7 +106,7 @@ DETECTORS: dict[str, Callable[[], StepScorer]] = {
     "iforest": lambda: _vector(IsolationForestDetector(n_features=2, lags=8, seed=0)),
     "hstrees": lambda: _vector(HalfSpaceTreesDetector(n_features=2, seed=0)),
 }
-DEFAULT_DETECTOR = "ewma-periodic"
+from detector.eval.nab import DEFAULT_DETECTOR
 
 
 def detect(series: list[Series], name: str = DEFAULT_DETECTOR) -> list[FloatArray]:

@@ -1,0 +1,193 @@
+"""Commands of remediation: serve (the Alertmanager receiver), policy check / test, audit."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.table import Table
+
+from detector.cli.common import err, out
+
+
+def serve_cmd(
+    policy: Annotated[Path, typer.Option(help="remediation policy YAML")],
+    host: Annotated[str, typer.Option(help="listen address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="listen port")] = 9107,
+    audit_db: Annotated[Path, typer.Option(help="audit database")] = Path("vigil-audit.db"),
+    inbox_db: Annotated[Path, typer.Option(help="durable intake database")] = Path("vigil-inbox.db"),
+    token_file: Annotated[Path | None, typer.Option(help="bearer token file (or "
+                                                    "$VIGIL_WEBHOOK_TOKEN)")] = None,
+    basic_user: Annotated[str | None, typer.Option(help="basic-auth user")] = None,
+    password_file: Annotated[Path | None, typer.Option(help="basic-auth password file (or "
+                                                       "$VIGIL_WEBHOOK_PASSWORD)")] = None,
+    act: Annotated[bool, typer.Option("--act", help="really run hooks (default: dry-run)")] = False,
+    queue_size: Annotated[int, typer.Option(help="accepted alerts the engine may have unfinished "
+                                            "before the webhook answers 503")] = 100_000,
+    tls_cert: Annotated[Path | None, typer.Option(help="serve HTTPS with this certificate (PEM)")
+                        ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="the certificate's private key (PEM)")] = None,
+    tls_client_ca: Annotated[Path | None, typer.Option(
+        help="mTLS: require client certificates signed by this CA (PEM)")] = None,
+    public_docs: Annotated[bool, typer.Option(
+        "--public-docs", help="serve /docs, /redoc and /openapi.json without credentials")] = False,
+    header_timeout: Annotated[float, typer.Option(
+        min=0.1, max=300, help="close a connection whose request headers take longer (seconds)")
+    ] = 10.0,
+) -> None:
+    """The Alertmanager webhook receiver: POST /alertmanager, GET /incidents, GET /actions,
+    POST /actions/{id}/approve|reject, /healthz, /readyz, /metrics, /docs. Auth is required
+    (for /docs too, unless --public-docs)."""
+    from remediation.alertmanager import server
+    from remediation.alertmanager.app import create_app
+    from remediation.alertmanager.settings import AuthError, ServeSettings
+    from remediation.policy import PolicyError
+
+    settings = ServeSettings(policy=policy, audit_db=audit_db, inbox_db=inbox_db,
+                             bearer_token_file=token_file, basic_user=basic_user,
+                             basic_password_file=password_file, dry_run=not act,
+                             queue_size=queue_size, public_docs=public_docs,
+                             header_timeout_s=header_timeout)
+    try:
+        application = create_app(settings)
+    except (AuthError, PolicyError) as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from exc
+    if (tls_cert is None) != (tls_key is None) or (tls_client_ca and not tls_cert):
+        err.print("error: --tls-cert and --tls-key go together; --tls-client-ca needs both")
+        raise typer.Exit(2)
+    tls: dict[str, Any] = {}
+    if tls_cert is not None:
+        import ssl
+
+        tls = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
+        if tls_client_ca is not None:
+            tls |= {"ssl_ca_certs": str(tls_client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    server.run(application, host, port, settings.header_timeout_s, **tls)
+
+
+def policy_check(file: Annotated[Path, typer.Argument(help="policy YAML")]) -> None:
+    """Validate a policy file; problems are printed as FILE:LINE: field: message."""
+    from remediation.policy import PolicyError, load_policy
+
+    try:
+        policy = load_policy(file)
+    except PolicyError as exc:
+        for line in exc.problems:
+            err.print(line, markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+    for line in policy.warnings:  # loud: on stderr, before the verdict
+        err.print(line, markup=False, highlight=False, style="bold yellow")
+    rungs = sum(len(r.ladder) for r in policy.rules)
+    warned = f", {len(policy.warnings)} warning(s)" if policy.warnings else ""
+    out.print(f"{file}: ok, {len(policy.rules)} rules, {rungs} rungs{warned}", markup=False)
+
+
+def policy_test(
+    file: Annotated[Path, typer.Argument(help="policy YAML")],
+    trigger: Annotated[Path, typer.Option(help="a trigger as JSON (source, fingerprint, status, "
+                                          "starts_at, labels, ...)")],
+) -> None:
+    """Show, step by step, what the policy would do with a trigger. Nothing is acted on."""
+    from remediation.actions import redact
+    from remediation.guard import Guard
+    from remediation.policy import PolicyError, load_policy, render_target
+    from remediation.templating import SHOWN, TemplateError, render
+    from remediation.trigger import Trigger, TriggerError
+
+    try:
+        policy = load_policy(file)
+        t = Trigger.from_dict(orjson.loads(trigger.read_bytes()))
+        t = policy.redact_trigger(t)  # as the engine sees it: secret fields are '***'
+    except PolicyError as exc:
+        for line in exc.problems:
+            err.print(line, markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+    except (OSError, orjson.JSONDecodeError, TriggerError) as exc:
+        err.print(f"error: trigger {trigger}: {exc}", markup=False)
+        raise typer.Exit(2) from exc
+    for line in policy.warnings:
+        err.print(line, markup=False, highlight=False, style="bold yellow")
+    out.print(f"trigger {t.episode} ({t.source}, {t.status}, service {t.service or '-'})",
+              markup=False)
+    rules = policy.matching(t)
+    if t.status == "resolved":
+        out.print("resolved: closes the episode's record and stops its waiting steps.")
+        return
+    if not rules:
+        out.print("no rule matches: recorded as suppressed (policy); nothing happens.")
+        return
+    from remediation.actions import Action
+
+    guard = Guard(policy.guards)
+    for rule in rules:
+        out.print(f"rule {rule.name!r}" + (f" (approval required, expires in "
+                                          f"{rule.approval.expires_s:g}s)" if rule.approval else ""),
+                  markup=False)
+        for i, rung in enumerate(rule.ladder):
+            try:
+                target = render_target(rung, t)
+                params = redact(render(rung.params, t, False, SHOWN), frozenset(rung.secrets))
+            except TemplateError as exc:
+                out.print(f"  {i + 1}. {rung.name}: would fail: {exc}", markup=False)
+                continue
+            action = Action(rule.name, i, rung.name, rung.hook, target, rung.params, rung.timeout_s,
+                            rung.wait_s, t.episode, restart=rung.restart)
+            d = guard.check(action)
+            verdict = "allowed" if d else f"suppressed by {d.guard}: {d.detail}"
+            success = " or ".join(x for x in (
+                "the alert resolves" if rung.success.resolved else "",
+                f"{rung.success.http.field} < {rung.success.http.below:g} at {rung.success.http.url}"
+                if rung.success.http else "") if x) or "nothing (climbs at once)"
+            out.print(f"  {i + 1}. {rung.name}: hook {rung.hook} on {target} "
+                      f"(timeout {rung.timeout_s:g}s) - guard: {verdict}", markup=False)
+            out.print(f"     params: {orjson.dumps(params).decode()}", markup=False)
+            out.print(f"     then waits {rung.wait_s:g}s for {success}; if not better, the next "
+                      "step", markup=False)
+        out.print(f"  then: {'page ' + policy.page.url if policy.page else 'escalate (no page set)'}",
+                  markup=False)
+    out.print("(dry-run is the default: the engine records these without acting until "
+              "remediation runs with dry_run off)", markup=False)
+
+
+def audit_cmd(
+    db: Annotated[Path, typer.Option(help="the audit database")] = Path("vigil-audit.db"),
+    since: Annotated[str | None, typer.Option(help="only records since: epoch seconds or "
+                                              "a duration like 15m, 2h, 1d")] = None,
+    target: Annotated[str | None, typer.Option(help="only this target")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many")] = 200,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False,
+) -> None:
+    """Print remediation decisions from the audit database."""
+    import time as _time
+
+    from remediation.audit import AuditStore
+
+    if not db.is_file():
+        err.print(f"error: no audit database at {db}", markup=False)
+        raise typer.Exit(2)
+    when = None
+    if since:
+        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+        try:
+            when = (_time.time() - float(since[:-1]) * units[since[-1]]) if since[-1] in units \
+                else float(since)
+        except ValueError as exc:
+            err.print(f"error: --since {since!r}: use epoch seconds or 15m / 2h / 1d", markup=False)
+            raise typer.Exit(2) from exc
+    recs = AuditStore(db).query(since=when, target=target, limit=limit)
+    if as_json:
+        for r in recs:
+            typer.echo(orjson.dumps(r.to_dict()).decode())
+        return
+    from detector.simulate.fleet import rfc3339
+
+    t = Table(title=f"audit ({len(recs)} records)")
+    for col in ("id", "time (UTC)", "episode", "rule", "step", "hook", "target", "decision",
+                "guard", "detail"):
+        t.add_column(col)
+    for r in recs:
+        t.add_row(str(r.id), rfc3339(r.ts), r.episode, r.rule or "", r.rung_name or "",
+                  r.hook or "", r.target or "", r.verdict, r.guard or "", r.detail[:80])
+    out.print(t)

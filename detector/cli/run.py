@@ -1,0 +1,202 @@
+"""Commands that run the detector: replay, consume, metrics, simulate, dead-letters, config."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from detector.cli.common import ConfigOpt, choose, err, load_or_exit, out, write_json
+from detector.cli.tables import print_replay_summary
+
+
+def config_show(config: ConfigOpt = None) -> None:
+    """Print the effective configuration (file, then environment overrides) as YAML."""
+    from detector.config import config_as_yaml
+
+    out.print(config_as_yaml(load_or_exit(config)), markup=False, highlight=False, end="")
+
+
+def replay(
+    files: Annotated[list[str], typer.Argument(help="JSONL files (.gz too), or - for stdin")],
+    config: ConfigOpt = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="output directory")] = None,
+    summary: Annotated[Path | None, typer.Option(help="also write the run's figures to this "
+                                                 "file as JSON")] = None,
+) -> None:
+    """Replay JSON logs through the detector; write anomalies, incidents and dead letters.
+
+    Exit 0, or 1 when not one line became an event (the summary says what the lines look like).
+    """
+    from detector.runtime.replay import InputError, input_hint
+    from detector.runtime.replay import replay as run
+
+    cfg = load_or_exit(config)
+    target = out_dir or cfg.output.dir
+    show_bar = sys.stderr.isatty()
+    try:
+        with Progress(
+            "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+            TimeRemainingColumn(), console=err, disable=not show_bar, transient=True,
+        ) as bar:
+            task = bar.add_task("replaying", total=None)
+
+            def tick(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total or None)
+
+            result = run(files, cfg, target, tick)
+    except InputError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    figures = result.stats.as_dict()
+    print_replay_summary(figures, result.incidents, target)
+    if summary is not None:
+        write_json(summary, {"files": [str(f) for f in files], "out_dir": str(target), **figures})
+    hint = input_hint(result.stats)
+    if hint is not None:
+        err.print(f"[yellow]warning:[/yellow] {hint}", markup=True, highlight=False)
+    if result.stats.lines and not result.stats.events:
+        raise typer.Exit(1)
+
+
+def dead_letters(
+    file: Annotated[Path, typer.Argument(help="a dead_letter.jsonl written by vigil")],
+    reason: Annotated[list[str] | None, typer.Option(help="only these reasons (repeatable)")] = None,
+    raw: Annotated[bool, typer.Option(help="write the original bytes, one record a line, to "
+                                      "replay them")] = False,
+) -> None:
+    """Summarise dead letters by reason, or (--raw) write their original bytes for a replay."""
+    from detector.decode.deadletter import read_dead_letters
+
+    if not file.exists() or not file.is_file():
+        err.print(f"error: {file}: {'not a file' if file.exists() else 'no such file'}",
+                  markup=False, highlight=False)
+        raise typer.Exit(2)
+    letters = read_dead_letters(file, set(reason) if reason else None)
+    counts: dict[str, int] = {}
+    first: dict[str, str] = {}
+    try:
+        if raw:
+            sink = sys.stdout.buffer
+            for letter in letters:
+                # A raw newline can only be JSON whitespace, so a space keeps the record's meaning.
+                sink.write(letter.raw.replace(b"\n", b" ") + b"\n")
+            sink.flush()
+            return
+        for letter in letters:
+            counts[letter.reason] = counts.get(letter.reason, 0) + 1
+            first.setdefault(letter.reason, f"{letter.source}: {letter.detail}")
+    except OSError as exc:
+        err.print(f"error: {file}: {exc.strerror or exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+    except (ValueError, KeyError, TypeError) as exc:  # orjson's errors are ValueErrors
+        err.print(f"error: {file}: not a dead-letter file ({type(exc).__name__}: {exc})",
+                  markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+    t = Table(title=f"Dead letters in {file}")
+    for col in ("reason", "count", "first"):
+        t.add_column(col)
+    for r, n in sorted(counts.items(), key=lambda x: -x[1]):
+        t.add_row(r, str(n), first[r])
+    out.print(t)
+
+
+def simulate(
+    scenario: Annotated[str, typer.Option(help="error_burst, latency_regression, crash_loop, "
+                                          "new_exception, traffic_spike or none")] = "error_burst",
+    events: Annotated[int, typer.Option(min=1, help="number of log lines")] = 200_000,
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="output JSONL (.gz compresses)")
+                        ] = Path("sim.jsonl"),
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    shape: Annotated[str, typer.Option(help="plain, ecs or otel")] = "plain",
+) -> None:
+    """Write a microservice fleet's JSON logs with an injected fault, plus OUT.truth.json."""
+    from detector.simulate.scenarios import SCENARIOS, truth_path, write_run
+
+    choose("scenario", scenario, list(SCENARIOS))
+    choose("shape", shape, ["plain", "ecs", "otel"])
+    truth = write_run(out_file, scenario, events, seed=seed, shape=shape)
+    for f in truth.faults:
+        out.print(f"fault {f.kind} on {f.service}: {f.start - truth.start:.0f}s to "
+                  f"{f.end - truth.start:.0f}s into the run")
+    out.print(f"wrote {truth.events} lines to {out_file} and the truth to {truth_path(out_file)}")
+
+
+def consume(config: ConfigOpt = None,
+            log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO") -> None:
+    """Run the Kafka consumer group (topics, outputs and checkpoints from config / VIGIL_KAFKA__*).
+    SIGTERM or SIGINT drains: the batch finishes, outputs are flushed, offsets committed, state
+    checkpointed; then exit 0."""
+    import logging
+    import signal
+    import threading
+
+    from detector.runtime.consume import LogConsumer
+    from detector.runtime.probes import serve
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    cfg = load_or_exit(config)
+    consumer = LogConsumer(cfg)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server = serve(consumer, cfg.kafka.http_host, cfg.kafka.http_port)
+    host, port = server.server_address[:2]
+    err.print(f"vigil consume: /healthz /readyz /metrics on http://{host!s}:{port}", markup=False)
+    code = consumer.run(stop)
+    server.shutdown()
+    raise typer.Exit(code)
+
+
+def metrics_cmd(config: ConfigOpt = None,
+                out_dir: Annotated[Path | None, typer.Option(
+                    "--out", help="anomalies.jsonl and incidents.jsonl (default: output.dir)")] = None,
+                polls: Annotated[int | None, typer.Option(help="stop after this many polls")] = None,
+                http_port: Annotated[int | None, typer.Option(
+                    help="serve /healthz /readyz /metrics on 127.0.0.1:PORT (0: any free port)")
+                ] = None,
+                ) -> None:
+    """Watch the Prometheus queries of the config (`prometheus.queries`): warm up from each
+    query's lookback, then poll each step; anomalies and incidents are written as JSON lines.
+    (`vigil consume` with the same config joins them to the log incidents.)"""
+    import signal
+    import threading
+
+    from detector.pipeline import Pipeline
+    from detector.runtime.watch import MetricWatcher, PollResult
+    from detector.sinks.base import JsonlSink
+
+    cfg = load_or_exit(config)
+    if not cfg.prometheus.queries:
+        err.print("error: no prometheus.queries in the config")
+        raise typer.Exit(2)
+    out = out_dir or cfg.output.dir
+    out.mkdir(parents=True, exist_ok=True)
+    pipe = Pipeline(cfg, anomalies=JsonlSink(out / "anomalies.jsonl"),
+                    incidents=JsonlSink(out / "incidents.jsonl"))
+    watcher = MetricWatcher(cfg, pipeline=pipe)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    if http_port is not None:
+        from detector.runtime.probes import serve
+
+        server = serve(watcher, "127.0.0.1", http_port)
+        err.print(f"vigil metrics: /healthz /readyz /metrics on http://127.0.0.1:"
+                  f"{server.server_address[1]}", markup=False)
+
+    def report(res: PollResult) -> None:
+        pipe.flush()
+        ok, why = watcher.ready()
+        err.print(f"{res.points:,} points, {res.series:,} series, {len(res.anomalies)} anomalies, "
+                  f"{res.cpu_seconds:.3f} s CPU; {'ready' if ok else why}", markup=False)
+    watcher.run(stop, on_poll=report, max_polls=polls)
+    pipe.close()
+    st = watcher.source.stats.as_dict()
+    err.print(orjson.dumps(st).decode(), markup=False)
