@@ -50,10 +50,6 @@ class Action:
     # action was built; hooks render with them, nothing that is stored ever holds them.
     credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
 
-    def redacted_params(self) -> dict[str, Any]:
-        out: dict[str, Any] = redact(self.params, self.secrets)
-        return out
-
 
 class InputError(ValueError):
     """The trigger's own data cannot be used for an action: a value that is missing, too large,

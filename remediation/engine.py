@@ -22,7 +22,8 @@ from remediation.audit import AuditRecord, AuditStore, Claim
 from remediation.guard import Guard
 from remediation.hooks.base import HookParamError, HookRegistry
 from remediation.hooks.log import LogHook
-from remediation.policy import CredentialError, HttpCheck, Policy, Rule, Rung, render_target
+from remediation.planning import plan_action
+from remediation.policy import CredentialError, HttpCheck, Policy, Rule, Rung
 from remediation.retry import backoff_delays
 from remediation.templating import SHOWN, TemplateError, references, render, render_url
 from remediation.trigger import Trigger, TriggerError
@@ -354,14 +355,7 @@ class Engine:
         await self._page(rule, trigger)
 
     def _action(self, rule: Rule, i: int, rung: Rung, trigger: Trigger) -> Action:
-        """The rung resolved against the trigger; its credentials are read now (a rotated file
-        is picked up; `CredentialError` when one cannot be read)."""
-        names = {r.partition(".")[2] for r in references(rung.params) if r.startswith("credentials.")}
-        return Action(rule=rule.name, rung=i, rung_name=rung.name, hook=rung.hook,
-                      target=render_target(rung, trigger), params=rung.params,
-                      timeout_s=rung.timeout_s, wait_s=rung.wait_s, episode=trigger.episode,
-                      secrets=frozenset(rung.secrets), restart=rung.restart,
-                      credentials=self.policy.credential_values(sorted(names)))
+        return plan_action(self.policy, rule, i, rung, trigger)
 
     async def _approved(self, action: Action, trigger: Trigger, ep: _Episode, expires_s: float
                         ) -> bool:

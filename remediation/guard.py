@@ -131,10 +131,6 @@ class Guard:
             if br.failures >= self.cfg.breaker.failures or br.opened_at is not None:
                 br.opened_at = self.clock()
 
-    def breaker_open(self, hook: str, target: str) -> bool:
-        br = self._breakers.get((hook, target))
-        return br is not None and br.opened_at is not None
-
     def _recent(self, key: tuple[str, str], now: float) -> dict[str, float]:
         """The episodes that acted on `key` within the cooldown (older entries are dropped)."""
         by_episode = self._last.get(key)

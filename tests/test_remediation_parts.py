@@ -211,6 +211,7 @@ def test_policy_check_and_test_commands(tmp_path: Path) -> None:
                 hook: http
                 params: {url: "http://127.0.0.1:9/admin/${labels.service}/limit", json: {limit: 5},
                          headers: {Authorization: "Bearer hush", X-Key: "${credentials.k}"}}
+                secrets: [json]
                 wait_s: 60
               - {name: restart, hook: log, restart: true}
         page: {url: "http://127.0.0.1:9/page"}
@@ -230,6 +231,7 @@ def test_policy_check_and_test_commands(tmp_path: Path) -> None:
     assert "1. throttle: hook http on cart" in res.output and "2. restart" in res.output
     assert "/admin/cart/limit" in res.output and "hush" not in res.output
     assert '"X-Key":"***"' in res.output and "would fail" not in res.output
+    assert '"json":"***"' in res.output  # the rung's own secrets, as the engine plans it
     assert "then: page http://127.0.0.1:9/page" in res.output
 
 

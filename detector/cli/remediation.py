@@ -90,10 +90,10 @@ def policy_test(
                                           "starts_at, labels, ...)")],
 ) -> None:
     """Show, step by step, what the policy would do with a trigger. Nothing is acted on."""
-    from remediation.actions import redact
     from remediation.guard import Guard
-    from remediation.policy import PolicyError, load_policy, render_target
-    from remediation.templating import SHOWN, TemplateError, render
+    from remediation.planning import plan_action, shown_params
+    from remediation.policy import PolicyError, load_policy
+    from remediation.templating import TemplateError
     from remediation.trigger import Trigger, TriggerError
 
     try:
@@ -118,22 +118,19 @@ def policy_test(
     if not rules:
         out.print("no rule matches: recorded as suppressed (policy); nothing happens.")
         return
-    from remediation.actions import Action
-
     guard = Guard(policy.guards)
     for rule in rules:
         out.print(f"rule {rule.name!r}" + (f" (approval required, expires in "
                                           f"{rule.approval.expires_s:g}s)" if rule.approval else ""),
                   markup=False)
         for i, rung in enumerate(rule.ladder):
-            try:
-                target = render_target(rung, t)
-                params = redact(render(rung.params, t, False, SHOWN), frozenset(rung.secrets))
+            try:  # the engine's own planning, credentials left unread
+                action = plan_action(policy, rule, i, rung, t, read_credentials=False)
+                params = shown_params(action, t)
             except TemplateError as exc:
                 out.print(f"  {i + 1}. {rung.name}: would fail: {exc}", markup=False)
                 continue
-            action = Action(rule.name, i, rung.name, rung.hook, target, rung.params, rung.timeout_s,
-                            rung.wait_s, t.episode, restart=rung.restart)
+            target = action.target
             d = guard.check(action)
             verdict = "allowed" if d else f"suppressed by {d.guard}: {d.detail}"
             success = " or ".join(x for x in (

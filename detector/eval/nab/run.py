@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from detector.eval.nab import DEFAULT_DETECTOR
 from detector.eval.nab.corpus import Series
 from detector.eval.nab.scoring import PROFILES, normalise, sweep, sweep_rows, total_at
 from models import (
@@ -106,7 +107,6 @@ DETECTORS: dict[str, Callable[[], StepScorer]] = {
     "iforest": lambda: _vector(IsolationForestDetector(n_features=2, lags=8, seed=0)),
     "hstrees": lambda: _vector(HalfSpaceTreesDetector(n_features=2, seed=0)),
 }
-from detector.eval.nab import DEFAULT_DETECTOR
 
 
 def detect(series: list[Series], name: str = DEFAULT_DETECTOR) -> list[FloatArray]:
