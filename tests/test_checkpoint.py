@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from kafka import TopicPartition
 
-from detector.bench.all import simulated_lines
 from detector.config import KafkaConfig, VigilConfig
 from detector.pipeline import Pipeline
 from detector.runtime import checkpoint
 from detector.runtime.consume import LogConsumer
+from detector.simulate.runs import simulated_lines
 
 TP = TopicPartition("logs", 0)
 

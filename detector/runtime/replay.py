@@ -121,3 +121,17 @@ def _size(f: str | Path) -> int:
     if not p.is_file():
         raise InputError(f"input {p} does not exist or is not a file")
     return p.stat().st_size
+
+
+def replay_lines(lines: Sequence[bytes], cfg: VigilConfig) -> list[dict[str, Any]]:
+    """The last state of every incident a pipeline opens on `lines` held in memory (what
+    `replay` writes to incidents.jsonl, without the files), in order of opening."""
+    pipe = Pipeline(cfg)
+    latest: dict[str, dict[str, Any]] = {}
+    bs = cfg.batch_size
+    for i in range(0, len(lines), bs):
+        for inc in pipe.process(lines[i:i + bs], "memory").incidents:
+            latest[inc.id] = inc.to_dict()
+    for inc in pipe.finish().incidents:
+        latest[inc.id] = inc.to_dict()
+    return list(latest.values())
