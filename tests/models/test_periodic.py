@@ -1,5 +1,4 @@
-"""PeriodicZScore: contextual breaks of a daily shape, its gate, checkpoints, bad input; and the
-pipeline's WindowScorer using it."""
+"""PeriodicZScore: contextual breaks of a daily shape, its gate, checkpoints, bad input."""
 
 from __future__ import annotations
 
@@ -8,10 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from detector.config import ScoringConfig
-from detector.scoring.windows import WindowScorer
-from detector.windows.aggregate import FEATURES, WindowRows
-from models import Ensemble, EwmaZScore, PeriodicZScore, combine_pvalues
+from models import Ensemble, EwmaZScore, PeriodicZScore
 
 STEP = 300.0  # 5-minute samples
 DAY = 288
@@ -89,36 +85,3 @@ def test_refuses_bad_input() -> None:
         m.score_learn(np.array([0]), np.array([np.inf]), ts=np.array([0.0]))
     with pytest.raises(ValueError, match="need period"):
         PeriodicZScore(period=0)
-    with pytest.raises(ValueError, match="needs ts"):
-        Ensemble([PeriodicZScore()]).score_learn(np.array([0]), np.array([1.0]))
-
-
-def test_combine_pvalues_counts_only_active_members() -> None:
-    ps = [np.array([0.01, 0.01, 0.5]), np.array([0.001, 0.5, 0.5])]
-    active = [np.array([True, True, True]), np.array([True, False, False])]
-    assert combine_pvalues(ps, active=active).tolist() == [0.002, 0.01, 0.5]
-    none = [np.array([False]), np.array([False])]
-    assert combine_pvalues([np.array([0.01]), np.array([0.01])], "fisher", active=none).tolist() == [1.0]
-
-
-def test_window_scorer_names_the_periodic_baseline_for_a_contextual_break() -> None:
-    """Pipeline level: a service busy by day that stays quiet one morning is an anomaly whose
-    explanation compares it with the same time yesterday."""
-    scorer = WindowScorer(ScoringConfig(alpha=0.001, clip_z=1e9))
-    x = daily(6, seed=6)
-    day5 = 5 * DAY
-    x[day5 + 96:] = 20.0
-    rate = FEATURES.index("rate")
-    found = []
-    for t, v in enumerate(x[: day5 + 100]):
-        vals = np.full((1, len(FEATURES)), np.nan)
-        vals[0, rate] = v
-        rows = WindowRows(start=STEP * t, end=STEP * (t + 1), services=["api"],
-                          counts=np.array([100]), values=vals)
-        found += [(t, a) for a in scorer.score(rows)]
-    # The very first busy morning is news to any baseline; after that, only the quiet morning.
-    late = [(t, a) for t, a in found if t >= DAY]
-    assert late, "the quiet morning was not flagged"
-    assert all(t >= day5 + 96 for t, _ in late), [t for t, _ in late]
-    assert late[0][1].model == "periodic" and late[0][1].feature == "rate"
-    assert late[0][1].baseline_mean > 90.0  # yesterday's busy level, not the flat mean
