@@ -3,7 +3,8 @@
 decode -> templates -> windows -> score -> incidents, with request correlation beside the
 windows: events flagged anomalous, gathered per request, each closed anomalous request judged
 (root cause and propagators), and that evidence keys incidents by root cause. Sources (files,
-Kafka) feed `process`; sinks receive what comes out. Nothing here reads files or talks to a broker.
+Kafka) feed `process`, which returns what came out; the runtime that called it hands that to its
+sinks. Nothing here reads files, writes outputs or talks to a broker.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from detector.incidents.rootcause import RootCauseRanker
 from detector.incidents.tracker import IncidentTracker
 from detector.scoring.windows import WindowScorer
 from detector.services import ServiceIndex
-from detector.sinks.base import MemorySink, RecordSink
 from detector.templates.miner import TemplateMiner
 from detector.windows.aggregate import (
     LATE,
@@ -40,7 +40,7 @@ from detector.windows.aggregate import (
 
 @dataclass(slots=True)
 class BatchOutcome:
-    """What one call of `Pipeline.process` produced (already handed to the sinks)."""
+    """What one call of `Pipeline.process` (or `finish`, `add_anomalies`) produced."""
 
     events: EventBatch
     dead: list[DeadLetter] = field(default_factory=list)
@@ -87,28 +87,19 @@ class Pipeline:
     (1, ['undecodable'], 1)
     """
 
-    def __init__(
-        self,
-        cfg: VigilConfig,
-        anomalies: RecordSink | None = None,
-        incidents: RecordSink | None = None,
-        dead_letters: RecordSink | None = None,
-    ) -> None:
+    def __init__(self, cfg: VigilConfig) -> None:
         self.cfg = cfg
         self.decoder = BatchDecoder(cfg.parsing)
         self.miner = TemplateMiner(cfg.templates)
-        self.windows = WindowAggregator(cfg.window)
         self.scorer = WindowScorer(cfg.scoring)
-        self.services = ServiceIndex(cfg.window.max_services)
+        self.services = ServiceIndex(cfg.window.max_services)  # the one registry of names
+        self.windows = WindowAggregator(cfg.window, services=self.services)
         corr = cfg.correlation
         self.flagger = EventFlagger(corr) if corr.enabled else None
         self.correlator = RequestCorrelator(corr) if corr.enabled else None
         self.ranker = RootCauseRanker(corr, self.services, self.miner.text) if corr.enabled else None
         self.tracker = IncidentTracker(cfg.incidents, self.ranker)
         self._now = float("-inf")
-        self.anomaly_sink = anomalies if anomalies is not None else MemorySink()
-        self.incident_sink = incidents if incidents is not None else MemorySink()
-        self.dead_sink = dead_letters if dead_letters is not None else MemorySink()
         self.stats = PipelineStats()
 
     def process(
@@ -158,26 +149,16 @@ class Pipeline:
         self._judge(self.windows.close_all(), out)
         out.incidents.extend(self.tracker.snapshot_open())
         self._emit(out)
-        self.flush()
         return out
 
     def capped(self) -> dict[str, int]:
         """What each bound on state turned away so far (an input that tries to exhaust memory
         shows here): events of services past the cap, templates evicted, requests evicted."""
-        out = {"events_of_services_over_cap": self.windows.overflow_events,
-               "services_over_cap": self.services.overflow,
+        out = {"events_of_services_over_cap": self.services.overflow,
                "templates_evicted": self.miner.evictions}
         if self.correlator is not None:
             out["requests_evicted"] = self.correlator.stats.evicted_requests
         return out
-
-    def flush(self) -> None:
-        for sink in (self.anomaly_sink, self.incident_sink, self.dead_sink):
-            sink.flush()
-
-    def close(self) -> None:
-        for sink in (self.anomaly_sink, self.incident_sink, self.dead_sink):
-            sink.close()
 
     # ---- internals ----------------------------------------------------------------------
     def _correlate(self, batch: EventBatch, mined: Any, ok: np.ndarray, out: BatchOutcome) -> None:
@@ -225,6 +206,7 @@ class Pipeline:
         out.windows.extend(rows)
 
     def _emit(self, out: BatchOutcome) -> None:
+        """Count what an outcome holds."""
         st = self.stats
         st.windows_closed += len(out.windows)
         st.anomalies += len(out.anomalies)
@@ -233,12 +215,6 @@ class Pipeline:
         st.gaps, st.clock_jumps = self.windows.gaps, self.windows.guard.jumps
         st.capped = self.capped()
         st.dead.add(out.dead)
-        if out.dead:
-            self.dead_sink.write([d.to_dict() for d in out.dead])
-        if out.anomalies:
-            self.anomaly_sink.write([a.to_dict() for a in out.anomalies])
-        if out.incidents:
-            self.incident_sink.write([i.to_dict() for i in out.incidents])
 
     def _unfolded_letters(
         self,
@@ -265,5 +241,5 @@ class Pipeline:
         for i, v in zip(idx.tolist(), verdict.tolist(), strict=True):
             reason, detail = why[v]
             pos = i + 1 if positions is None else positions[i]
-            out.append(DeadLetter(reason, detail, f"{source}:{pos}", bytes(lines[i])))
+            out.append(DeadLetter(reason, detail, f"{source}:{pos}", bytes(lines[i]), position=pos))
         return out

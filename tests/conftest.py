@@ -27,13 +27,6 @@ def run_pipeline(lines: list[bytes], cfg: VigilConfig | None = None, batch: int 
     return pipe
 
 
-def latest_incidents(pipe: Pipeline) -> list[dict[str, Any]]:
-    latest: dict[str, dict[str, Any]] = {}
-    for rec in pipe.incident_sink.records:  # type: ignore[attr-defined]
-        latest[rec["id"]] = rec
-    return list(latest.values())
-
-
 @pytest.fixture
 def loghub() -> Path:
     path = SHARED / "loghub"

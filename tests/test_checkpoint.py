@@ -185,7 +185,6 @@ def test_distinct_service_names_are_capped_counted_and_keep_the_checkpoint_bound
 
     _, few_bytes = run(50)
     many, many_bytes = run(40_000)
-    assert len(many.services) <= 50 and len(many.windows._names) <= 50
-    capped = many.stats.capped
-    assert capped["services_over_cap"] > 0 and capped["events_of_services_over_cap"] > 0
+    assert len(many.services) <= 50  # the one registry, windows and correlation alike
+    assert many.stats.capped["events_of_services_over_cap"] > 0
     assert many_bytes < 2 * few_bytes + 100_000

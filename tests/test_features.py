@@ -138,4 +138,4 @@ def test_services_past_the_cap_share_one_series() -> None:
     (row,) = agg.close_ready()
     assert row.services == ["svc0", "svc1", "svc2", OTHER_SERVICES]
     assert row.counts.tolist() == [1, 1, 1, 7]
-    assert agg.overflow_events == 7
+    assert agg.services.overflow == 7

@@ -46,10 +46,10 @@ class Clock:
         return self.t
 
 
-def watcher(cfg: VigilConfig, clock: Any = time.time, pipeline: Pipeline | None = None
+def watcher(cfg: VigilConfig, clock: Any = time.time
             ) -> MetricWatcher:
     src = PrometheusSource(cfg.prometheus, clock=clock, sleep=lambda s: time.sleep(min(s, 0.05)))
-    return MetricWatcher(cfg, pipeline=pipeline, source=src)
+    return MetricWatcher(cfg, source=src)
 
 
 # ---- a backfilled NAB series ----------------------------------------------------------------
@@ -72,12 +72,13 @@ def test_a_backfilled_nab_anomaly_is_found_in_its_labeled_window(tmp_path: Path)
         # Two days of history, then "live" an hour a poll, until the series' last point (Prometheus
         # would answer for five minutes past it: its lookback delta).
         w = watcher(cfg, clock := Clock(ts[0] + 2 * 86400))
+        pipe = Pipeline(cfg)  # what `vigil metrics` folds the anomalies into
         found: list[Anomaly] = []
         incidents = []
         while True:
             res = w.poll_once()
             found += res.anomalies
-            incidents += res.incidents
+            incidents += pipe.add_anomalies(res.anomalies).incidents
             if clock.t >= ts[-1]:
                 break
             clock.t = min(clock.t + 3600, ts[-1])
@@ -170,7 +171,7 @@ def test_prometheus_stopped_mid_run_is_reported_and_the_gap_backfilled(tmp_path:
         assert w.source.stats.failed_polls == 1 and w.source.stats.requests >= 3
         r = httpx.get(readyz)
         assert r.status_code == 503 and "ConnectionError" in r.json()["detail"]
-        assert "vigil_prometheus_failed_polls_total 1" in httpx.get(readyz[:-7] + "/metrics").text
+        assert "vigil_prometheus_failed_polls_total 1.0" in httpx.get(readyz[:-7] + "/metrics").text
         time.sleep(3)  # the outage
         prom.start()
         poll()

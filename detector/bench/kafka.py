@@ -4,6 +4,7 @@ and topic, and end-to-end latency at a steady rate."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,9 @@ def bench_kafka(events: int = 60_000, partitions: int = 3, steady_rate: float = 
         bare_s = time.perf_counter() - (t0 or time.perf_counter())
         bare.close()
 
-        def consumer_for(topic: str, group: str) -> LogConsumer:
+        def consumer_for(topic: str, group: str,
+                         on_batch: Callable[[dict[Any, list[Any]]], None] | None = None
+                         ) -> LogConsumer:
             cfg = VigilConfig()
             k = cfg.kafka
             k.bootstrap_servers, k.topics, k.group_id = [addr], [topic], group
@@ -89,12 +92,12 @@ def bench_kafka(events: int = 60_000, partitions: int = 3, steady_rate: float = 
             k.session_timeout_ms, k.heartbeat_interval_ms, k.max_poll_interval_ms = 3000, 500, 30000
             k.poll_timeout_ms = 100
             k.checkpoint_dir = Path(tempfile_dir) / group
-            return LogConsumer(cfg)
+            return LogConsumer(cfg, on_batch=on_batch)
 
         import tempfile
         with tempfile.TemporaryDirectory() as tempfile_dir:
             c = consumer_for(logs, f"vigil-{run_id}")
-            c._connect()
+            c.connect()
             n, t0 = 0, None
             while n < events:
                 got = c.poll_once()
@@ -119,18 +122,15 @@ def bench_kafka(events: int = 60_000, partitions: int = 3, steady_rate: float = 
                             start + 0.85 * dur, ["gateway"])]
             total = int(steady_rate * dur)
             recs = Fleet(faults, seed=12, rate=steady_rate / 3.2, start=start).records(total)
-            c = consumer_for(steady, f"vigil-steady-{run_id}")
-            c._connect()
             latencies: list[float] = []
-            orig_handle = c.handle
 
-            def timed_handle(batch: dict[Any, list[Any]]) -> None:
-                orig_handle(batch)
+            def committed(batch: dict[Any, list[Any]]) -> None:  # produce -> batch committed
                 now = time.time()
                 for recs_ in batch.values():
                     latencies.extend(now - r.timestamp / 1000.0 for r in recs_
                                      if r.timestamp / 1000.0 >= start)
-            c.handle = timed_handle  # type: ignore[method-assign]
+            c = consumer_for(steady, f"vigil-steady-{run_id}", on_batch=committed)
+            c.connect()
             stop = threading.Event()
 
             def produce() -> None:
@@ -151,7 +151,7 @@ def bench_kafka(events: int = 60_000, partitions: int = 3, steady_rate: float = 
                 p.close()
             producer = threading.Thread(target=produce)
             producer.start()
-            incidents_seen: dict[str, float] = {}
+            seen: dict[str, tuple[float, float, str]] = {}  # id -> (received, opened, key)
             watch = KafkaConsumer(outs[1], bootstrap_servers=addr, auto_offset_reset="earliest",
                                   group_id=f"watch-{run_id}", fetch_max_wait_ms=100, **session)
             end = start + dur + 25
@@ -160,17 +160,15 @@ def bench_kafka(events: int = 60_000, partitions: int = 3, steady_rate: float = 
                 for wrecs in watch.poll(timeout_ms=10).values():
                     for r in wrecs:
                         inc = orjson.loads(r.value)
-                        incidents_seen.setdefault(inc["id"], time.time())
-                        incidents_seen.setdefault(inc["id"] + "#opened", inc["opened_at"])
+                        seen.setdefault(inc["id"], (time.time(), inc["opened_at"], inc["service"]))
             stop.set()
             producer.join()
             c.drain()
             watch.close()
         delays = []
         for f in faults:
-            hits = [incidents_seen[k] - f.start for k in incidents_seen
-                    if not k.endswith("#opened") and f.start - 10 <= incidents_seen[k + "#opened"]
-                    <= f.end and k.split("-")[1] == f.service]
+            hits = [received - f.start for received, opened, service in seen.values()
+                    if f.start - 10 <= opened <= f.end and service == f.service]
             if hits:
                 delays.append(min(hits))
         lat = sorted(latencies) or [float("nan")]

@@ -169,7 +169,7 @@ def metrics_cmd(config: ConfigOpt = None,
 
     from detector.pipeline import Pipeline
     from detector.runtime.watch import MetricWatcher, PollResult
-    from detector.sinks.base import JsonlSink
+    from detector.sinks.base import Outputs
 
     cfg = load_or_exit(config)
     if not cfg.prometheus.queries:
@@ -177,9 +177,9 @@ def metrics_cmd(config: ConfigOpt = None,
         raise typer.Exit(2)
     out = out_dir or cfg.output.dir
     out.mkdir(parents=True, exist_ok=True)
-    pipe = Pipeline(cfg, anomalies=JsonlSink(out / "anomalies.jsonl"),
-                    incidents=JsonlSink(out / "incidents.jsonl"))
-    watcher = MetricWatcher(cfg, pipeline=pipe)
+    pipe = Pipeline(cfg)  # the metric anomalies' incidents
+    outputs = Outputs.jsonl(out, dead_letters=False)
+    watcher = MetricWatcher(cfg)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -192,11 +192,12 @@ def metrics_cmd(config: ConfigOpt = None,
                   f"{server.server_address[1]}", markup=False)
 
     def report(res: PollResult) -> None:
-        pipe.flush()
+        outputs.write(pipe.add_anomalies(res.anomalies))
+        outputs.flush()
         ok, why = watcher.ready()
         err.print(f"{res.points:,} points, {res.series:,} series, {len(res.anomalies)} anomalies, "
                   f"{res.cpu_seconds:.3f} s CPU; {'ready' if ok else why}", markup=False)
     watcher.run(stop, on_poll=report, max_polls=polls)
-    pipe.close()
+    outputs.close()
     st = watcher.source.stats.as_dict()
     err.print(orjson.dumps(st).decode(), markup=False)

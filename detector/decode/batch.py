@@ -80,11 +80,12 @@ class BatchDecoder:
         batch = EventBatch.concat(parts)
         line_index = np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
 
-        def where(i: int) -> str:
-            return f"{source}:{i + 1 if positions is None else positions[i]}"
+        def at(i: int) -> int:
+            return i + 1 if positions is None else int(positions[i])
 
         dead = [
-            DeadLetter(reason=r, detail=d, source=where(i), raw=bytes(lines[i]))
+            DeadLetter(reason=r, detail=d, source=f"{source}:{at(i)}", raw=bytes(lines[i]),
+                       position=at(i))
             for i, (r, d) in sorted(bad.items())
         ]
         return DecodeResult(batch=batch, dead=dead, line_index=line_index)

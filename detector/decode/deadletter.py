@@ -26,8 +26,9 @@ REASONS = (
 class DeadLetter:
     reason: str
     detail: str
-    source: str  # "file.jsonl:LINE", "topic/partition@offset", ...
+    source: str  # where, for a person: "file.jsonl:LINE", "topic/partition:OFFSET"
     raw: bytes
+    position: int | None = None  # the line number or offset itself, for the code that needs it
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"reason": self.reason, "detail": self.detail, "source": self.source}

@@ -19,7 +19,6 @@ log = logging.getLogger("vigil.metrics")
 class MetricFeed:
     def __init__(self, cfg: VigilConfig, watcher: MetricWatcher | None = None,
                  max_queued: int = 100_000) -> None:
-        # The watcher's own pipeline is unused: anomalies go to the consumer's pipelines.
         self.watcher = watcher or MetricWatcher(cfg)
         self.queue: queue.Queue[Anomaly] = queue.Queue(maxsize=max_queued)
         self.dropped = 0  # anomalies lost to a full queue (the consumer stopped taking them)
@@ -54,7 +53,7 @@ class MetricFeed:
                 except queue.Full:
                     self.dropped += 1
         try:
-            self.watcher.run(self._stop, on_poll=queued, into_pipeline=False)
+            self.watcher.run(self._stop, on_poll=queued)
         except Exception:  # never silently: the readiness shows the feed is gone
             log.exception("metric feed stopped")
             raise

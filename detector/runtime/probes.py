@@ -1,6 +1,7 @@
 """The side HTTP server of a long-running Vigil process (`vigil consume`, `vigil metrics`):
-/healthz (the loop is alive), /readyz (its own checks), /metrics (Prometheus text). Read-only:
-nothing here can trigger an action."""
+/healthz (the loop is alive), /readyz (its own checks), /metrics (its registry, through
+prometheus_client). Read-only: nothing here can trigger an action. (`vigil serve` answers the
+same three paths on its own FastAPI app.)"""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 
 class Probe(Protocol):
@@ -17,7 +18,8 @@ class Probe(Protocol):
 
     def ready(self) -> tuple[bool, str]: ...
 
-    def metrics_text(self) -> bytes: ...
+    @property
+    def registry(self) -> CollectorRegistry: ...
 
 
 def serve(consumer: Probe, host: str, port: int) -> ThreadingHTTPServer:
@@ -42,7 +44,7 @@ def serve(consumer: Probe, host: str, port: int) -> ThreadingHTTPServer:
                 ok, why = consumer.ready()
                 self._send(200 if ok else 503, orjson.dumps({"ready": ok, "detail": why}))
             elif self.path == "/metrics":
-                self._send(200, consumer.metrics_text(), CONTENT_TYPE_LATEST)
+                self._send(200, generate_latest(consumer.registry), CONTENT_TYPE_LATEST)
             else:
                 self._send(404, orjson.dumps({"error": "not found"}))
 

@@ -11,7 +11,7 @@ import orjson
 
 from detector.config import VigilConfig
 from detector.pipeline import Pipeline, PipelineStats
-from detector.sinks.base import JsonlSink
+from detector.sinks.base import Outputs
 from detector.sources.files import iter_batches
 
 OUTPUT_FILES = ("anomalies.jsonl", "incidents.jsonl", "dead_letter.jsonl")
@@ -37,12 +37,8 @@ def replay(
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in OUTPUT_FILES:
         (out_dir / name).unlink(missing_ok=True)
-    pipe = Pipeline(
-        cfg,
-        anomalies=JsonlSink(out_dir / "anomalies.jsonl"),
-        incidents=JsonlSink(out_dir / "incidents.jsonl"),
-        dead_letters=JsonlSink(out_dir / "dead_letter.jsonl"),
-    )
+    pipe = Pipeline(cfg)
+    outputs = Outputs.jsonl(out_dir)
     sizes = [_size(f) for f in files]
     total = sum(sizes)
     done_before = 0
@@ -53,11 +49,11 @@ def replay(
                     progress(base + pos, total)
 
             for batch in iter_batches(f, cfg.batch_size, tick):
-                pipe.process(batch.lines, batch.source, batch.line_numbers)
+                outputs.write(pipe.process(batch.lines, batch.source, batch.line_numbers))
             done_before += size
-        pipe.finish()
+        outputs.write(pipe.finish())
     finally:
-        pipe.close()
+        outputs.close()
     return ReplayResult(out_dir, pipe.stats, latest_incidents(out_dir / "incidents.jsonl"))
 
 

@@ -1,8 +1,49 @@
-"""The consumer's Prometheus metrics (base units in the names, bounded label sets)."""
+"""Vigil's own metrics (what its /metrics serves; not the Prometheus series it watches), through
+prometheus_client registries and collectors only: base units in the names, bounded label sets.
+
+`ConsumerMetrics`: `vigil consume`. `SourceCollector`: the Prometheus source's counters
+(`vigil_prometheus_*`), read from its stats when scraped, in `vigil metrics` and, with queries
+configured, in `vigil consume` too.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from detector.sources.prometheus import PrometheusSource
+
+_SOURCE_COUNTERS = {
+    "polls": "Polls of every query", "requests": "query_range requests",
+    "errors": "Failed requests, retries included",
+    "failed_polls": "Query polls that failed after their retries",
+    "points": "New finite points read", "duplicates": "Points at or before a series' last one",
+    "non_finite": "NaN or Inf points dropped", "gaps": "Series steps missing between two points",
+    "new_series": "Series seen for the first time", "expired_series": "Idle series forgotten",
+    "dropped_series": "New series refused at prometheus.max_series",
+}
+
+
+class SourceCollector(Collector):
+    """The Prometheus source's counters and readiness, read at scrape time."""
+
+    def __init__(self, source: PrometheusSource, ready: Callable[[], tuple[bool, str]]) -> None:
+        self.source = source
+        self.ready = ready
+
+    def collect(self) -> Iterator[Metric]:
+        st = self.source.stats
+        for name, doc in _SOURCE_COUNTERS.items():
+            yield CounterMetricFamily(f"vigil_prometheus_{name}", doc, value=getattr(st, name))
+        yield GaugeMetricFamily("vigil_prometheus_series", "Series held",
+                                value=self.source.series_count())
+        yield GaugeMetricFamily("vigil_prometheus_ready", "1 when every query's last poll worked",
+                                value=int(self.ready()[0]))
 
 
 class ConsumerMetrics:

@@ -20,7 +20,7 @@ import polars as pl
 
 from detector.config import WindowConfig
 from detector.events import LEVEL_ERROR, EventBatch
-from detector.services import OTHER_SERVICES  # where services past the cap are counted
+from detector.services import ServiceIndex
 from detector.templates.miner import MinedBatch
 from detector.windows.clock import AHEAD, ClockGuard
 from detector.windows.clock import OK as CLOCK_OK
@@ -89,15 +89,14 @@ class WindowAggregator:
     buckets: LogBuckets = field(default_factory=LogBuckets)
     wall: Callable[[], float] = time.time
     late_events: int = 0
-    overflow_events: int = 0
     gaps: int = 0  # silences of the whole stream of at least gap_seconds, skipped
     max_ts: float = -math.inf
     guard: ClockGuard = field(init=False)
     _open: dict[int, dict[int, _Acc]] = field(default_factory=dict)
     _tmin: dict[int, float] = field(default_factory=dict)  # first event time in an open window
     _tmax: dict[int, float] = field(default_factory=dict)
-    _sid: dict[str, int] = field(default_factory=dict)
-    _names: list[str] = field(default_factory=list)
+    # The pipeline's one service registry (a new one, capped at max_services, when not given).
+    services: ServiceIndex = None  # type: ignore[assignment]
     _last_seen: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     _last_tmax: float = -math.inf  # last event time of the last closed window with events
     _next_close: int | None = None
@@ -105,6 +104,8 @@ class WindowAggregator:
 
     def __post_init__(self) -> None:
         self.guard = ClockGuard(self.cfg, self.wall)
+        if self.services is None:
+            self.services = ServiceIndex(self.cfg.max_services)
 
     def add(self, batch: EventBatch, mined: MinedBatch) -> npt.NDArray[np.int8]:
         """Fold a batch in; returns per event 0 (folded), LATE or one of the SKEWED codes.
@@ -139,7 +140,7 @@ class WindowAggregator:
         sk = self._service_ids(services)
         wk, tk = w[ok], batch.ts[ok]
         w0 = int(wk.min())
-        nserv = len(self._names)
+        nserv = len(self.services)
         key = (wk - w0) * nserv + sk
         space = int(key.max()) + 1
         nb = self.buckets.size
@@ -215,29 +216,14 @@ class WindowAggregator:
 
     # ---- internals ----------------------------------------------------------------------
     def _service_ids(self, services: pl.Series) -> npt.NDArray[np.int64]:
-        """Ids of a batch's services; past `max_services` the long tail shares one series."""
-        names = services.unique(maintain_order=True).to_list()  # first come, first tracked
-        for name in names:
-            if name not in self._sid and len(self._names) < self.cfg.max_services - 1:
-                self._register(name)
-        codes = [self._sid.get(x, -1) for x in names]
-        if -1 in codes:
-            other = self._sid.get(OTHER_SERVICES)
-            if other is None:
-                other = self._register(OTHER_SERVICES)
-            codes = [other if c < 0 else c for c in codes]
-            self.overflow_events += int(np.sum(
-                services.is_in([x for x in names if x not in self._sid]).to_numpy()))
-        out: npt.NDArray[np.int64] = services.replace_strict(
-            names, codes, return_dtype=pl.Int64).to_numpy()
-        return out
-
-    def _register(self, name: str) -> int:
-        sid = len(self._names)
-        self._sid[name] = sid
-        self._names.append(name)
-        self._last_seen = np.append(self._last_seen, _NEVER)
-        return sid
+        """Ids of a batch's services in the pipeline's registry (past its cap the long tail
+        shares `OTHER_SERVICES`); the per-service arrays grow to match."""
+        ids = self.services.ids(services).astype(np.int64)
+        if len(self.services) > len(self._last_seen):
+            grown = np.full(len(self.services), _NEVER, dtype=np.int64)
+            grown[: len(self._last_seen)] = self._last_seen
+            self._last_seen = grown
+        return ids
 
     def _close_until(self, stop: int) -> list[WindowRows]:
         assert self._next_close is not None
@@ -303,7 +289,7 @@ class WindowAggregator:
             if acc.lat is not None and int(acc.lat.sum()) >= min_ev:
                 values[r, 2:5] = self.buckets.quantiles(acc.lat, _QUANTILES)
         return WindowRows(
-            start=win * width, end=(win + 1) * width, services=[self._names[s] for s in sids],
+            start=win * width, end=(win + 1) * width, services=[self.services.names[s] for s in sids],
             counts=counts, values=values,
         )
 
@@ -314,4 +300,4 @@ class WindowAggregator:
             64 + (0 if a.lat is None else a.lat.nbytes) for accs in self._open.values()
             for a in accs.values()
         )
-        return len(self._names) * per_service + open_bytes
+        return len(self._last_seen) * per_service + open_bytes
