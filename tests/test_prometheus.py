@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import numpy as np
 import pytest
 
@@ -309,3 +310,17 @@ def test_a_slow_or_failing_prometheus_costs_bounded_retries_and_is_reported(mode
     assert not ok and "latency" in why
     assert {"slow": "Timeout", "error": "503", "garbage": "JSONDecodeError"}[mode] in why
     assert w.source.stats.failed_polls == 1 and w.source.stats.errors == 3
+
+
+def test_metric_anomalies_find_the_partition_of_their_service_without_correlation() -> None:
+    """One service registry: with correlation.enabled false, every metric anomaly went to the
+    first partition whatever its service (only correlation filled the registry it read)."""
+    from detector.config import CorrelationConfig
+    from detector.runtime.metric_feed import route
+
+    cfg = VigilConfig(correlation=CorrelationConfig(enabled=False))
+    pipes = [Pipeline(cfg), Pipeline(cfg)]
+    pipes[0].process([orjson.dumps({"ts": 1795435200, "service": "cart", "msg": "x"})])
+    pipes[1].process([orjson.dumps({"ts": 1795435200, "service": "billing", "msg": "x"})])
+    a = Anomaly("billing", "metric:latency", 0.0, 60.0, 9.0, 1.0, 0.1, 0.9999, "ewma", "x", 0)
+    assert route([a], pipes) == {1: [a]}
