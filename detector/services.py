@@ -6,6 +6,8 @@ of `OTHER_SERVICES` (counted), so a mis-mapped field or a hostile sender cannot 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 import polars as pl
@@ -43,6 +45,19 @@ class ServiceIndex:
             sid = self._id[name] = len(self.names)
             self.names.append(name)
         return sid
+
+    def state_dict(self) -> list[str]:
+        return list(self.names)
+
+    def load_state(self, names: Any) -> None:
+        """Names of `state_dict`, into an empty index (their ids are their positions)."""
+        if self.names:
+            raise ValueError("load_state needs an empty service index")
+        if not isinstance(names, list) or not all(isinstance(x, str) for x in names) \
+                or len(set(names)) != len(names):
+            raise ValueError("services is not a list of distinct names")
+        for name in names:
+            self.id_of(name)
 
     def get(self, name: str) -> int | None:
         return self._id.get(name)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,18 +32,33 @@ _MAX_KEPT = 5000  # verdicts kept per incident for evidence (all are counted)
 
 @dataclass
 class Evidence:
-    """What one incident has gathered from window anomalies (request evidence is read from the
-    ranker's recent verdicts when the incident is ranked)."""
+    """What one incident has gathered from window anomalies, kept by the incident tracker
+    (request evidence is read from the ranker's recent verdicts when the incident is ranked).
 
+    >>> ev = Evidence(key="cart", opened_at=0.0, last_at=0.0)
+    >>> ev.record(Anomaly("cart", "error_ratio", 0.0, 10.0, 0.4, 0.01, 0.01, 0.99999, "ewma", "x", 50))
+    >>> ev.last_at, dict(ev.services)
+    (10.0, {'cart': 1})
+    """
+
+    key: str  # the incident's root-cause key
     opened_at: float
     last_at: float
     services: Counter[str] = field(default_factory=Counter)  # window anomalies per service
     features: dict[str, Counter[str]] = field(default_factory=dict)
     first_anomaly: dict[str, float] = field(default_factory=dict)
 
+    def record(self, a: Anomaly) -> None:
+        self.last_at = max(self.last_at, a.window_end)
+        self.services[a.service] += 1
+        self.features.setdefault(a.service, Counter())[a.feature] += 1
+        self.first_anomaly[a.service] = min(self.first_anomaly.get(a.service, a.window_start),
+                                            a.window_start)
+
 
 class RootCauseRanker:
-    """Request verdicts, a learned call graph, and per-incident evidence; see the module doc."""
+    """Request verdicts and a learned call graph, asked by the incident tracker (which owns the
+    incidents and their `Evidence`); see the module doc. It never calls the tracker."""
 
     def __init__(self, cfg: CorrelationConfig, services: ServiceIndex,
                  template_text: Any = None) -> None:
@@ -52,9 +68,7 @@ class RootCauseRanker:
         self.template_text = template_text  # template id -> text, for evidence
         self.recent: deque[RequestVerdict] = deque(maxlen=cfg.max_verdicts)
         self.edges: Counter[tuple[int, int]] = Counter()
-        self.incidents: dict[str, Evidence] = {}
         self._depth: tuple[int, dict[int, int]] | None = None  # (edges when computed, depths)
-        self._open_keys: Counter[int | None] = Counter()  # key service of each open incident
 
     # ---- learning ---------------------------------------------------------------------
     def learn_edges(self, edges: Edges) -> None:
@@ -73,26 +87,21 @@ class RootCauseRanker:
             self.recent = deque((v for v in self.recent if v.onset >= before),
                                 maxlen=self.recent.maxlen)
 
-    # ---- incidents --------------------------------------------------------------------
-    def opened(self, incident_id: str, opened_at: float) -> None:
-        if incident_id not in self.incidents:
-            self._open_keys[self.services.get(iid_key(incident_id))] += 1
-        self.incidents[incident_id] = Evidence(opened_at=opened_at, last_at=opened_at)
+    def state_dict(self) -> list[list[int]]:
+        """The learned call graph as [caller, callee, count] rows of service ids."""
+        return [[a, b, n] for (a, b), n in self.edges.items()]
 
-    def closed(self, incident_id: str) -> None:
-        if self.incidents.pop(incident_id, None) is not None:
-            self._open_keys[self.services.get(iid_key(incident_id))] -= 1
+    def load_state(self, rows: Any) -> None:
+        """Rows of `state_dict` whose ids are the service index's; anything else: ValueError."""
+        known = len(self.services)
+        if not isinstance(rows, list) or not all(
+                isinstance(e, list) and len(e) == 3 and all(type(v) is int for v in e)
+                and 0 <= e[0] < known and 0 <= e[1] < known and e[2] >= 0 for e in rows):
+            raise ValueError("call_graph is not a list of [caller, callee, count] of known services")
+        for a, b, n in rows:
+            self.edges[(a, b)] += n
 
-    def record(self, incident_id: str, a: Anomaly) -> None:
-        ev = self.incidents.get(incident_id)
-        if ev is None:
-            return
-        ev.last_at = max(ev.last_at, a.window_end)
-        ev.services[a.service] += 1
-        ev.features.setdefault(a.service, Counter())[a.feature] += 1
-        ev.first_anomaly[a.service] = min(ev.first_anomaly.get(a.service, a.window_start),
-                                          a.window_start)
-
+    # ---- questions the incident tracker asks ---------------------------------------------
     def explained_by(self, service: str, since: float) -> str | None:
         """The root that most of `service`'s recent anomalous requests share, if it is another
         service and its share reaches `explain_share`; None without request evidence (fewer
@@ -182,13 +191,16 @@ class RootCauseRanker:
             return depth.get(sid, 0) if sid is not None else 0
         return min(services, key=d) if rising else max(services, key=lambda s: (d(s), s))
 
-    def rank(self, incident_id: str) -> list[dict[str, Any]]:
-        """Candidate services, best first: share of the incident's anomalous requests they
-        explain, agreement with their own window anomalies, and onset order."""
-        ev = self.incidents.get(incident_id)
-        if ev is None:
-            return []
-        verdicts = self._verdicts_of(incident_id, ev)
+    def ids_of(self, names: Iterable[str]) -> frozenset[int]:
+        """The ids of the known services among `names`."""
+        return frozenset(i for i in map(self.services.get, names) if i is not None)
+
+    def rank(self, ev: Evidence, open_keys: AbstractSet[int] = frozenset()) -> list[dict[str, Any]]:
+        """Candidate services of an incident, best first: share of its anomalous requests they
+        explain, agreement with their own window anomalies, and onset order. `open_keys`: the
+        ids (`ids_of`) of the open incidents' keys (a request rooted in another's key is that
+        one's)."""
+        verdicts = self._verdicts_of(ev, open_keys)
         if len(verdicts) < self.cfg.min_requests:
             verdicts = []  # a few odd requests are background noise, not evidence
         roots: Counter[int] = Counter(v.root for v in verdicts)
@@ -202,7 +214,7 @@ class RootCauseRanker:
         # Dense onset rank: services whose anomalies began in the same window tie.
         times = sorted({onset.get(s, float("inf")) for s in cands})
         total = max(len(verdicts), 1)
-        key = iid_key(incident_id)
+        key = ev.key
         raw: dict[str, float] = {}
         for s in cands:
             sid = self._sid(s)
@@ -241,18 +253,18 @@ class RootCauseRanker:
             })
         return out
 
-    def _verdicts_of(self, incident_id: str, ev: Evidence) -> list[RequestVerdict]:
+    def _verdicts_of(self, ev: Evidence, open_keys: AbstractSet[int]) -> list[RequestVerdict]:
         """Recent verdicts that belong to the incident: from its onset (less the gap) to its last
         anomaly (plus the gap), rooted in its key or touching a service it involves, and not
         rooted in the key of another open incident."""
-        key = self.services.get(iid_key(incident_id))
+        key = self.services.get(ev.key)
         involved = {i for i in (self.services.get(s) for s in ev.services) if i is not None}
         if key is not None:
             involved.add(key)
-        others = self._open_keys  # keys of open incidents; this one's root is `key` itself
+        others = open_keys - {key} if key is not None else open_keys
         lo, hi = ev.opened_at - self.cfg.explain_gap, ev.last_at + self.cfg.explain_gap
         return [v for v in self.recent if lo <= v.onset <= hi
-                and (v.root == key or (others[v.root] <= 0 and involved & set(v.services)))]
+                and (v.root == key or (v.root not in others and involved & set(v.services)))]
 
     def _template(self, tid: int) -> str:
         if self.template_text is None:
@@ -264,12 +276,3 @@ class RootCauseRanker:
 
     def _sid(self, service: str) -> int | None:
         return self.services.get(service)
-
-
-def iid_key(incident_id: str) -> str:
-    """The root-cause service of an incident id ('inc-<service>-<digest>').
-
-    >>> iid_key("inc-payments-5289aecfe34c")
-    'payments'
-    """
-    return incident_id[4:].rsplit("-", 1)[0]

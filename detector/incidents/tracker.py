@@ -10,12 +10,13 @@ anomalous window, so the same replay always yields the same ids.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from itertools import groupby
 
 from detector.config import IncidentConfig
 from detector.events import Anomaly, Incident
-from detector.incidents.rootcause import RootCauseRanker
+from detector.incidents.rootcause import Evidence, RootCauseRanker
 
 
 def incident_id(service: str, opened_at: float) -> str:
@@ -49,6 +50,7 @@ class IncidentTracker:
         self.opened = 0  # incidents opened (each once, however many revisions it has)
         self.resolved = 0
         self._top: dict[str, str | None] = {}  # incident id -> top root cause last emitted
+        self._evidence: dict[str, Evidence] = {}  # incident id -> what its anomalies showed
 
     def add(self, anomalies: list[Anomaly]) -> list[Incident]:
         """Fold anomalies in; returns snapshots of the incidents that changed state, in order."""
@@ -56,9 +58,10 @@ class IncidentTracker:
         ordered = sorted(anomalies, key=lambda x: (x.window_start, -x.score))
         for start, grouped in groupby(ordered, key=lambda x: x.window_start):
             group = list(grouped)
-            for inc in [i for i in self.open.values()
-                        if start - i.last_anomaly_at > self.cfg.gap_seconds]:
-                changes.append(self._resolve(inc, inc.last_anomaly_at + self.cfg.gap_seconds))
+            stale = [i for i in self.open.values() if start - i.last_anomaly_at > self.cfg.gap_seconds]
+            keys = set(self._open_ids()) if stale else set()
+            for inc in stale:
+                changes.append(self._resolve(inc, inc.last_anomaly_at + self.cfg.gap_seconds, keys))
             for a, key in zip(group, self._keys(group), strict=True):
                 found = self.open.get(key)
                 if found is not None:
@@ -76,43 +79,46 @@ class IncidentTracker:
                     )
                     self.open[key] = inc
                     self.opened += 1
-                    if self.ranker is not None:
-                        self.ranker.opened(inc.id, inc.opened_at)
+                    self._evidence[inc.id] = Evidence(key, inc.opened_at, inc.opened_at)
                     changes.append(inc)
                 inc.last_anomaly_at = max(inc.last_anomaly_at, a.window_end)
                 inc.anomaly_count += 1
                 inc.features[a.feature] = inc.features.get(a.feature, 0) + 1
                 inc.services[a.service] = inc.services.get(a.service, 0) + 1
-                if self.ranker is not None:
-                    self.ranker.record(inc.id, a)
+                self._evidence[inc.id].record(a)
                 if a.score > inc.max_score:  # ties keep the earliest, closest to onset
                     inc.max_score = a.score
                     inc.top_explanation = a.explanation
-        return [self._snapshot(i) if i.status == "open" else i for i in changes]
+        open_keys = self._open_ids()
+        return [self._snapshot(i, open_keys) if i.status == "open" else i for i in changes]
 
     def refresh(self) -> list[Incident]:
         """Snapshots of open incidents whose top root-cause candidate changed since last told."""
-        out = []
+        out: list[Incident] = []
+        if self.ranker is None:
+            return out
+        keys = self._open_ids()
         for inc in sorted(self.open.values(), key=lambda i: i.opened_at):
-            if self.ranker is None:
-                continue
-            ranked = self.ranker.rank(inc.id)
+            ranked = self.ranker.rank(self._evidence[inc.id], keys)
             top = ranked[0]["service"] if ranked else None
             if top != self._top.get(inc.id):
                 inc.revision += 1
-                out.append(self._snapshot(inc))
+                out.append(self._snapshot(inc, keys))
         return out
 
     def advance(self, now: float) -> list[Incident]:
         """Resolve incidents with no anomaly for `gap_seconds` of event time before `now`."""
         done = [i for i in self.open.values() if now - i.last_anomaly_at > self.cfg.gap_seconds]
-        out = []
-        for inc in sorted(done, key=lambda i: i.opened_at):
-            out.append(self._resolve(inc, now))
-        return out
+        keys = set(self._open_ids()) if done else set()
+        return [self._resolve(inc, now, keys) for inc in sorted(done, key=lambda i: i.opened_at)]
 
     def snapshot_open(self) -> list[Incident]:
-        return [self._snapshot(i) for i in sorted(self.open.values(), key=lambda i: i.opened_at)]
+        keys = self._open_ids()
+        return [self._snapshot(i, keys) for i in sorted(self.open.values(), key=lambda i: i.opened_at)]
+
+    def _open_ids(self) -> frozenset[int]:
+        """The ids of the open incidents' keys, for the ranker."""
+        return self.ranker.ids_of(self.open) if self.ranker is not None else frozenset()
 
     def _keys(self, group: list[Anomaly]) -> list[str]:
         """The incident key of each anomaly of one window.
@@ -195,19 +201,23 @@ class IncidentTracker:
                 keys[i] = key
         return [k if k is not None else a.service for k, a in zip(keys, group, strict=True)]
 
-    def _resolve(self, inc: Incident, now: float) -> Incident:
+    def _resolve(self, inc: Incident, now: float, keys: set[int] | None = None) -> Incident:
+        """Close `inc`; `keys`: the open keys' ids, which loses this one's (callers that
+        resolve many pass one set along)."""
         inc.status = "resolved"
         inc.resolved_at = now
         self.resolved += 1
-        snap = self._snapshot(inc)
+        keys = set(self._open_ids()) if keys is None else keys
+        snap = self._snapshot(inc, keys)
         self.open.pop(inc.service, None)
         self._top.pop(inc.id, None)
+        self._evidence.pop(inc.id, None)
         if self.ranker is not None:
-            self.ranker.closed(inc.id)
+            keys.difference_update(self.ranker.ids_of([inc.service]))
         return snap
 
-    def _snapshot(self, inc: Incident) -> Incident:
-        ranked = self.ranker.rank(inc.id) if self.ranker is not None else []
+    def _snapshot(self, inc: Incident, keys: AbstractSet[int]) -> Incident:
+        ranked = self.ranker.rank(self._evidence[inc.id], keys) if self.ranker is not None else []
         if self.ranker is not None:
             inc.root_cause = ranked
             self._top[inc.id] = ranked[0]["service"] if ranked else None

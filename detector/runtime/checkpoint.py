@@ -49,11 +49,10 @@ def pipeline_state(p: Pipeline) -> dict[str, Any]:
         "templates": p.miner.state_dict(),
         "windows": p.windows.state_dict(),
         "events": p.stats.events,
-        "services": list(p.services.names),
+        "services": p.services.state_dict(),
         "flagger": p.flagger.state_dict() if p.flagger is not None else None,
         "correlator": p.correlator.state_dict() if p.correlator is not None else None,
-        "call_graph": ([[a, b, n] for (a, b), n in p.ranker.edges.items()]
-                       if p.ranker is not None else []),
+        "call_graph": p.ranker.state_dict() if p.ranker is not None else [],
     }
 
 
@@ -109,25 +108,15 @@ def _restore(p: Pipeline, state: dict[str, Any]) -> None:
         if part is not None and st is not None:
             part.load_state(st)
     p.miner.load_state(state["templates"])
-    services = state.get("services") or []
-    if not isinstance(services, list) or not all(isinstance(x, str) for x in services) \
-            or len(set(services)) != len(services):
-        raise CheckpointError("services is not a list of distinct names")
-    for name in services:  # ids first: the correlator's events refer to them
-        p.services.id_of(name)
-    edges = state.get("call_graph") or []
-    if not isinstance(edges, list) or not all(
-            isinstance(e, list) and len(e) == 3 and all(isinstance(v, int) for v in e)
-            and 0 <= e[0] < len(services) and 0 <= e[1] < len(services) and e[2] >= 0
-            for e in edges):
-        raise CheckpointError("call_graph is not a list of [caller, callee, count] of known services")
+    p.services.load_state(state.get("services") or [])  # first: the rest refer to its ids
     if p.flagger is not None and state.get("flagger"):
         p.flagger.load_state(state["flagger"])
     if p.correlator is not None and state.get("correlator"):
         p.correlator.load_state(state["correlator"])
     if p.ranker is not None:
-        for a, b, n in edges:
-            p.ranker.edges[(a, b)] += n
+        p.ranker.load_state(state.get("call_graph") or [])
+    elif not isinstance(state.get("call_graph") or [], list):
+        raise CheckpointError("call_graph is not a list")
     if state.get("windows"):
         p.windows.load_state(state["windows"])
 
