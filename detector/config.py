@@ -10,19 +10,37 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
+from remediation.alertmanager.settings import ServeConfig
+from remediation.retry import Backoff, Retry
+
 
 class ConfigError(ValueError):
     """The configuration file or an override is invalid; the message names the field."""
 
 
-class FieldMapping(BaseModel):
+class _Section(BaseModel):
+    """Every section of the tree: unknown keys are errors (`window: {secnds: 30}` is refused,
+    naming `window.secnds`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# The features a closed window has per service (`windows/aggregate.py` computes them in this
+# order); `scoring.features` may only name these.
+WINDOW_FEATURES = (
+    "rate", "error_ratio", "latency_p50", "latency_p95", "latency_p99",
+    "new_template_share", "rare_template_share",
+)
+
+
+class FieldMapping(_Section):
     """Where each `LogEvent` field is found in a JSON record, as candidate paths in priority order.
 
     A path is dotted: `resource.service.name` matches `{"resource": {"service.name": ...}}`,
@@ -64,7 +82,7 @@ class FieldMapping(BaseModel):
     )
 
 
-class ParsingConfig(BaseModel):
+class ParsingConfig(_Section):
     fields: FieldMapping = Field(default_factory=FieldMapping)
     required: list[Literal["timestamp", "service", "message"]] = Field(
         default=["timestamp", "service"]
@@ -75,7 +93,7 @@ class ParsingConfig(BaseModel):
     )
 
 
-class TemplatesConfig(BaseModel):
+class TemplatesConfig(_Section):
     max_templates: int = Field(default=5000, gt=0)
     similarity: float = Field(default=0.5, ge=0.0, le=1.0)
     depth: int = Field(default=4, ge=1)
@@ -102,7 +120,7 @@ class TemplatesConfig(BaseModel):
     )
 
 
-class WindowConfig(BaseModel):
+class WindowConfig(_Section):
     seconds: float = Field(default=10.0, gt=0)
     allowed_lateness: float = Field(default=5.0, ge=0)
     min_events: int = Field(
@@ -143,7 +161,7 @@ class WindowConfig(BaseModel):
     )
 
 
-class FeatureRule(BaseModel):
+class FeatureRule(_Section):
     """How one feature is judged: which direction is bad and how small a change is noise."""
 
     direction: Literal["up", "down", "both"] = "up"
@@ -164,13 +182,17 @@ def _default_features() -> dict[str, FeatureRule]:
     }
 
 
-class ScoringConfig(BaseModel):
+class ScoringConfig(_Section):
     model: Literal["ewma", "robust"] = "ewma"
     alpha: float = Field(default=0.05, gt=0, le=1, description="EWMA weight of a new window")
     warmup: int = Field(default=12, ge=2, description="windows per series before it may alarm")
     robust_window: int = Field(default=64, ge=8, description="values kept by the median/MAD model")
     threshold: float = Field(
-        default=0.99999, gt=0.5, lt=1, description="score at or above which a window is anomalous"
+        default=0.99999, gt=0.5, lt=1, description="score (1 - p) at or above which a window is "
+        "anomalous. Set for about one false alarm per service a day before calibration: a "
+        "service has 7 features judged every 10 s window (60,480 tests a day), so 1e-5 per "
+        "test; a metric series is judged once a step (1,440 a day at 1 min), hence "
+        "prometheus.threshold 0.9999"
     )
     clip_z: float = Field(
         default=3.0, gt=0, description="values beyond mean +/- clip_z*std are clipped before "
@@ -193,8 +215,17 @@ class ScoringConfig(BaseModel):
                                 "period (48: half-hour slots of a day, 768 bytes a series)")
     features: dict[str, FeatureRule] = Field(default_factory=_default_features)
 
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, v: dict[str, FeatureRule]) -> dict[str, FeatureRule]:
+        unknown = sorted(set(v) - set(WINDOW_FEATURES))
+        if unknown:
+            raise ValueError(f"unknown feature(s) {', '.join(unknown)}; the features are "
+                             f"{', '.join(WINDOW_FEATURES)}")
+        return v
 
-class CorrelationConfig(BaseModel):
+
+class CorrelationConfig(_Section):
     """Request-ID correlation and root cause (detector/correlation.py, callchain.py, rootcause.py)."""
 
     enabled: bool = True
@@ -228,7 +259,7 @@ class CorrelationConfig(BaseModel):
                                  "joins that service's incident")
 
 
-class KafkaConfig(BaseModel):
+class KafkaConfig(_Section):
     """`vigil consume`: the consumer group, its output topics, checkpoints and side server.
     Every field has a `VIGIL_KAFKA__<FIELD>` environment override."""
 
@@ -259,8 +290,9 @@ class KafkaConfig(BaseModel):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=9108, ge=0, le=65535)
     drain_timeout_s: float = Field(default=30.0, gt=0)
-    retry_backoff_s: float = Field(default=0.5, gt=0)
-    retry_backoff_max_s: float = Field(default=15.0, gt=0)
+    reconnect: Backoff = Field(default_factory=lambda: Backoff(base_s=0.5, max_s=15.0),
+                               description="delays between reconnects after a broker outage "
+                               "(it never gives up)")
     stall_after_s: float = Field(default=120.0, gt=0, description="not ready when no poll has "
                                  "returned for this long")
 
@@ -278,10 +310,8 @@ class KafkaConfig(BaseModel):
         return opts
 
 
-class PromQuery(BaseModel):
+class PromQuery(_Section):
     """One PromQL query whose result series Vigil watches."""
-
-    model_config = {"extra": "forbid"}
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_:.-]*$", description="names its anomalies "
                       "(feature `metric:<name>`)")
@@ -304,19 +334,16 @@ class PromQuery(BaseModel):
     rel_floor: float = Field(default=0.01, ge=0, description="...or below this share of the level")
 
 
-class PrometheusConfig(BaseModel):
+class PrometheusConfig(_Section):
     """Prometheus series as a source (prometheus-api-client)."""
-
-    model_config = {"extra": "forbid"}
 
     url: str = "http://127.0.0.1:9090"
     queries: list[PromQuery] = Field(default_factory=list)
     bearer_token_file: Path | None = None
     verify_tls: bool = True
     timeout_s: float = Field(default=10.0, gt=0, description="per HTTP request")
-    retries: int = Field(default=3, ge=0, description="retries of a failed query per poll")
-    backoff_s: float = Field(default=0.5, gt=0, description="first retry delay (full jitter)")
-    backoff_max_s: float = Field(default=10.0, gt=0)
+    retry: Retry = Field(default_factory=lambda: Retry(attempts=3, base_s=0.5, max_s=10.0),
+                         description="retries of a failed query within one poll")
     max_backfill_seconds: float = Field(default=6 * 3600.0, gt=0, description="after an outage, "
                                         "read back at most this much")
     idle_series_seconds: float = Field(default=900.0, gt=0, description="a series with no point "
@@ -324,16 +351,17 @@ class PrometheusConfig(BaseModel):
     max_series: int = Field(default=200_000, ge=1, description="series held at once; new ones "
                             "beyond are counted and dropped")
     threshold: float = Field(default=0.9999, gt=0, lt=1, description="1 - p at which a point is "
-                             "anomalous")
+                             "anomalous: about one false alarm per series a day at a 1-minute "
+                             "step (1,440 tests a day; see scoring.threshold for logs)")
 
 
-class IncidentConfig(BaseModel):
+class IncidentConfig(_Section):
     gap_seconds: float = Field(
         default=60.0, gt=0, description="an incident resolves after this long with no anomaly"
     )
 
 
-class OutputConfig(BaseModel):
+class OutputConfig(_Section):
     dir: Path = Path("vigil-out")
 
 
@@ -352,6 +380,7 @@ class VigilConfig(BaseSettings):
     correlation: CorrelationConfig = Field(default_factory=CorrelationConfig)
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     batch_size: int = Field(default=65536, gt=0, description="lines decoded and scored together")
 
@@ -397,6 +426,12 @@ def load_config(path: Path | str | None = None) -> VigilConfig:
         data = loaded
     try:
         return VigilConfig(**data)
+    except ValidationError as exc:
+        raise ConfigError("invalid configuration:\n" + "\n".join(
+            f"  {'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}"
+            + (f" (got {str(e['input'])[:60]!r})" if e["type"] != "missing" and
+               not isinstance(e["input"], dict) else "")
+            for e in exc.errors())) from exc
     except ValueError as exc:
         raise ConfigError(f"invalid configuration: {exc}") from exc
 

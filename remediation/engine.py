@@ -19,24 +19,14 @@ import httpx
 
 from remediation.actions import Action, InputError, Outcome, Verdict, redact, scrub
 from remediation.audit import AuditRecord, AuditStore, Claim
+from remediation.engine_settings import EngineSettings
 from remediation.guard import Guard
 from remediation.hooks.base import HookParamError, HookRegistry
 from remediation.hooks.log import LogHook
 from remediation.planning import plan_action
 from remediation.policy import CredentialError, HttpCheck, Policy, Rule, Rung
-from remediation.retry import backoff_delays
 from remediation.templating import SHOWN, TemplateError, references, render, render_url
 from remediation.trigger import Trigger, TriggerError
-
-
-@dataclass
-class EngineSettings:
-    dry_run: bool = True  # acting needs an explicit dry_run=False
-    seed: int | None = None  # retry jitter (tests pin it)
-    claim_memory_s: float = 30 * 86_400  # how far back an alert episode is recognised on start
-    # Finished episodes are forgotten after this long (memory stays bounded; a later resend of a
-    # forgotten episode is still refused by its durable claim, and audited as such).
-    episode_memory_s: float = 3600.0
 
 
 @dataclass
@@ -398,7 +388,7 @@ class Engine:
     async def _execute(self, action: Action, trigger: Trigger) -> tuple[Outcome, float]:
         hook = self._dry_hook if self.settings.dry_run else self.hooks.get(action.hook)
         r = self.policy.guards.retries
-        delays = backoff_delays(r.attempts, r.base_s, r.max_s, self._rng)
+        delays = r.delays(r.attempts, self._rng)
         self.guard.started(action)
         t0 = time.perf_counter()
         outcome = Outcome(False, "not run")

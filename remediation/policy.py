@@ -24,6 +24,7 @@ from pydantic import (
 
 from remediation.actions import is_secret_key
 from remediation.hooks.base import HookParamError, HookRegistry
+from remediation.retry import Retry
 from remediation.templating import (
     ALERT_SCOPES,
     TemplateError,
@@ -193,10 +194,7 @@ class Breaker(_Strict):
     reset_s: float = Field(default=300.0, gt=0)
 
 
-class Retries(_Strict):
-    attempts: int = Field(default=2, ge=0, le=10)
-    base_s: float = Field(default=1.0, gt=0)
-    max_s: float = Field(default=30.0, gt=0)
+Retries = Retry  # guards.retries: {attempts, base_s, max_s}, Vigil's one retry shape
 
 
 class RestartLoop(_Strict):

@@ -56,7 +56,7 @@ def settings(b: Broker, tmp: Path, group: str = "vigil-test", **kafka: Any) -> d
         "VIGIL_KAFKA__CHECKPOINT_DIR": str(tmp / "ckpt"), "VIGIL_KAFKA__HTTP_PORT": "0",
         "VIGIL_KAFKA__SESSION_TIMEOUT_MS": "3000", "VIGIL_KAFKA__HEARTBEAT_INTERVAL_MS": "500",
         "VIGIL_KAFKA__MAX_POLL_INTERVAL_MS": "10000", "VIGIL_KAFKA__CHECKPOINT_EVERY_S": "1",
-        "VIGIL_KAFKA__RETRY_BACKOFF_MAX_S": "2", "VIGIL_KAFKA__POLL_TIMEOUT_MS": "200",
+        "VIGIL_KAFKA__RECONNECT__MAX_S": "2", "VIGIL_KAFKA__POLL_TIMEOUT_MS": "200",
         "VIGIL_KAFKA__STALL_AFTER_S": "5",
     }
     env.update({f"VIGIL_KAFKA__{k.upper()}": str(v) for k, v in kafka.items()})

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import numpy as np
+import orjson
 import pytest
 
 from detector.bench.servers import LocalPrometheus, openmetrics, prometheus_available
@@ -27,6 +27,7 @@ from detector.pipeline import Pipeline
 from detector.runtime.probes import serve
 from detector.runtime.watch import MetricWatcher
 from detector.sources.prometheus import PrometheusSource
+from remediation.retry import Retry
 from tests.services.exporter import Exporter
 
 NAB = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "nab"
@@ -148,7 +149,7 @@ def test_prometheus_stopped_mid_run_is_reported_and_the_gap_backfilled(tmp_path:
     prom = LocalPrometheus(tmp_path, scrape_targets=[exp.target])
     prom.start()
     try:
-        w = watcher(live_cfg(prom.url, retries=2, backoff_s=0.05, timeout_s=1.0))
+        w = watcher(live_cfg(prom.url, retry=Retry(attempts=2, base_s=0.05), timeout_s=1.0))
         side = serve(w, "127.0.0.1", 0)  # what `vigil metrics --http-port` serves
         readyz = f"http://127.0.0.1:{side.server_address[1]}/readyz"
         scraped(prom.url)
@@ -298,7 +299,7 @@ def test_a_slow_or_failing_prometheus_costs_bounded_retries_and_is_reported(mode
                 pass
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    cfg = live_cfg(f"http://127.0.0.1:{server.server_address[1]}", retries=2, backoff_s=0.01,
+    cfg = live_cfg(f"http://127.0.0.1:{server.server_address[1]}", retry=Retry(attempts=2, base_s=0.01),
                    timeout_s=0.2)
     w = watcher(cfg)
     t0 = time.monotonic()

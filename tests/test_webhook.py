@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from remediation.alertmanager.app import create_app
 from remediation.alertmanager.inbox import Inbox
-from remediation.alertmanager.settings import AuthError, ServeSettings
+from remediation.alertmanager.settings import AuthError, ServeConfig
 
 TOKEN = "s3cret-token-for-tests"  # 23 bytes: shorter than 16 is refused
 POLICY = """
@@ -41,17 +41,17 @@ def notification(status: str = "firing", n: int = 1, fp: str = "abc123", **extra
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> ServeSettings:
+def settings(tmp_path: Path) -> ServeConfig:
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
     token = tmp_path / "token"
     token.write_text(TOKEN + "\n")
-    return ServeSettings(policy=policy, audit_db=tmp_path / "audit.db",
+    return ServeConfig(policy=policy, audit_db=tmp_path / "audit.db",
                          inbox_db=tmp_path / "inbox.db", bearer_token_file=token,
                          basic_user="am", basic_password_file=token)
 
 
-def client(settings: ServeSettings) -> TestClient:
+def client(settings: ServeConfig) -> TestClient:
     return TestClient(create_app(settings))
 
 
@@ -68,7 +68,7 @@ def wait_for(c: TestClient, predicate: Any, timeout: float = 5.0) -> list[dict[s
 
 
 @pytest.fixture
-def app(settings: ServeSettings) -> Iterator[TestClient]:
+def app(settings: ServeConfig) -> Iterator[TestClient]:
     with client(settings) as c:
         yield c
 
@@ -79,13 +79,13 @@ def test_an_alert_is_accepted_stored_and_acted_on_in_dry_run(app: TestClient) ->
     actions = wait_for(app, lambda a: any(x["verdict"] == "dry_run" for x in a))
     rec = next(x for x in actions if x["verdict"] == "dry_run")
     assert rec["hook"] == "log" and rec["target"] == "cart" and rec["source"] == "alertmanager"
-    assert app.get("/incidents", headers=AUTH).json()[0]["status"] == "firing"
+    assert app.get("/episodes", headers=AUTH).json()[0]["status"] == "firing"
     alias = app.post("/api/v1/alerts/alertmanager", json=notification(fp="other"), headers=AUTH)
     assert alias.status_code == 200
 
 
 def test_credentials_are_required_and_a_rejected_call_records_nothing(
-        app: TestClient, settings: ServeSettings) -> None:
+        app: TestClient, settings: ServeConfig) -> None:
     assert app.post("/alertmanager", json=notification()).status_code == 401
     assert app.post("/alertmanager", json=notification(),
                     headers={"Authorization": "Bearer wrong"}).status_code == 401
@@ -101,16 +101,16 @@ def test_credentials_are_required_and_a_rejected_call_records_nothing(
 
 def test_the_server_refuses_to_start_without_credentials(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("VIGIL_WEBHOOK_TOKEN", raising=False)
-    monkeypatch.delenv("VIGIL_WEBHOOK_PASSWORD", raising=False)
+    monkeypatch.delenv("VIGIL_SERVE__BEARER_TOKEN", raising=False)
+    monkeypatch.delenv("VIGIL_SERVE__BASIC_PASSWORD", raising=False)
     policy = tmp_path / "p.yaml"
     policy.write_text(POLICY)
     with pytest.raises(AuthError, match="no credentials"):
-        create_app(ServeSettings(policy=policy, audit_db=tmp_path / "a.db", inbox_db=tmp_path / "i.db"))
+        create_app(ServeConfig(policy=policy, audit_db=tmp_path / "a.db", inbox_db=tmp_path / "i.db"))
 
 
 def test_docs_need_the_same_credentials_unless_public_docs(app: TestClient,
-                                                          settings: ServeSettings) -> None:
+                                                          settings: ServeConfig) -> None:
     for path in ("/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"):
         assert app.get(path).status_code == 401, path
     assert app.get("/openapi.json", headers=AUTH).status_code == 200
@@ -126,7 +126,7 @@ def test_docs_need_the_same_credentials_unless_public_docs(app: TestClient,
 
 
 @pytest.mark.parametrize("field", ["bearer_token_file", "basic_password_file"])
-def test_credentials_shorter_than_16_bytes_are_refused(tmp_path: Path, settings: ServeSettings,
+def test_credentials_shorter_than_16_bytes_are_refused(tmp_path: Path, settings: ServeConfig,
                                                        field: str) -> None:
     short = tmp_path / "short"
     short.write_text("fifteen-bytes!!\n")  # 15 bytes once the newline is stripped
@@ -147,13 +147,13 @@ def test_credentials_shorter_than_16_bytes_are_refused(tmp_path: Path, settings:
      "startsAt"),
 ])
 def test_malformed_notifications_get_a_4xx_naming_the_problem(
-        app: TestClient, settings: ServeSettings, body: dict[str, Any], where: str) -> None:
+        app: TestClient, settings: ServeConfig, body: dict[str, Any], where: str) -> None:
     r = app.post("/alertmanager", json=body, headers=AUTH)
     assert r.status_code == 422 and where in r.text
     assert Inbox(settings.inbox_db).count() == 0
 
 
-def test_not_json_and_oversize_bodies_are_refused(app: TestClient, settings: ServeSettings) -> None:
+def test_not_json_and_oversize_bodies_are_refused(app: TestClient, settings: ServeConfig) -> None:
     r = app.post("/alertmanager", content=b"{nope", headers={**AUTH, "Content-Type": "application/json"})
     assert r.status_code == 422
     big = b'{"x": "' + b"a" * (settings.max_body_bytes + 10) + b'"}'
@@ -179,7 +179,7 @@ _BODY = json.dumps(notification())
     (_BODY.encode().replace(b'"cart"', b'"\xed\xa0\x80"'), "UTF-8"),  # a surrogate, as raw bytes
 ])
 def test_bodies_that_are_not_strict_json_get_a_4xx_naming_the_problem(
-        app: TestClient, settings: ServeSettings, body: bytes, problem: str) -> None:
+        app: TestClient, settings: ServeConfig, body: bytes, problem: str) -> None:
     """NaN, Infinity and lone surrogates are not JSON (RFC 8259); Python's json module takes them,
     and the answer was a 500, which Alertmanager retries until the alert expires."""
     r = app.post("/alertmanager", content=body, headers={**AUTH, "Content-Type": "application/json"})
@@ -190,7 +190,7 @@ def test_bodies_that_are_not_strict_json_get_a_4xx_naming_the_problem(
                     ).status_code == 200
 
 
-def test_five_deliveries_and_a_restart_still_act_once(settings: ServeSettings) -> None:
+def test_five_deliveries_and_a_restart_still_act_once(settings: ServeConfig) -> None:
     with client(settings) as c:
         for _ in range(5):
             assert c.post("/alertmanager", json=notification(), headers=AUTH).status_code == 200
@@ -207,11 +207,11 @@ def test_resolution_closes_the_episode(app: TestClient) -> None:
     app.post("/alertmanager", json=notification("resolved"), headers=AUTH)
     actions = wait_for(app, lambda a: any(x["verdict"] == "resolved" for x in a))
     assert any(x["verdict"] == "resolved" for x in actions)
-    assert app.get("/incidents", headers=AUTH).json()[0]["status"] == "resolved"
+    assert app.get("/episodes", headers=AUTH).json()[0]["status"] == "resolved"
 
 
 def test_a_full_queue_answers_503_with_retry_after_and_stores_nothing(tmp_path: Path,
-                                                                     settings: ServeSettings) -> None:
+                                                                     settings: ServeConfig) -> None:
     small = settings.model_copy(update={"queue_size": 2})
     with client(small) as c:
         r = c.post("/alertmanager", json=notification(n=3), headers=AUTH)
@@ -219,7 +219,7 @@ def test_a_full_queue_answers_503_with_retry_after_and_stores_nothing(tmp_path: 
         assert Inbox(small.inbox_db).count() == 0
 
 
-def test_alerts_stored_before_a_crash_are_processed_on_start(settings: ServeSettings) -> None:
+def test_alerts_stored_before_a_crash_are_processed_on_start(settings: ServeConfig) -> None:
     from remediation.trigger import Trigger
 
     Inbox(settings.inbox_db).add([Trigger("alertmanager", "left", "firing", 1.0,
@@ -241,7 +241,7 @@ def test_health_metrics_and_approval_endpoints(app: TestClient) -> None:
 
 
 def test_a_chunked_body_over_the_limit_is_refused_as_it_arrives(app: TestClient,
-                                                                settings: ServeSettings) -> None:
+                                                                settings: ServeConfig) -> None:
     def chunks() -> Iterator[bytes]:  # no Content-Length: the limit counts what arrives
         yield b'{"version": "4", "x": "'
         for _ in range(settings.max_body_bytes // 65536 + 2):
@@ -253,11 +253,12 @@ def test_a_chunked_body_over_the_limit_is_refused_as_it_arrives(app: TestClient,
 
 
 def test_approval_through_the_api_lets_the_action_run_or_refuses_it(tmp_path: Path,
-                                                                      settings: ServeSettings) -> None:
+                                                                      settings: ServeConfig) -> None:
     policy = tmp_path / "approve.yaml"
     policy.write_text(POLICY.replace("    ladder:", "    approval: {required: true, expires_s: 60}\n"
                                                   "    ladder:"))
-    acting = settings.model_copy(update={"policy": policy, "dry_run": False})  # the log hook acts
+    acting = settings.model_copy(update={"policy": policy, "engine": settings.engine.model_copy(
+        update={"dry_run": False})})  # the log hook acts
     with client(acting) as c:
         c.post("/alertmanager", json=notification(fp="yes"), headers=AUTH)
         c.post("/alertmanager", json=notification(fp="no"), headers=AUTH)
@@ -274,7 +275,7 @@ def test_approval_through_the_api_lets_the_action_run_or_refuses_it(tmp_path: Pa
 
 
 def test_a_killed_engine_process_is_restarted_and_its_unfinished_alerts_redone(
-        settings: ServeSettings) -> None:
+        settings: ServeConfig) -> None:
     slow = settings.policy.parent / "slow.yaml"  # the ladder waits 30 s for a resolution
     slow.write_text(POLICY.replace("wait_s: 0, success: {resolved: false}",
                                    "wait_s: 30, success: {resolved: true}"))
@@ -314,7 +315,7 @@ def test_progress_survives_out_of_order_finishes_and_old_finished_alerts_are_pru
     assert inbox.count() == 4
 
 
-def test_an_unreadable_inbox_row_is_skipped_not_retried_forever(settings: ServeSettings) -> None:
+def test_an_unreadable_inbox_row_is_skipped_not_retried_forever(settings: ServeConfig) -> None:
     import sqlite3
 
     from remediation.trigger import Trigger
@@ -402,7 +403,7 @@ def test_slow_header_clients_are_cut_off_while_others_are_served(tmp_path: Path)
         server.wait(timeout=30)
 
 
-def test_every_database_is_created_private(settings: ServeSettings, tmp_path: Path) -> None:
+def test_every_database_is_created_private(settings: ServeConfig, tmp_path: Path) -> None:
     """Audit, inbox and progress files (with their -wal and -shm) are 0600 from creation, even
     under a umask that would allow more: they hold alerts, params and the engine's state."""
     import os
@@ -427,11 +428,11 @@ def test_every_database_is_created_private(settings: ServeSettings, tmp_path: Pa
     assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
 
 
-def test_secret_alert_fields_are_never_stored_or_served(settings: ServeSettings, tmp_path: Path
+def test_secret_alert_fields_are_never_stored_or_served(settings: ServeConfig, tmp_path: Path
                                                         ) -> None:
     """Annotations and labels that look secret (token, password, ...) or that the policy names
     in secret_fields are redacted before either database sees them: the inbox, the audit (its
-    trigger column), GET /actions and GET /incidents hold '***'."""
+    trigger column), GET /actions and GET /episodes hold '***'."""
     policy = tmp_path / "secret.yaml"
     policy.write_text(POLICY + "secret_fields: [annotations.session, labels.customer]\n")
     leaks = {"gateway_token": "tok-LEAK-0123456789", "session": "sess-LEAK-42"}
@@ -441,7 +442,7 @@ def test_secret_alert_fields_are_never_stored_or_served(settings: ServeSettings,
     with client(settings.model_copy(update={"policy": policy})) as c:
         assert c.post("/alertmanager", json=body, headers=AUTH).status_code == 200
         actions = wait_for(c, lambda a: any(x["verdict"] == "dry_run" for x in a))
-        served = c.get("/actions", headers=AUTH).text + c.get("/incidents", headers=AUTH).text
+        served = c.get("/actions", headers=AUTH).text + c.get("/episodes", headers=AUTH).text
     stored = b"".join(p.read_bytes() for p in tmp_path.iterdir()
                       if p.name.startswith(("audit.db", "inbox.db")))
     for leak in (b"LEAK", "LEAK"):
@@ -454,7 +455,7 @@ def test_secret_alert_fields_are_never_stored_or_served(settings: ServeSettings,
 
 
 def test_a_step_interrupted_by_a_killed_engine_process_is_resolved_on_its_restart(
-        settings: ServeSettings, tmp_path: Path) -> None:
+        settings: ServeConfig, tmp_path: Path) -> None:
     """vigil serve acting: the engine process is killed while a command runs. The restarted
     engine finds the claim without an outcome, audits it `interrupted` and (on_interrupt: retry)
     runs the step again: the alert is neither lost nor refused as already done."""
@@ -472,7 +473,8 @@ def test_a_step_interrupted_by_a_killed_engine_process_is_resolved_on_its_restar
         f"      - {{name: restart, hook: command, timeout_s: 2, on_interrupt: retry, wait_s: 0,\n"
         f"         success: {{resolved: false}}, params: {{argv: [\"{hook}\"]}}}}").replace(
         "guards: {cooldown_s: 0}", "guards: {cooldown_s: 0, retries: {attempts: 0}}"))
-    acting = settings.model_copy(update={"policy": policy, "dry_run": False})
+    acting = settings.model_copy(update={"policy": policy, "engine": settings.engine.model_copy(
+        update={"dry_run": False})})
     with client(acting) as c:
         receiver = c.app.state.receiver  # type: ignore[attr-defined]
         c.post("/alertmanager", json=notification(), headers=AUTH)

@@ -115,7 +115,7 @@ class Stack:
         return [a["verdict"] for a in self.actions()]
 
     def deliveries(self) -> int:
-        incidents = httpx.get(self.url + "/incidents", headers=self.auth).json()
+        incidents = httpx.get(self.url + "/episodes", headers=self.auth).json()
         return int(incidents[0]["deliveries"]) if incidents else 0
 
     def am_failures(self) -> float:
@@ -160,7 +160,7 @@ def test_prometheus_alert_reaches_vigil_through_alertmanager_and_resolves(stack:
     stack.exporter.value = 0
     until(lambda: "resolved" in stack.verdicts(), 60, "the resolution")
     assert stack.verdicts().count("dry_run") == 1
-    incidents = httpx.get(stack.url + "/incidents", headers=stack.auth).json()
+    incidents = httpx.get(stack.url + "/episodes", headers=stack.auth).json()
     assert incidents[0]["status"] == "resolved" and incidents[0]["labels"]["alertname"] == "HighErrors"
 
 

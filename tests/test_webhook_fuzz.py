@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 from detector.bench.servers import free_port
 from remediation.alertmanager.app import create_app
 from remediation.alertmanager.inbox import Inbox
-from remediation.alertmanager.settings import ServeSettings
+from remediation.alertmanager.settings import ServeConfig
 
 TOKEN = "fuzz-token-16-bytes-or-more"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -29,7 +29,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     tmp = tmp_path_factory.mktemp("fuzz")
     (tmp / "policy.yaml").write_text("rules: [{name: all, ladder: [{name: n, hook: log}]}]\n")
     (tmp / "token").write_text(TOKEN)
-    cfg = ServeSettings(policy=tmp / "policy.yaml", audit_db=tmp / "audit.db",
+    cfg = ServeConfig(policy=tmp / "policy.yaml", audit_db=tmp / "audit.db",
                         inbox_db=tmp / "inbox.db", bearer_token_file=tmp / "token")
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(cfg), host="127.0.0.1", port=port,

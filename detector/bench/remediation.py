@@ -27,7 +27,8 @@ def bench_remediation(triggers: int = 10_000, targets: int = 10_000,
     import tempfile
 
     from remediation.audit import AuditStore
-    from remediation.engine import Engine, EngineSettings
+    from remediation.engine import Engine
+    from remediation.engine_settings import EngineSettings
     from remediation.policy import parse_policy
     from remediation.trigger import Trigger
 

@@ -8,23 +8,30 @@ import orjson
 import typer
 from rich.table import Table
 
-from detector.cli.common import err, out
+from detector.cli.common import ConfigOpt, err, load_or_exit, out
 
 
 def serve_cmd(
-    policy: Annotated[Path, typer.Option(help="remediation policy YAML")],
-    host: Annotated[str, typer.Option(help="listen address")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="listen port")] = 9107,
-    audit_db: Annotated[Path, typer.Option(help="audit database")] = Path("vigil-audit.db"),
-    inbox_db: Annotated[Path, typer.Option(help="durable intake database")] = Path("vigil-inbox.db"),
-    token_file: Annotated[Path | None, typer.Option(help="bearer token file (or "
-                                                    "$VIGIL_WEBHOOK_TOKEN)")] = None,
-    basic_user: Annotated[str | None, typer.Option(help="basic-auth user")] = None,
+    config: ConfigOpt = None,
+    policy: Annotated[Path | None, typer.Option(help="remediation policy YAML (serve.policy)")
+                      ] = None,
+    host: Annotated[str | None, typer.Option(help="listen address (serve.host)")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port (serve.port)")] = None,
+    audit_db: Annotated[Path | None, typer.Option(help="audit database (serve.audit_db)")] = None,
+    inbox_db: Annotated[Path | None, typer.Option(help="durable intake database (serve.inbox_db)")
+                        ] = None,
+    token_file: Annotated[Path | None, typer.Option(help="bearer token file (serve."
+                                                    "bearer_token_file, or "
+                                                    "$VIGIL_SERVE__BEARER_TOKEN)")] = None,
+    basic_user: Annotated[str | None, typer.Option(help="basic-auth user (serve.basic_user)")
+                          ] = None,
     password_file: Annotated[Path | None, typer.Option(help="basic-auth password file (or "
-                                                       "$VIGIL_WEBHOOK_PASSWORD)")] = None,
-    act: Annotated[bool, typer.Option("--act", help="really run hooks (default: dry-run)")] = False,
-    queue_size: Annotated[int, typer.Option(help="accepted alerts the engine may have unfinished "
-                                            "before the webhook answers 503")] = 100_000,
+                                                       "$VIGIL_SERVE__BASIC_PASSWORD)")] = None,
+    act: Annotated[bool, typer.Option("--act", help="really run hooks (default: dry-run; "
+                                      "serve.engine.dry_run)")] = False,
+    queue_size: Annotated[int | None, typer.Option(help="accepted alerts the engine may have "
+                                                   "unfinished before the webhook answers 503")
+                          ] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="serve HTTPS with this certificate (PEM)")
                         ] = None,
     tls_key: Annotated[Path | None, typer.Option(help="the certificate's private key (PEM)")] = None,
@@ -32,23 +39,29 @@ def serve_cmd(
         help="mTLS: require client certificates signed by this CA (PEM)")] = None,
     public_docs: Annotated[bool, typer.Option(
         "--public-docs", help="serve /docs, /redoc and /openapi.json without credentials")] = False,
-    header_timeout: Annotated[float, typer.Option(
+    header_timeout: Annotated[float | None, typer.Option(
         min=0.1, max=300, help="close a connection whose request headers take longer (seconds)")
-    ] = 10.0,
+    ] = None,
 ) -> None:
-    """The Alertmanager webhook receiver: POST /alertmanager, GET /incidents, GET /actions,
+    """The Alertmanager webhook receiver: POST /alertmanager, GET /episodes, GET /actions,
     POST /actions/{id}/approve|reject, /healthz, /readyz, /metrics, /docs. Auth is required
-    (for /docs too, unless --public-docs)."""
+    (for /docs too, unless --public-docs). Settings: the `serve` section of --config, then
+    VIGIL_SERVE__* variables, then these flags."""
     from remediation.alertmanager import server
     from remediation.alertmanager.app import create_app
-    from remediation.alertmanager.settings import AuthError, ServeSettings
+    from remediation.alertmanager.settings import AuthError
     from remediation.policy import PolicyError
 
-    settings = ServeSettings(policy=policy, audit_db=audit_db, inbox_db=inbox_db,
-                             bearer_token_file=token_file, basic_user=basic_user,
-                             basic_password_file=password_file, dry_run=not act,
-                             queue_size=queue_size, public_docs=public_docs,
-                             header_timeout_s=header_timeout)
+    base = load_or_exit(config).serve
+    flags: dict[str, Any] = {
+        "policy": policy, "host": host, "port": port, "audit_db": audit_db, "inbox_db": inbox_db,
+        "bearer_token_file": token_file, "basic_user": basic_user,
+        "basic_password_file": password_file, "queue_size": queue_size,
+        "header_timeout_s": header_timeout, "public_docs": public_docs or None}
+    settings = base.model_copy(update={k: v for k, v in flags.items() if v is not None})
+    if act:
+        settings = settings.model_copy(update={"engine": settings.engine.model_copy(
+            update={"dry_run": False})})
     try:
         application = create_app(settings)
     except (AuthError, PolicyError) as exc:
@@ -64,7 +77,7 @@ def serve_cmd(
         tls = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
         if tls_client_ca is not None:
             tls |= {"ssl_ca_certs": str(tls_client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
-    server.run(application, host, port, settings.header_timeout_s, **tls)
+    server.run(application, settings.host, settings.port, settings.header_timeout_s, **tls)
 
 
 def policy_check(file: Annotated[Path, typer.Argument(help="policy YAML")]) -> None:

@@ -96,7 +96,7 @@ class LogConsumer:
 
     # ---- main loop ----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> int:
-        backoff = self.k.retry_backoff_s
+        failures = 0  # consecutive: the reconnect delay grows with them (kafka.reconnect)
         if self.metric_feed is not None:
             self.metric_feed.start()
         try:
@@ -104,12 +104,12 @@ class LogConsumer:
                 try:
                     if not self.source.connected:
                         self.connect()
-                        backoff = self.k.retry_backoff_s
+                        failures = 0
                     self.poll_once()
                 except (KafkaError, OSError) as exc:
                     self._broken(exc)
-                    stop.wait(backoff)
-                    backoff = min(backoff * 2, self.k.retry_backoff_max_s)
+                    stop.wait(self.k.reconnect.delay(failures))
+                    failures += 1
             self.drain()
             return 0
         finally:

@@ -30,7 +30,6 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from detector.config import PrometheusConfig, PromQuery
-from remediation.retry import backoff_delays
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -227,9 +226,9 @@ class PrometheusSource:
 
     def _query_range(self, q: PromQuery, start: float, end: float) -> list[dict[str, Any]]:
         cfg = self.cfg
-        delays = backoff_delays(cfg.retries, cfg.backoff_s, cfg.backoff_max_s, self.rng)
+        delays = cfg.retry.delays(cfg.retry.attempts, self.rng)
         last = ""
-        for attempt in range(cfg.retries + 1):
+        for attempt in range(cfg.retry.attempts + 1):
             self.stats.requests += 1
             cpu = time.process_time()
             try:
@@ -245,7 +244,7 @@ class PrometheusSource:
                 self.stats.errors += 1
                 last = f"{type(exc).__name__}: {str(exc)[:300]}"
                 self.stats.last_error = last
-                if attempt < cfg.retries:
+                if attempt < cfg.retry.attempts:
                     self.sleep(delays[attempt])
         raise SourceUnavailable(last)
 

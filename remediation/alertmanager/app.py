@@ -19,7 +19,7 @@ from remediation.alertmanager.auth import Credentials, RequireAuth
 from remediation.alertmanager.inbox import Inbox
 from remediation.alertmanager.limits import BodyLimit
 from remediation.alertmanager.payload import Accepted, Notification
-from remediation.alertmanager.settings import ServeSettings
+from remediation.alertmanager.settings import ServeConfig
 from remediation.alertmanager.strict import StrictJSONRoute, validation_error
 from remediation.alertmanager.worker import EngineProcess
 from remediation.audit import AuditStore
@@ -31,11 +31,11 @@ log = logging.getLogger("vigil.serve")
 class Receiver:
     """The web process's state: inbox, engine process, queue depth and metrics (one per app)."""
 
-    def __init__(self, settings: ServeSettings) -> None:
+    def __init__(self, settings: ServeConfig) -> None:
         self.settings = settings
         self.inbox = Inbox(settings.inbox_db)
         self.store = AuditStore(settings.audit_db)  # read here; the engine process writes it
-        self.policy = load_policy(settings.policy)  # a bad policy stops the start here
+        self.policy = load_policy(settings.policy_path())  # a bad policy stops the start here
         for line in self.policy.warnings:
             log.warning("%s", line)
         self.engine = EngineProcess(settings)
@@ -100,7 +100,7 @@ class Receiver:
                     delay = min(30.0, delay * 2)
 
 
-def create_app(settings: ServeSettings) -> FastAPI:
+def create_app(settings: ServeConfig) -> FastAPI:
     settings.check()
     receiver = Receiver(settings)
 
@@ -155,10 +155,11 @@ def _alerts_router(rx: Receiver) -> APIRouter:
         rx.notifications.labels(outcome="accepted").inc()
         return Accepted(accepted=len(triggers), queued=rx.depth())
 
-    @router.get("/incidents")
-    async def incidents(limit: Annotated[int, Query(ge=1, le=10_000)] = 500
-                        ) -> list[dict[str, Any]]:
-        """The latest state of each alert episode received."""
+    @router.get("/episodes")
+    async def episodes(limit: Annotated[int, Query(ge=1, le=10_000)] = 500
+                       ) -> list[dict[str, Any]]:
+        """The latest state of each alert episode received (an alert's fingerprint and start:
+        what remediation acts on once; not the detector's incidents)."""
         return await asyncio.to_thread(rx.inbox.episodes, limit)
 
     return router

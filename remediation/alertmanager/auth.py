@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from remediation.alertmanager.settings import ServeSettings
+from remediation.alertmanager.settings import ServeConfig
 
 Scope = dict[str, Any]
 
@@ -24,14 +24,13 @@ class Credentials:
     """What the server accepts, read once from the settings' files or environment.
 
     >>> from pathlib import Path
-    >>> import os
-    >>> os.environ["VIGIL_DOCTEST_TOKEN"] = "a-token-of-16-bytes"
-    >>> c = Credentials(ServeSettings(policy=Path("p"), bearer_token_env="VIGIL_DOCTEST_TOKEN"))
+    >>> from pydantic import SecretStr
+    >>> c = Credentials(ServeConfig(policy=Path("p"), bearer_token=SecretStr("a-token-of-16-bytes")))
     >>> c.admits("Bearer a-token-of-16-bytes"), c.admits("Bearer nope"), c.admits("")
     (True, False, False)
     """
 
-    def __init__(self, settings: ServeSettings) -> None:
+    def __init__(self, settings: ServeConfig) -> None:
         token = settings.token()
         password = settings.password()
         self._token = token.encode() if token else None

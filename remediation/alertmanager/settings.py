@@ -1,11 +1,19 @@
-"""Settings of `vigil serve`: where the policy and the databases are, and who may call it."""
+"""Settings of `vigil serve`: where the policy and the databases are, who may call it, and the
+engine's own settings. `ServeConfig` is the `serve` section of Vigil's one configuration tree
+(file, then `VIGIL_SERVE__*` environment, then the command line's flags).
+
+Secrets are never command-line flags: a file (`bearer_token_file`, `basic_password_file`) or the
+environment (`VIGIL_SERVE__BEARER_TOKEN`, `VIGIL_SERVE__BASIC_PASSWORD`); they are `SecretStr`,
+so no dump or log shows them.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from remediation.engine_settings import EngineSettings
 
 MIN_SECRET_BYTES = 16  # a bearer token or basic-auth password shorter than this is refused
 
@@ -14,52 +22,81 @@ class AuthError(ValueError):
     pass
 
 
-class ServeSettings(BaseModel):
-    policy: Path
+class ServeConfig(BaseModel):
+    """The `serve` section: dry-run unless its engine says otherwise.
+
+    >>> ServeConfig(policy=Path("p.yaml")).engine.dry_run
+    True
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Path | None = Field(default=None, description="the remediation policy (YAML); "
+                                "`vigil serve` needs one")
+    host: str = "127.0.0.1"
+    port: int = Field(default=9107, ge=0, le=65535)
     audit_db: Path = Path("vigil-audit.db")
     inbox_db: Path = Path("vigil-inbox.db")
-    dry_run: bool = True
-    # Secrets come from files or the environment, never from the command line.
     bearer_token_file: Path | None = None
-    bearer_token_env: str = "VIGIL_WEBHOOK_TOKEN"
+    bearer_token: SecretStr | None = Field(default=None, description="set it through "
+                                           "VIGIL_SERVE__BEARER_TOKEN, not in a file")
     basic_user: str | None = None
     basic_password_file: Path | None = None
-    basic_password_env: str = "VIGIL_WEBHOOK_PASSWORD"
-    allow_unauthenticated: bool = False  # an explicit opt-out; the default is auth required
-    public_docs: bool = False  # /docs, /redoc and /openapi.json without credentials
-    # A connection whose request headers have not all arrived this long after it opened (or after
-    # its previous request) is closed: slow-header (slowloris) clients cannot hold connections.
-    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    basic_password: SecretStr | None = Field(default=None, description="set it through "
+                                             "VIGIL_SERVE__BASIC_PASSWORD, not in a file")
+    allow_unauthenticated: bool = Field(default=False, description="an explicit opt-out; the "
+                                        "default is auth required")
+    public_docs: bool = Field(default=False, description="/docs, /redoc and /openapi.json "
+                              "without credentials")
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300, description="a connection whose "
+                                    "request headers have not all arrived this long after it "
+                                    "opened (or after its previous request) is closed")
     max_body_bytes: int = Field(default=1 << 20, gt=0)
-    queue_size: int = Field(default=100_000, gt=0)  # unfinished alerts before 503
+    queue_size: int = Field(default=100_000, gt=0, description="unfinished alerts before 503")
     retry_after_s: int = Field(default=5, gt=0)
-    engine_nice: int = Field(default=10, ge=0, le=19)  # the engine process's CPU niceness
-    inbox_retention_s: float = Field(default=7 * 86_400, gt=0)  # finished alerts kept this long
+    engine_nice: int = Field(default=10, ge=0, le=19, description="the engine process's CPU "
+                             "niceness")
+    inbox_retention_s: float = Field(default=7 * 86_400, gt=0, description="finished alerts "
+                                     "are kept this long")
+    engine: EngineSettings = Field(default_factory=EngineSettings)
 
     def token(self) -> str | None:
-        return _secret(self.bearer_token_file, self.bearer_token_env)
+        return _secret(self.bearer_token_file, self.bearer_token)
 
     def password(self) -> str | None:
-        return _secret(self.basic_password_file, self.basic_password_env)
+        return _secret(self.basic_password_file, self.basic_password)
+
+    def policy_path(self) -> Path:
+        """The policy file; `AuthError` (a refusal to start) when none is set."""
+        if self.policy is None:
+            raise AuthError("no policy: give serve.policy (or --policy)")
+        return self.policy
 
     def check(self) -> None:
-        """Refuse to start without credentials unless unauthenticated access was asked for, and
-        refuse a token or password shorter than `MIN_SECRET_BYTES` (16) bytes."""
+        """Refuse to start without a policy, without credentials unless unauthenticated access
+        was asked for, or with a token or password shorter than `MIN_SECRET_BYTES` (16) bytes."""
+        self.policy_path()
         if self.allow_unauthenticated:
             return
         token, password = self.token(), self.password()
         if not token and not (self.basic_user and password):
-            raise AuthError("no credentials: set a bearer token (bearer_token_file or "
-                            f"${self.bearer_token_env}) or basic auth (basic_user and a password "
-                            f"file or ${self.basic_password_env}); or allow_unauthenticated")
+            raise AuthError("no credentials: set a bearer token (serve.bearer_token_file or "
+                            "$VIGIL_SERVE__BEARER_TOKEN) or basic auth (serve.basic_user and a "
+                            "password file or $VIGIL_SERVE__BASIC_PASSWORD); or "
+                            "serve.allow_unauthenticated")
         for what, value in (("bearer token", token), ("basic-auth password", password)):
             if value and len(value.encode()) < MIN_SECRET_BYTES:
                 raise AuthError(f"the {what} is {len(value.encode())} bytes; use at least "
                                 f"{MIN_SECRET_BYTES} (e.g. `openssl rand -hex 32`)")
 
+    def for_engine(self) -> str:
+        """This configuration as JSON for the engine process, without the web's secrets (the
+        engine needs none of them)."""
+        return self.model_dump_json(exclude={"bearer_token", "basic_password"})
 
-def _secret(path: Path | None, env: str) -> str | None:
+
+def _secret(path: Path | None, value: SecretStr | None) -> str | None:
     if path is not None:
-        value = path.read_text().strip()
-        return value or None
-    return os.environ.get(env) or None
+        text = path.read_text().strip()
+        return text or None
+    return value.get_secret_value() if value is not None and value.get_secret_value() else None

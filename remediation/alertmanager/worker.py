@@ -23,9 +23,9 @@ from typing import Any
 
 from remediation.alertmanager.inbox import Inbox
 from remediation.alertmanager.progress import Progress, progress_path
-from remediation.alertmanager.settings import ServeSettings
+from remediation.alertmanager.settings import ServeConfig
 from remediation.audit import AuditStore
-from remediation.engine import Engine, EngineSettings
+from remediation.engine import Engine
 from remediation.policy import load_policy
 
 log = logging.getLogger("vigil.serve")
@@ -38,7 +38,7 @@ _GRACE_S = 5.0  # on stop, how long ladders in flight may finish before they are
 
 def run(settings_json: str, conn: Connection) -> None:
     """The engine process's entry point."""
-    settings = ServeSettings.model_validate_json(settings_json)
+    settings = ServeConfig.model_validate_json(settings_json)
     # Under a storm the engine has a backlog and the webhook has callers waiting on it: the
     # scheduler should favour the callers. (Work, not correctness, is what waits.)
     with contextlib.suppress(OSError):
@@ -52,7 +52,7 @@ def run(settings_json: str, conn: Connection) -> None:
 
 
 class _Worker:
-    def __init__(self, settings: ServeSettings, conn: Connection) -> None:
+    def __init__(self, settings: ServeConfig, conn: Connection) -> None:
         self.settings = settings
         self.conn = conn
         self.stopping = asyncio.Event()
@@ -66,8 +66,8 @@ class _Worker:
         self.progress = Progress(progress_path(s.inbox_db))
         self.read_upto = self.progress.watermark
         self.store = AuditStore(s.audit_db)
-        self.engine = Engine(load_policy(s.policy), self.store,
-                             settings=EngineSettings(dry_run=s.dry_run))
+        self.engine = Engine(load_policy(s.policy_path()), self.store,
+                             settings=s.engine)
         # Steps a killed engine process left claimed and unfinished are resolved now, whether or
         # not their alerts come again (interrupted, then retried or escalated).
         resumed = self.engine.resume_interrupted()
@@ -159,7 +159,7 @@ class EngineProcess:
     """The web process's handle on the engine process: start, restart, stop, approvals, and the
     count of alerts it has finished."""
 
-    def __init__(self, settings: ServeSettings) -> None:
+    def __init__(self, settings: ServeConfig) -> None:
         self.settings = settings
         self.process: multiprocessing.process.BaseProcess | None = None
         self.conn: Connection | None = None
@@ -175,7 +175,7 @@ class EngineProcess:
         loop = asyncio.get_running_loop()
         ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
         parent, child = ctx.Pipe()
-        self.process = ctx.Process(target=run, args=(self.settings.model_dump_json(), child),
+        self.process = ctx.Process(target=run, args=(self.settings.for_engine(), child),
                                    name="vigil-engine", daemon=True)
         self.process.start()
         child.close()
