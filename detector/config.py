@@ -51,29 +51,39 @@ class FieldMapping(_Section):
     timestamp: list[str] = Field(
         default=[
             "ts", "timestamp", "time", "@timestamp", "timeUnixNano", "observedTimeUnixNano",
-        ]
+        ],
+        description=(
+            "event time: RFC 3339 text, or epoch s/ms/µs/ns (by magnitude), or OTLP nanosecond digits"),
     )
     service: list[str] = Field(
-        default=["service", "service.name", "resource.service.name", "resource.attributes.service.name"]
+        default=["service", "service.name", "resource.service.name", "resource.attributes.service.name"],
+        description="the service that wrote the line",
     )
     level: list[str] = Field(
-        default=["level", "log.level", "severityText", "severity", "severityNumber"]
+        default=["level", "log.level", "severityText", "severity", "severityNumber"],
+        description="a level name (error, WARN, ...) or an OpenTelemetry severity number",
     )
-    message: list[str] = Field(default=["msg", "message", "body", "body.stringValue"])
+    message: list[str] = Field(default=["msg", "message", "body", "body.stringValue"], description=(
+        "the text templates are mined from (an object or array is kept as its JSON text)"))
     request_id: list[str] = Field(
-        default=["request_id", "requestId", "trace_id", "traceId", "trace.id"]
+        default=["request_id", "requestId", "trace_id", "traceId", "trace.id"],
+        description="what correlates a request's lines across services (a trace id)",
     )
-    span_id: list[str] = Field(default=["span_id", "spanId", "span.id"])
+    span_id: list[str] = Field(default=["span_id", "spanId", "span.id"], description=(
+        "this line's span, for the call chain"))
     parent_id: list[str] = Field(
-        default=["parent_id", "parentSpanId", "parent_span_id", "parent.id"]
+        default=["parent_id", "parentSpanId", "parent_span_id", "parent.id"],
+        description="the calling span, for the call chain",
     )
     latency_ms: list[str] = Field(
-        default=["latency_ms", "duration_ms", "attributes.latency_ms", "event.duration_ms"]
+        default=["latency_ms", "duration_ms", "attributes.latency_ms", "event.duration_ms"],
+        description="a duration in milliseconds (non-negative)",
     )
     status: list[str] = Field(
         default=[
             "status", "status_code", "http.response.status_code", "attributes.http.status_code",
-        ]
+        ],
+        description="an HTTP-like status code 0-999 (>= 500 counts as an error)",
     )
     attrs: list[str] = Field(
         default=["event", "version", "host", "caller", "callee"],
@@ -85,19 +95,25 @@ class FieldMapping(_Section):
 class ParsingConfig(_Section):
     fields: FieldMapping = Field(default_factory=FieldMapping)
     required: list[Literal["timestamp", "service", "message"]] = Field(
-        default=["timestamp", "service"]
+        default=["timestamp", "service"],
+        description="fields a line must have, or it is a dead letter (missing_field)",
     )
-    max_record_bytes: int = Field(default=1 << 20, gt=0)
+    max_record_bytes: int = Field(default=1 << 20, gt=0, description=(
+        "longer lines are dead letters (oversize) before they are parsed"))
     max_message_chars: int = Field(
         default=8192, gt=0, description="longer messages are truncated before template mining"
     )
 
 
 class TemplatesConfig(_Section):
-    max_templates: int = Field(default=5000, gt=0)
-    similarity: float = Field(default=0.5, ge=0.0, le=1.0)
-    depth: int = Field(default=4, ge=1)
-    max_children: int = Field(default=100, gt=1)
+    max_templates: int = Field(default=5000, gt=0, description=(
+        "templates kept at once; the least recently used is evicted"))
+    similarity: float = Field(default=0.5, ge=0.0, le=1.0, description=(
+        "share of equal tokens for a message to join a template (Drain's threshold)"))
+    depth: int = Field(default=4, ge=1, description=(
+        "depth of Drain's prefix tree (the token count and depth - 2 first tokens route a message)"))
+    max_children: int = Field(default=100, gt=1, description=(
+        "children of a tree node; past it new tokens route as <*>"))
     max_leaf_templates: int = Field(
         default=256, ge=1, description="templates one leaf of the prefix tree holds (same token "
         "count and first tokens); past it the leaf's least recently used is evicted, so a flood "
@@ -121,8 +137,9 @@ class TemplatesConfig(_Section):
 
 
 class WindowConfig(_Section):
-    seconds: float = Field(default=10.0, gt=0)
-    allowed_lateness: float = Field(default=5.0, ge=0)
+    seconds: float = Field(default=10.0, gt=0, description="width of a tumbling window of event time")
+    allowed_lateness: float = Field(default=5.0, ge=0, description=(
+        "a window closes this long (event time) after its end; later events are too_late"))
     min_events: int = Field(
         default=8, ge=1, description="ratio and latency features need this many events in a window"
     )
@@ -183,7 +200,9 @@ def _default_features() -> dict[str, FeatureRule]:
 
 
 class ScoringConfig(_Section):
-    model: Literal["ewma", "robust"] = "ewma"
+    model: Literal["ewma", "robust"] = Field(default="ewma", description=(
+        "the level baseline: ewma (mean and variance) or robust (median and MAD of the last "
+        "robust_window windows)"))
     alpha: float = Field(default=0.05, gt=0, le=1, description="EWMA weight of a new window")
     warmup: int = Field(default=12, ge=2, description="windows per series before it may alarm")
     robust_window: int = Field(default=64, ge=8, description="values kept by the median/MAD model")
@@ -213,7 +232,9 @@ class ScoringConfig(_Section):
     period_seconds: float = Field(default=86_400.0, gt=0, description="the period (a day)")
     period_buckets: int = Field(default=48, ge=1, le=100_000, description="phase slots per "
                                 "period (48: half-hour slots of a day, 768 bytes a series)")
-    features: dict[str, FeatureRule] = Field(default_factory=_default_features)
+    features: dict[str, FeatureRule] = Field(default_factory=_default_features, description=(
+        "per feature: which direction is bad and how small a change is noise (only the window "
+        "features may be named)"))
 
     @field_validator("features")
     @classmethod
@@ -228,7 +249,8 @@ class ScoringConfig(_Section):
 class CorrelationConfig(_Section):
     """Request-ID correlation and root cause (detector/correlation.py, callchain.py, rootcause.py)."""
 
-    enabled: bool = True
+    enabled: bool = Field(default=True, description=(
+        "gather each request's events and rank root causes by request evidence"))
     ttl_seconds: float = Field(default=5.0, gt=0, description="a request closes this long (event "
                                "time) after its last event")
     max_open_requests: int = Field(default=1_000_000, ge=16, description="open requests kept; "
@@ -263,33 +285,48 @@ class KafkaConfig(_Section):
     """`vigil consume`: the consumer group, its output topics, checkpoints and side server.
     Every field has a `VIGIL_KAFKA__<FIELD>` environment override."""
 
-    bootstrap_servers: list[str] = Field(default=["127.0.0.1:9092"])
-    topics: list[str] = Field(default=["logs"], min_length=1)
-    group_id: str = "vigil"
-    client_id: str = "vigil"
-    anomalies_topic: str = "vigil.anomalies"
-    incidents_topic: str = "vigil.incidents"
-    dead_letter_topic: str = "vigil.dead-letters"
-    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
-    poll_max_records: int = Field(default=5000, ge=1)
-    poll_timeout_ms: int = Field(default=500, ge=1)
-    session_timeout_ms: int = Field(default=10_000, ge=1000)
-    heartbeat_interval_ms: int = Field(default=3000, ge=100)
-    max_poll_interval_ms: int = Field(default=300_000, ge=1000)
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
-    sasl_plain_username: str | None = None
-    sasl_plain_password: str | None = Field(default=None, repr=False)
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    checkpoint_dir: Path = Path("vigil-checkpoints")
-    checkpoint_every_s: float = Field(default=60.0, gt=0)
+    bootstrap_servers: list[str] = Field(default=["127.0.0.1:9092"], description="brokers to bootstrap from")
+    topics: list[str] = Field(default=["logs"], min_length=1, description="log topics to consume")
+    group_id: str = Field(default="vigil", description=(
+        "the consumer group (instances of one group split the partitions)"))
+    client_id: str = Field(default="vigil", description="the client id brokers see")
+    anomalies_topic: str = Field(default="vigil.anomalies", description=(
+        "where anomalies go (keyed by service)"))
+    incidents_topic: str = Field(default="vigil.incidents", description=(
+        "where incident changes go (keyed by root-cause target)"))
+    dead_letter_topic: str = Field(default="vigil.dead-letters", description=(
+        "where unusable records go (original bytes; reason in headers)"))
+    auto_offset_reset: Literal["earliest", "latest"] = Field(default="earliest", description=(
+        "where a group without committed offsets starts"))
+    poll_max_records: int = Field(default=5000, ge=1, description="records per poll at most")
+    poll_timeout_ms: int = Field(default=500, ge=1, description="how long a poll waits for records")
+    session_timeout_ms: int = Field(default=10_000, ge=1000, description=(
+        "the group's session timeout (a consumer silent this long is dropped)"))
+    heartbeat_interval_ms: int = Field(default=3000, ge=100, description=(
+        "heartbeats to the group coordinator"))
+    max_poll_interval_ms: int = Field(default=300_000, ge=1000, description=(
+        "most time between polls before the group rebalances away"))
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="passed to kafka-python")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = Field(
+        default=None, description="passed to kafka-python")
+    sasl_plain_username: str | None = Field(default=None, description="passed to kafka-python")
+    sasl_plain_password: str | None = Field(default=None, repr=False, description=(
+        "passed to kafka-python (prefer VIGIL_KAFKA__SASL_PLAIN_PASSWORD)"))
+    ssl_cafile: str | None = Field(default=None, description="passed to kafka-python")
+    ssl_certfile: str | None = Field(default=None, description="passed to kafka-python")
+    ssl_keyfile: str | None = Field(default=None, description="passed to kafka-python")
+    checkpoint_dir: Path = Field(default=Path("vigil-checkpoints"), description=(
+        "where each partition's state is checkpointed (0700; files 0600)"))
+    checkpoint_every_s: float = Field(default=60.0, gt=0, description=(
+        "checkpoint period (also on revocation and on shutdown)"))
     checkpoint_max_bytes: int = Field(default=256 << 20, gt=0, description="a checkpoint file "
                                       "larger than this is refused (the partition starts cold)")
-    http_host: str = "127.0.0.1"
-    http_port: int = Field(default=9108, ge=0, le=65535)
-    drain_timeout_s: float = Field(default=30.0, gt=0)
+    http_host: str = Field(default="127.0.0.1", description="address of /healthz /readyz /metrics")
+    http_port: int = Field(default=9108, ge=0, le=65535, description=(
+        "port of /healthz /readyz /metrics (0: any free port)"))
+    drain_timeout_s: float = Field(default=30.0, gt=0, description=(
+        "on SIGTERM: time allowed to flush and checkpoint"))
     reconnect: Backoff = Field(default_factory=lambda: Backoff(base_s=0.5, max_s=15.0),
                                description="delays between reconnects after a broker outage "
                                "(it never gives up)")
@@ -315,7 +352,8 @@ class PromQuery(_Section):
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_:.-]*$", description="names its anomalies "
                       "(feature `metric:<name>`)")
-    query: str = Field(min_length=1)
+    query: str = Field(min_length=1, description="the PromQL expression (each series it returns "
+                       "is watched)")
     step_seconds: float = Field(default=60.0, gt=0, description="resolution and poll interval")
     lookback_seconds: float = Field(default=6 * 3600.0, ge=0, description="history read at start "
                                     "(warm-up) with query_range")
@@ -327,7 +365,8 @@ class PromQuery(_Section):
     baseline: Literal["level", "periodic", "seasonal"] = Field(
         default="periodic", description="level: EWMA only; periodic: EWMA plus the value a day "
         "earlier where that explains the series better; seasonal: hour-of-week profile")
-    direction: Literal["up", "down", "both"] = "both"
+    direction: Literal["up", "down", "both"] = Field(default="both", description="which way of "
+                                                     "moving is anomalous")
     alpha: float = Field(default=0.02, gt=0, le=1, description="EWMA weight of a new point")
     warmup: int = Field(default=30, ge=2, description="points a series needs before it may alarm")
     abs_floor: float = Field(default=0.0, ge=0, description="spread below this is noise")
@@ -337,10 +376,12 @@ class PromQuery(_Section):
 class PrometheusConfig(_Section):
     """Prometheus series as a source (prometheus-api-client)."""
 
-    url: str = "http://127.0.0.1:9090"
-    queries: list[PromQuery] = Field(default_factory=list)
-    bearer_token_file: Path | None = None
-    verify_tls: bool = True
+    url: str = Field(default="http://127.0.0.1:9090", description="the Prometheus server")
+    queries: list[PromQuery] = Field(default_factory=list, description=(
+        "the PromQL queries whose series are watched"))
+    bearer_token_file: Path | None = Field(default=None, description=(
+        "a file holding a bearer token for Prometheus"))
+    verify_tls: bool = Field(default=True, description="verify Prometheus's certificate")
     timeout_s: float = Field(default=10.0, gt=0, description="per HTTP request")
     retry: Retry = Field(default_factory=lambda: Retry(attempts=3, base_s=0.5, max_s=10.0),
                          description="retries of a failed query within one poll")
@@ -362,7 +403,8 @@ class IncidentConfig(_Section):
 
 
 class OutputConfig(_Section):
-    dir: Path = Path("vigil-out")
+    dir: Path = Field(default=Path("vigil-out"), description=(
+        "where vigil replay and vigil metrics write their JSONL files"))
 
 
 class VigilConfig(BaseSettings):

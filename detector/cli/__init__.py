@@ -30,6 +30,7 @@ app.command("metrics")(run.metrics_cmd)
 app.command("simulate")(run.simulate)
 app.command("dead-letters")(run.dead_letters)
 config_app.command("show")(run.config_show)
+config_app.command("reference")(run.config_reference)
 # Remediation
 app.command("serve")(remediation.serve_cmd)
 app.command("audit")(remediation.audit_cmd)

@@ -14,6 +14,13 @@ from detector.cli.common import ConfigOpt, choose, err, load_or_exit, out, write
 from detector.cli.tables import print_replay_summary
 
 
+def config_reference() -> None:
+    """Print the configuration reference (every key, type, default and meaning) as Markdown."""
+    from detector.cli.config_reference import reference
+
+    typer.echo(reference(), nl=False)
+
+
 def config_show(config: ConfigOpt = None) -> None:
     """Print the effective configuration (file, then environment overrides) as YAML."""
     from detector.config import config_as_yaml

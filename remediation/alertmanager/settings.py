@@ -33,15 +33,19 @@ class ServeConfig(BaseModel):
 
     policy: Path | None = Field(default=None, description="the remediation policy (YAML); "
                                 "`vigil serve` needs one")
-    host: str = "127.0.0.1"
-    port: int = Field(default=9107, ge=0, le=65535)
-    audit_db: Path = Path("vigil-audit.db")
-    inbox_db: Path = Path("vigil-inbox.db")
-    bearer_token_file: Path | None = None
+    host: str = Field(default="127.0.0.1", description='listen address')
+    port: int = Field(default=9107, ge=0, le=65535, description='listen port')
+    audit_db: Path = Field(default=Path("vigil-audit.db"), description=(
+        "the audit database (SQLite, created 0600)"))
+    inbox_db: Path = Field(default=Path("vigil-inbox.db"), description=(
+        "the durable intake of alerts (SQLite, created 0600)"))
+    bearer_token_file: Path | None = Field(default=None, description=(
+        "a file holding the bearer token callers must send"))
     bearer_token: SecretStr | None = Field(default=None, description="set it through "
                                            "VIGIL_SERVE__BEARER_TOKEN, not in a file")
-    basic_user: str | None = None
-    basic_password_file: Path | None = None
+    basic_user: str | None = Field(default=None, description='the basic-auth user callers may send instead')
+    basic_password_file: Path | None = Field(default=None, description=(
+        "a file holding the basic-auth password"))
     basic_password: SecretStr | None = Field(default=None, description="set it through "
                                              "VIGIL_SERVE__BASIC_PASSWORD, not in a file")
     allow_unauthenticated: bool = Field(default=False, description="an explicit opt-out; the "
@@ -51,9 +55,9 @@ class ServeConfig(BaseModel):
     header_timeout_s: float = Field(default=10.0, gt=0, le=300, description="a connection whose "
                                     "request headers have not all arrived this long after it "
                                     "opened (or after its previous request) is closed")
-    max_body_bytes: int = Field(default=1 << 20, gt=0)
+    max_body_bytes: int = Field(default=1 << 20, gt=0, description='larger request bodies are refused (413)')
     queue_size: int = Field(default=100_000, gt=0, description="unfinished alerts before 503")
-    retry_after_s: int = Field(default=5, gt=0)
+    retry_after_s: int = Field(default=5, gt=0, description='Retry-After of a 503 when the queue is full')
     engine_nice: int = Field(default=10, ge=0, le=19, description="the engine process's CPU "
                              "niceness")
     inbox_retention_s: float = Field(default=7 * 86_400, gt=0, description="finished alerts "
