@@ -1,15 +1,18 @@
 """Online anomaly detectors that learn and score numpy batches; usable alone from a notebook.
 
-Floor 1 of Vigil: imports numpy (and later scikit-learn, river), never `detector` or `remediation`.
+Floor 1 of Vigil: imports numpy, scipy, scikit-learn and river, never `detector` or `remediation`.
+The protocols are in `models.base`, the one judge every scorer uses in `models.judge`, and the
+check suite every detector passes in `models.checks`.
 """
 
-from models.base import Scored, SeriesDetector, tail_score
+from models.base import Scored, SeriesDetector, Stateful, VectorDetector, tail_score
 from models.calibrate import TailCalibrator, surprise
 from models.dedup import AlarmDedup
-from models.ensemble import Ensemble, combine_pvalues
+from models.ensemble import Ensemble
 from models.ewma import EwmaZScore
 from models.hstrees import HalfSpaceTreesDetector
 from models.iforest import IsolationForestDetector
+from models.judge import Judge, Verdict, combine_pvalues
 from models.likelihood import AnomalyLikelihood
 from models.periodic import PeriodicZScore
 from models.robust import RobustZScore
@@ -22,12 +25,16 @@ __all__ = [
     "EwmaZScore",
     "HalfSpaceTreesDetector",
     "IsolationForestDetector",
+    "Judge",
     "PeriodicZScore",
     "RobustZScore",
     "Scored",
     "SeasonalZScore",
     "SeriesDetector",
+    "Stateful",
     "TailCalibrator",
+    "VectorDetector",
+    "Verdict",
     "combine_pvalues",
     "surprise",
     "tail_score",

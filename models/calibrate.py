@@ -7,7 +7,17 @@ from typing import Any
 
 import numpy as np
 
-from models.base import FloatArray, IntArray, forget_rows, grow, load_rows
+from models.base import (
+    FloatArray,
+    IntArray,
+    as_step,
+    check_params,
+    check_state,
+    forget_rows,
+    grow,
+    load_rows,
+    nonnegative,
+)
 
 _MAX_COUNT = np.iinfo(np.uint16).max - 1
 _EPS = 1e-300
@@ -73,14 +83,7 @@ class TailCalibrator:
 
     def calibrate(self, series: IntArray, p: FloatArray) -> FloatArray:
         """Calibrated p-values for one time step (`series` ids unique), then learn the inputs."""
-        series = np.asarray(series, dtype=np.int64)
-        p = np.asarray(p, dtype=np.float64)
-        if series.shape != p.shape or series.ndim != 1:
-            raise ValueError(f"series {series.shape} and p {p.shape} must be 1-d and of one length")
-        if len(series) and len(np.unique(series)) != len(series):
-            raise ValueError("series ids repeat within one call; split the batch into time steps")
-        if not np.isfinite(p).all():
-            raise ValueError("p-values must be finite")
+        series, p = as_step(series, p)
         p = np.clip(p, _EPS, 1.0)
         if len(series):
             top = int(series.max()) + 1
@@ -116,21 +119,25 @@ class TailCalibrator:
 
     def forget(self, series: IntArray) -> None:
         """Start these series afresh (their ids may be reused)."""
-        forget_rows(self, ("_hist", "_n"), np.asarray(series, dtype=np.int64))
+        forget_rows(self, ("_hist", "_n"), series)
+
+    def params(self) -> dict[str, Any]:
+        """The parameters a checkpoint is written with (and checked against)."""
+        return {"min_history": self.min_history, "k": self.k, "step": self.step,
+                "max_surprise": self.max_surprise}
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.name,
-            "params": {"min_history": self.min_history, "k": self.k, "step": self.step,
-                       "max_surprise": self.max_surprise},
+            "params": self.params(),
             "hist": self._hist.tolist(),
             "n": self._n.tolist(),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        if state.get("model") != self.name:
-            raise ValueError(f"checkpoint is for {state.get('model')!r}, not {self.name!r}")
+        check_params(check_state(state, self.name), self.params())
         rows = load_rows(state, {"hist": (np.int64, (self.bins,)), "n": (np.int64, ())})
+        nonnegative(rows, "hist", "n")
         self._hist = np.clip(rows["hist"], 0, _MAX_COUNT).astype(np.uint16)
         self._n = rows["n"]
 

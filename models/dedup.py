@@ -6,7 +6,16 @@ from typing import Any
 
 import numpy as np
 
-from models.base import FloatArray, IntArray, grow, load_rows
+from models.base import (
+    FloatArray,
+    IntArray,
+    as_step,
+    check_params,
+    check_state,
+    forget_rows,
+    grow,
+    load_rows,
+)
 
 
 class AlarmDedup:
@@ -39,11 +48,10 @@ class AlarmDedup:
         self._pos = np.zeros(0, dtype=np.int64)
 
     def filter(self, series: IntArray, scores: FloatArray) -> FloatArray:
-        """Deduplicated scores for one time step (`series` ids unique)."""
-        series = np.asarray(series, dtype=np.int64)
-        scores = np.asarray(scores, dtype=np.float64)
-        if series.shape != scores.shape or series.ndim != 1:
-            raise ValueError(f"series {series.shape} and scores {scores.shape} must be 1-d, one length")
+        """Deduplicated scores for one time step (`series` ids unique, scores finite and >= 0)."""
+        series, scores = as_step(series, scores)
+        if len(scores) and scores.min() < 0:
+            raise ValueError("scores must be >= 0 (higher = more anomalous)")
         if self.rest == 0 or not len(series):
             return scores.copy()
         top = int(series.max()) + 1
@@ -55,16 +63,26 @@ class AlarmDedup:
         self._pos[series] = (self._pos[series] + 1) % self.rest
         return out
 
+    def forget(self, series: IntArray) -> None:
+        """Start these series afresh (their ids may be reused)."""
+        forget_rows(self, ("_recent", "_pos"), series, {"_recent": -np.inf})
+
+    def params(self) -> dict[str, Any]:
+        """The parameters a checkpoint is written with (and checked against)."""
+        return {"rest": self.rest}
+
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.name, "params": {"rest": self.rest},
+        # Strict JSON has no -Infinity: a slot never written is -1, below every score (>= 0).
+        return {"model": self.name, "params": self.params(),
                 "recent": np.where(np.isfinite(self._recent), self._recent, -1.0).tolist(),
                 "pos": self._pos.tolist()}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        if state.get("model") != self.name:
-            raise ValueError(f"checkpoint is for {state.get('model')!r}, not {self.name!r}")
+        check_params(check_state(state, self.name), self.params())
         rows = load_rows(state, {"recent": (np.float64, (max(self.rest, 1),)),
                                  "pos": (np.int64, ())})
+        if len(rows["pos"]) and (rows["pos"].min() < 0 or rows["pos"].max() >= max(self.rest, 1)):
+            raise ValueError(f"checkpoint 'pos' outside 0..{max(self.rest, 1) - 1}")
         self._recent = np.where(rows["recent"] < 0, -np.inf, rows["recent"])
         self._pos = rows["pos"]
 

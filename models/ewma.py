@@ -7,7 +7,21 @@ from typing import Any
 
 import numpy as np
 
-from models.base import FloatArray, IntArray, Scored, as_step, effective_floor, forget_rows, grow, load_rows
+from models.base import (
+    BoolArray,
+    FloatArray,
+    IntArray,
+    Scored,
+    as_step,
+    check_params,
+    check_state,
+    effective_floor,
+    everywhere,
+    forget_rows,
+    grow,
+    load_rows,
+    nonnegative,
+)
 
 
 class EwmaZScore:
@@ -42,6 +56,7 @@ class EwmaZScore:
     """
 
     name = "ewma"
+    needs_ts = False
 
     def __init__(self, alpha: float = 0.05, clip_z: float = 3.0, warmup: int = 12) -> None:
         self.alpha = alpha
@@ -57,8 +72,10 @@ class EwmaZScore:
         values: FloatArray,
         floor: FloatArray | None = None,
         rel_floor: FloatArray | None = None,
+        ts: FloatArray | None = None,
     ) -> Scored:
-        series, x = as_step(series, values)
+        """Score then learn one time step (`ts` is not read: the level has no time of day)."""
+        series, x = as_step(series, values, floor, rel_floor)
         if not 0 < self.alpha <= 1:
             raise ValueError(f"alpha must be in (0, 1], got {self.alpha}")
         if len(series):
@@ -89,26 +106,34 @@ class EwmaZScore:
         dof = np.minimum(n, (2.0 - self.alpha) / self.alpha).astype(np.float64)
         return Scored(z=z, mean=mean, std=std, seen=n, dof=dof)
 
+    def explains(self, series: IntArray) -> BoolArray:
+        """No gate: the level's verdict counts for every series."""
+        return everywhere(series)
+
     def forget(self, series: IntArray) -> None:
         """Start these series afresh (their ids may be reused)."""
-        forget_rows(self, ("_mean", "_var", "_n"), np.asarray(series, dtype=np.int64))
+        forget_rows(self, ("_mean", "_var", "_n"), series)
+
+    def params(self) -> dict[str, Any]:
+        """The parameters a checkpoint is written with (and checked against)."""
+        # strict JSON has no Infinity: no clipping is written as null
+        return {"alpha": self.alpha, "clip_z": None if math.isinf(self.clip_z) else self.clip_z,
+                "warmup": self.warmup}
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.name,
-            # strict JSON has no Infinity: no clipping is written as null
-            "params": {"alpha": self.alpha, "clip_z": None if math.isinf(self.clip_z) else self.clip_z,
-                       "warmup": self.warmup},
+            "params": self.params(),
             "mean": self._mean.tolist(),
             "var": self._var.tolist(),
             "n": self._n.tolist(),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        if state.get("model") != self.name:
-            raise ValueError(f"checkpoint is for model {state.get('model')!r}, not {self.name!r}")
+        check_params(check_state(state, self.name), self.params())
         rows = load_rows(state, {"mean": (np.float64, ()), "var": (np.float64, ()),
                                  "n": (np.int64, ())})
+        nonnegative(rows, "var", "n")
         self._mean, self._var, self._n = rows["mean"], rows["var"], rows["n"]
 
     def nbytes(self) -> int:

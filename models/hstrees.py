@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from river.anomaly import HalfSpaceTrees
 
-from models.base import FloatArray, IntArray
+from models.base import FloatArray, IntArray, check_params, check_state, state_count, state_part
 from models.scaling import OnlineScaler, check_vectors
 
 
@@ -78,27 +78,41 @@ class HalfSpaceTreesDetector:
             self._learn(row)
         return out
 
+    def forget(self, series: IntArray) -> None:
+        """Start these series' baselines afresh (their ids may be reused). The shared trees keep
+        the masses they learned from them."""
+        self.scaler.forget(series)
+
+    def params(self) -> dict[str, Any]:
+        """The parameters a checkpoint is written with (and checked against); the scaler's
+        weight is checked by its own state."""
+        return {"n_features": self.n_features, "n_trees": self.n_trees, "height": self.height,
+                "window_size": self.window_size, "squash": self.squash, "seed": self.seed}
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.name,
-            "params": {"n_features": self.n_features, "n_trees": self.n_trees, "height": self.height,
-                       "window_size": self.window_size, "squash": self.squash, "seed": self.seed},
+            "params": self.params(),
             "scaler": self.scaler.state_dict(),
             "learned": self._learned,
             "rows": self._since_ref,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        if state.get("model") != self.name:
-            raise ValueError(f"checkpoint is for {state.get('model')!r}, not {self.name!r}")
-        self.scaler.load_state(state["scaler"])
-        self._new_model()
-        rows = [[float(c) for c in r] for r in state["rows"]]
-        learned = int(state["learned"])
-        if len(rows) > self.window_size * 2 or len(rows) > learned:
+        check_params(check_state(state, self.name), self.params())
+        learned = state_count(state, "learned")
+        try:
+            rows = np.asarray(state_part(state, "rows"), dtype=np.float64).reshape(-1, self.n_features)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"checkpoint rows are not vectors of {self.n_features} numbers") from exc
+        if not np.isfinite(rows).all() or len(rows) > self.window_size * 2 or len(rows) > learned:
             raise ValueError("checkpoint rows do not fit the window size")
+        scaler = OnlineScaler(self.n_features, alpha=self.scaler.alpha)
+        scaler.load_state(state_part(state, "scaler"))
+        self.scaler = scaler
+        self._new_model()
         # Replay from a window boundary so the masses pivot where they pivoted before.
-        for row in rows:
+        for row in rows.tolist():
             self._learn(row)
         self._learned = learned
 

@@ -7,7 +7,19 @@ from typing import Any
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-from models.base import FloatArray, IntArray, grow
+from models.base import (
+    FloatArray,
+    IntArray,
+    as_ids,
+    check_params,
+    check_state,
+    forget_rows,
+    grow,
+    load_rows,
+    nonnegative,
+    state_count,
+    state_part,
+)
 from models.forest_scorer import ForestScorer
 from models.scaling import OnlineScaler, check_vectors
 
@@ -115,11 +127,23 @@ class IsolationForestDetector:
             self._since_fit = 0
         return out
 
+    def forget(self, series: IntArray) -> None:
+        """Start these series afresh (their ids may be reused): their baselines and recent
+        vectors. The shared forest keeps what it learned from them."""
+        ids = as_ids(series)
+        self.scaler.forget(ids)
+        forget_rows(self, ("_ring", "_filled"), ids)
+
+    def params(self) -> dict[str, Any]:
+        """The parameters a checkpoint is written with (and checked against); the scaler's
+        weight is checked by its own state."""
+        return {k: getattr(self, k) for k in ("n_features", "lags", "buffer", "refit_every",
+                                              "min_fit", "n_estimators", "max_samples", "seed")}
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.name,
-            "params": {k: getattr(self, k) for k in ("n_features", "lags", "buffer", "refit_every",
-                                                     "min_fit", "n_estimators", "max_samples", "seed")},
+            "params": self.params(),
             "scaler": self.scaler.state_dict(),
             "ring": self._ring.tolist(), "filled": self._filled.tolist(),
             "buf": self._buf.tolist(), "buf_n": self._buf_n, "since_fit": self._since_fit,
@@ -127,16 +151,23 @@ class IsolationForestDetector:
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        if state.get("model") != self.name:
-            raise ValueError(f"checkpoint is for {state.get('model')!r}, not {self.name!r}")
+        check_params(check_state(state, self.name), self.params())
         width = self.lags * self.n_features
-        self.scaler.load_state(state["scaler"])
-        self._ring = np.asarray(state["ring"], dtype=np.float64).reshape(-1, self.lags, self.n_features)
-        self._filled = np.asarray(state["filled"], dtype=np.int64)
-        self._buf = np.asarray(state["buf"], dtype=np.float64).reshape(self.buffer, width)
-        self._buf_n, self._since_fit = int(state["buf_n"]), int(state["since_fit"])
-        self._fits = int(state["fits"])
-        train = np.asarray(state["train"], dtype=np.float64).reshape(-1, width)
+        rows = load_rows(state, {"ring": (np.float64, (self.lags, self.n_features)),
+                                 "filled": (np.int64, ())})
+        nonnegative(rows, "filled")
+        buf = load_rows(state, {"buf": (np.float64, (width,))})["buf"]
+        train = load_rows(state, {"train": (np.float64, (width,))})["train"]
+        if len(buf) != self.buffer:
+            raise ValueError(f"checkpoint buffer holds {len(buf)} rows, not {self.buffer}")
+        if len(train) > self.buffer:
+            raise ValueError(f"checkpoint training rows ({len(train)}) exceed the buffer")
+        buf_n, since_fit, fits = (state_count(state, k) for k in ("buf_n", "since_fit", "fits"))
+        scaler = OnlineScaler(self.n_features, alpha=self.scaler.alpha)
+        scaler.load_state(state_part(state, "scaler"))
+        self.scaler = scaler
+        self._ring, self._filled, self._buf = rows["ring"], rows["filled"], buf
+        self._buf_n, self._since_fit, self._fits = buf_n, since_fit, fits
         self.forest, self._scorer, self._train = None, None, train
         if len(train):
             self._fit(train)  # seeded with seed + fits, as when it was first fitted

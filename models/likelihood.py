@@ -13,7 +13,17 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from models.base import FloatArray, IntArray, as_step, grow, load_rows
+from models.base import (
+    FloatArray,
+    IntArray,
+    as_step,
+    check_params,
+    check_state,
+    forget_rows,
+    grow,
+    load_rows,
+    nonnegative,
+)
 
 _LOG_EPS = math.log(1e-10)
 
@@ -115,24 +125,41 @@ class AnomalyLikelihood:
         self._n[series] = n + 1
         return out
 
+    _ARRAYS = ("_red", "_recent", "_hist", "_sum", "_sumsq", "_n")
+
+    def forget(self, series: IntArray) -> None:
+        """Start these series afresh (their ids may be reused)."""
+        forget_rows(self, self._ARRAYS, series)
+
+    def params(self) -> dict[str, Any]:
+        """The parameters a checkpoint is written with (and checked against)."""
+        return {"short": self.short, "history": self.history, "learning": self.learning,
+                "min_std": self.min_std, "log_scale": self.log_scale,
+                "repeat_red": self.repeat_red, "repeat_yellow": self.repeat_yellow}
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.name,
-            "params": {"short": self.short, "history": self.history, "learning": self.learning,
-                       "min_std": self.min_std, "log_scale": self.log_scale},
+            "params": self.params(),
             "recent": self._recent.tolist(), "hist": self._hist.tolist(),
             "sum": self._sum.tolist(), "sumsq": self._sumsq.tolist(), "n": self._n.tolist(),
+            "red": self._red.tolist(),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        if state.get("model") != self.name:
-            raise ValueError(f"checkpoint is for model {state.get('model')!r}, not {self.name!r}")
+        check_params(check_state(state, self.name), self.params())
         rows = load_rows(state, {"recent": (np.float64, (self.short,)),
                                  "hist": (np.float64, (self.history,)), "sum": (np.float64, ()),
                                  "sumsq": (np.float64, ()), "n": (np.int64, ())})
+        nonnegative(rows, "n")
+        # Checkpoints written before the repeat filter's state was kept: no series was red.
+        red = (load_rows(state, {"red": (np.bool_, ())})["red"] if "red" in state
+               else np.zeros(len(rows["n"]), dtype=bool))
+        if len(red) != len(rows["n"]):
+            raise ValueError(f"'red' holds {len(red)} series, the other arrays {len(rows['n'])}")
         self._recent, self._hist = rows["recent"], rows["hist"]
         self._sum, self._sumsq, self._n = rows["sum"], rows["sumsq"], rows["n"]
+        self._red = red
 
     def nbytes(self) -> int:
-        return int(sum(a.nbytes for a in (self._recent, self._hist, self._sum, self._sumsq,
-                                          self._n)))
+        return int(sum(getattr(self, a).nbytes for a in self._ARRAYS))

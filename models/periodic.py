@@ -14,9 +14,13 @@ from models.base import (
     Scored,
     as_step,
     as_times,
+    check_params,
+    check_state,
     forget_rows,
     grow,
     load_rows,
+    nonnegative,
+    state_part,
 )
 from models.ewma import EwmaZScore
 
@@ -34,8 +38,9 @@ class PeriodicZScore:
 
     `explains(series)` says whether the period model currently beats a flat level: the residuals'
     mean square is below `gate` times the series' own variance around its EWMA level, after one
-    full period of residuals. Callers (`Ensemble`) listen to it only then, so a series without a
-    daily shape pays nothing for it, while one with a shape is judged against yesterday.
+    full period of residuals. A `Judge` (so `Ensemble` and the detector's scorers) listens to it
+    only then, so a series without a daily shape pays nothing for it, while one with a shape is
+    judged against yesterday.
 
     Good at: contextual anomalies in series with a sharp daily shape: a day whose peak is missing,
     lower or flat, a surge at night that is normal by day. Bad at: its first period (no
@@ -104,7 +109,7 @@ class PeriodicZScore:
         ts: FloatArray | None = None,
     ) -> Scored:
         """Score then learn one time step; `ts` (epoch seconds, one per value) is required."""
-        series, x = as_step(series, values)
+        series, x = as_step(series, values, floor, rel_floor)
         t = as_times(ts, x, "PeriodicZScore")
         n_rows = len(series)
         out = Scored(z=np.zeros(n_rows), mean=x.copy(), std=np.zeros(n_rows),
@@ -146,24 +151,27 @@ class PeriodicZScore:
 
     def forget(self, series: IntArray) -> None:
         """Start these series afresh (their ids may be reused)."""
-        ids = np.asarray(series, dtype=np.int64)
-        forget_rows(self, self._ARRAYS, ids, {"_cycle": _EMPTY})
-        self.residuals.forget(ids)
+        forget_rows(self, self._ARRAYS, series, {"_cycle": _EMPTY})
+        self.residuals.forget(series)
 
     def explains(self, series: IntArray) -> BoolArray:
         """True where the period model beats a flat level for the series (see the class doc)."""
         s = np.asarray(series, dtype=np.int64)
-        ok = s < len(self._n)
+        ok = (s >= 0) & (s < len(self._n))
         out = np.zeros(len(s), dtype=bool)
         i = s[ok]
         out[ok] = (self._n_resid[i] >= self.buckets) & (self._resid_ms[i] < self.gate * self._level_ms[i])
         return out
 
+    def params(self) -> dict[str, Any]:
+        """The parameters a checkpoint is written with (and checked against)."""
+        return {"period": self.period, "buckets": self.buckets, "alpha": self.alpha,
+                "gate": self.gate, "warmup": self.warmup}
+
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
             "model": self.name,
-            "params": {"period": self.period, "buckets": self.buckets, "alpha": self.alpha,
-                       "gate": self.gate, "warmup": self.warmup},
+            "params": self.params(),
             "residuals": self.residuals.state_dict(),
         }
         for name in self._ARRAYS:
@@ -171,12 +179,14 @@ class PeriodicZScore:
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
-        if state.get("model") != self.name:
-            raise ValueError(f"checkpoint is for model {state.get('model')!r}, not {self.name!r}")
-        self.residuals.load_state(state["residuals"])
+        check_params(check_state(state, self.name), self.params())
         rows = load_rows(state, {name.lstrip("_"): (getattr(self, name).dtype,
                                                      getattr(self, name).shape[1:])
                                  for name in self._ARRAYS})
+        nonnegative(rows, "level_ms", "resid_ms", "n", "n_resid")
+        residuals = EwmaZScore(alpha=self.alpha, clip_z=np.inf, warmup=self.warmup)
+        residuals.load_state(state_part(state, "residuals"))
+        self.residuals = residuals
         for name in self._ARRAYS:
             setattr(self, name, rows[name.lstrip("_")])
 

@@ -7,7 +7,21 @@ from typing import Any
 
 import numpy as np
 
-from models.base import FloatArray, IntArray, Scored, as_step, effective_floor, grow, load_rows
+from models.base import (
+    BoolArray,
+    FloatArray,
+    IntArray,
+    Scored,
+    as_step,
+    check_params,
+    check_state,
+    effective_floor,
+    everywhere,
+    forget_rows,
+    grow,
+    load_rows,
+    nonnegative,
+)
 
 _MAD_TO_STD = 1.4826  # MAD of a normal distribution times this is its standard deviation
 
@@ -36,6 +50,7 @@ class RobustZScore:
     """
 
     name = "robust"
+    needs_ts = False
 
     def __init__(self, window: int = 64, warmup: int = 12) -> None:
         self.window = window
@@ -49,8 +64,10 @@ class RobustZScore:
         values: FloatArray,
         floor: FloatArray | None = None,
         rel_floor: FloatArray | None = None,
+        ts: FloatArray | None = None,
     ) -> Scored:
-        series, x = as_step(series, values)
+        """Score then learn one time step (`ts` is not read)."""
+        series, x = as_step(series, values, floor, rel_floor)
         if len(series):
             top = int(series.max()) + 1
             self._buf = grow(self._buf, top, np.nan)
@@ -73,21 +90,45 @@ class RobustZScore:
         dof = 0.37 * np.minimum(n, self.window).astype(np.float64)
         return Scored(z=z, mean=med, std=std, seen=n, dof=dof)
 
+    def explains(self, series: IntArray) -> BoolArray:
+        """No gate: the median's verdict counts for every series."""
+        return everywhere(series)
+
+    def forget(self, series: IntArray) -> None:
+        """Start these series afresh (their ids may be reused)."""
+        forget_rows(self, ("_buf", "_n"), series, {"_buf": np.nan})
+
+    def params(self) -> dict[str, Any]:
+        """The parameters a checkpoint is written with (and checked against)."""
+        return {"window": self.window, "warmup": self.warmup}
+
     def state_dict(self) -> dict[str, Any]:
+        # Strict JSON has no NaN: an empty slot is written as 0. Slots fill in order, so the
+        # empty ones are those at or past `n` in a ring not yet full; `load_state` restores them.
         return {
             "model": self.name,
-            "params": {"window": self.window, "warmup": self.warmup},
-            "buf": np.nan_to_num(self._buf, nan=np.inf).tolist(),  # JSON has no NaN
+            "params": self.params(),
+            "buf": np.nan_to_num(self._buf, nan=0.0).tolist(),
             "n": self._n.tolist(),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        if state.get("model") != self.name:
-            raise ValueError(f"checkpoint is for model {state.get('model')!r}, not {self.name!r}")
-        rows = load_rows(state, {"buf": (np.float64, (self.window,)), "n": (np.int64, ())})
+        check_params(check_state(state, self.name), self.params())
+        rows = load_rows({**state, "buf": _infinity_as_empty(state.get("buf"))},
+                         {"buf": (np.float64, (self.window,)), "n": (np.int64, ())})
+        nonnegative(rows, "n")
         buf = rows["buf"]
-        buf[np.isinf(buf)] = np.nan
+        buf[np.arange(self.window)[None, :] >= rows["n"][:, None]] = np.nan
         self._buf, self._n = buf, rows["n"]
 
     def nbytes(self) -> int:
         return int(self._buf.nbytes + self._n.nbytes)
+
+
+def _infinity_as_empty(buf: Any) -> Any:
+    """Checkpoints written before strict JSON marked empty slots Infinity: read them as empty."""
+    try:
+        arr = np.asarray(buf, dtype=np.float64)
+    except (TypeError, ValueError):
+        return buf  # load_rows says what is wrong with it
+    return np.where(np.isposinf(arr), 0.0, arr)

@@ -6,13 +6,16 @@ from typing import Any
 
 import numpy as np
 
-from models.base import FloatArray, IntArray
+from models.base import FloatArray, IntArray, as_ids
 from models.ewma import EwmaZScore
 
 
 def check_vectors(series: IntArray, x: FloatArray, n_features: int) -> tuple[IntArray, FloatArray]:
     """One time step of vectors, checked: ids unique and >= 0, shape (n, n_features), finite."""
-    s = np.asarray(series, dtype=np.int64)
+    s = np.asarray(series)
+    if s.dtype.kind not in "iu" and not (s.size == 0 and s.dtype.kind == "f"):
+        raise ValueError(f"series ids must be integers, not {s.dtype}")
+    s = s.astype(np.int64, copy=False)
     v = np.asarray(x, dtype=np.float64)
     if s.ndim != 1 or v.ndim != 2 or len(s) != len(v) or v.shape[1] != n_features:
         raise ValueError(f"expected series (n,) and vectors (n, {n_features}); got {s.shape} and {v.shape}")
@@ -37,6 +40,7 @@ class OnlineScaler:
 
     def __init__(self, n_features: int, alpha: float = 0.01, clip: float = 10.0) -> None:
         self.n_features = n_features
+        self.alpha = alpha
         self.clip = clip
         self._ewma = EwmaZScore(alpha=alpha, clip_z=np.inf, warmup=0)
 
@@ -46,6 +50,11 @@ class OnlineScaler:
         s = self._ewma.score_learn(ids, x.ravel(), floor=tiny, rel_floor=tiny)
         z: FloatArray = np.where(s.seen > 1, np.clip(s.z, -self.clip, self.clip), 0.0)
         return z.reshape(x.shape)
+
+    def forget(self, series: IntArray) -> None:
+        """Start these series' baselines afresh (their ids may be reused)."""
+        ids = as_ids(series)
+        self._ewma.forget((ids[:, None] * self.n_features + np.arange(self.n_features)).ravel())
 
     def state_dict(self) -> dict[str, Any]:
         return self._ewma.state_dict()

@@ -3,20 +3,26 @@ the overall level, while a bucket is young), all learned online."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from models.base import (
+    BoolArray,
     FloatArray,
     IntArray,
     Scored,
     as_step,
     as_times,
+    check_params,
+    check_state,
     effective_floor,
+    everywhere,
     forget_rows,
     grow,
     load_rows,
+    nonnegative,
 )
 
 _HOURS, _WEEK = 24, 24 * 7
@@ -84,7 +90,7 @@ class SeasonalZScore:
         ts: FloatArray | None = None,
     ) -> Scored:
         """Score then learn one time step; `ts` (epoch seconds, one per value) is required."""
-        series, x = as_step(series, values)
+        series, x = as_step(series, values, floor, rel_floor)
         t = as_times(ts, x, "SeasonalZScore")
         if len(series):
             top = int(series.max()) + 1
@@ -124,27 +130,32 @@ class SeasonalZScore:
 
     _ARRAYS = ("_level", "_var", "_week", "_week_n", "_day", "_day_n", "_n")
 
+    def explains(self, series: IntArray) -> BoolArray:
+        """No gate: the profile's verdict counts for every series."""
+        return everywhere(series)
+
     def forget(self, series: IntArray) -> None:
         """Start these series afresh (their ids may be reused)."""
-        forget_rows(self, ("_level", "_var", "_week", "_week_n", "_day", "_day_n", "_n"),
-                    np.asarray(series, dtype=np.int64))
+        forget_rows(self, self._ARRAYS, series)
+
+    def params(self) -> dict[str, Any]:
+        """The parameters a checkpoint is written with (and checked against)."""
+        return {"alpha": self.alpha, "season_alpha": self.season_alpha,
+                "clip_z": None if math.isinf(self.clip_z) else self.clip_z,  # strict JSON
+                "warmup": self.warmup}
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {
-            "model": self.name,
-            "params": {"alpha": self.alpha, "season_alpha": self.season_alpha,
-                       "clip_z": self.clip_z, "warmup": self.warmup},
-        }
+        state: dict[str, Any] = {"model": self.name, "params": self.params()}
         for name in self._ARRAYS:
             state[name.lstrip("_")] = getattr(self, name).tolist()
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
-        if state.get("model") != self.name:
-            raise ValueError(f"checkpoint is for model {state.get('model')!r}, not {self.name!r}")
+        check_params(check_state(state, self.name), self.params())
         rows = load_rows(state, {name.lstrip("_"): (getattr(self, name).dtype,
                                                      getattr(self, name).shape[1:])
                                  for name in self._ARRAYS})
+        nonnegative(rows, "var", "week_n", "day_n", "n")
         for name in self._ARRAYS:
             setattr(self, name, rows[name.lstrip("_")])
 

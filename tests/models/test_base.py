@@ -115,3 +115,41 @@ def test_flags_a_level_shift_when_it_starts(model: SeriesDetector) -> None:
     x[400:] += 15.0
     s = scores_of(model, x)
     assert s[400] >= THRESHOLD and (s[:400] < THRESHOLD).all()
+
+
+@pytest.mark.parametrize("floors", [
+    {"floor": np.array([-1.0])}, {"floor": np.array([np.nan])}, {"rel_floor": np.array([0.1, 0.1])}])
+def test_floors_are_one_per_value_finite_and_non_negative(model: SeriesDetector,
+                                                         floors: dict[str, np.ndarray]) -> None:
+    with pytest.raises(ValueError, match="floor must be finite"):
+        model.score_learn(np.array([0]), np.array([1.0]), **floors)
+
+
+def test_every_detector_declares_its_protocol() -> None:
+    from models import (
+        AlarmDedup,
+        AnomalyLikelihood,
+        HalfSpaceTreesDetector,
+        IsolationForestDetector,
+        Judge,
+        PeriodicZScore,
+        SeasonalZScore,
+        Stateful,
+        TailCalibrator,
+        VectorDetector,
+    )
+
+    for m in (EwmaZScore(), RobustZScore(), SeasonalZScore(), PeriodicZScore()):
+        assert isinstance(m, SeriesDetector)
+    assert [m.needs_ts for m in (EwmaZScore(), RobustZScore(), SeasonalZScore(), PeriodicZScore())] == [
+        False, False, True, True]
+    for v in (IsolationForestDetector(n_features=2), HalfSpaceTreesDetector(n_features=2)):
+        assert isinstance(v, VectorDetector)
+    for s in (TailCalibrator(), AlarmDedup(), AnomalyLikelihood(), Judge([EwmaZScore()])):
+        assert isinstance(s, Stateful)
+
+
+def test_a_checkpoint_of_another_configuration_is_refused(model: SeriesDetector) -> None:
+    other = EwmaZScore(alpha=0.3) if model.name == "ewma" else RobustZScore(window=8)
+    with pytest.raises(ValueError, match="checkpoint of another configuration"):
+        model.load_state(other.state_dict())

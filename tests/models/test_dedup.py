@@ -24,3 +24,18 @@ def test_checkpoint_gives_identical_scores() -> None:
 def test_refuses_bad_input() -> None:
     with pytest.raises(ValueError, match="one length"):
         AlarmDedup().filter(np.array([0]), np.array([0.5, 0.5]))
+
+
+def test_scores_are_finite_and_non_negative() -> None:
+    # a slot never written is stored as -1 in a checkpoint: a negative score would not survive it
+    for bad in (-0.5, np.nan, np.inf):
+        with pytest.raises(ValueError):
+            AlarmDedup().filter(np.array([0]), np.array([bad]))
+
+
+def test_forget_lets_a_reused_id_alarm_at_once() -> None:
+    d = AlarmDedup(rest=5)
+    d.filter(np.array([3]), np.array([0.9]))
+    assert d.filter(np.array([3]), np.array([0.8]))[0] == 0.0
+    d.forget(np.array([3]))
+    assert d.filter(np.array([3]), np.array([0.8]))[0] == 0.8

@@ -56,3 +56,30 @@ def test_repeated_reds_are_reported_as_yellow() -> None:
     feed(lik, np.random.default_rng(4).uniform(0.0, 0.1, 200))
     out = feed(lik, np.ones(3))
     assert out[0] >= 0.99999 and out[1] == pytest.approx(0.999) and out[2] == pytest.approx(0.999)
+
+
+def test_the_repeat_filter_remembers_a_red_across_a_checkpoint() -> None:
+    def make() -> AnomalyLikelihood:
+        return AnomalyLikelihood(short=1, history=200, learning=50, log_scale=False,
+                                 repeat_red=0.99999, repeat_yellow=0.999)
+    lik = make()
+    feed(lik, np.random.default_rng(4).uniform(0.0, 0.1, 200))
+    assert feed(lik, np.ones(1))[0] >= 0.99999  # red
+    clone = make()
+    clone.load_state(json.loads(json.dumps(lik.state_dict())))
+    assert feed(clone, np.ones(1))[0] == pytest.approx(0.999) == feed(lik, np.ones(1))[0]
+
+
+def test_an_older_checkpoint_without_the_filter_state_or_its_parameters_loads() -> None:
+    lik = AnomalyLikelihood(short=4, history=50, learning=10)
+    feed(lik, np.random.default_rng(2).uniform(0, 1, 120))
+    old = lik.state_dict()
+    del old["red"]
+    for key in ("repeat_red", "repeat_yellow"):
+        del old["params"][key]
+    clone = AnomalyLikelihood(short=4, history=50, learning=10)
+    clone.load_state(old)
+    nxt = np.random.default_rng(3).uniform(0, 1, 30)
+    assert np.array_equal(feed(lik, nxt), feed(clone, nxt))
+    with pytest.raises(ValueError, match="another configuration"):
+        AnomalyLikelihood(short=4, history=50, learning=10, repeat_red=0.9).load_state(lik.state_dict())
