@@ -1,30 +1,15 @@
-"""Shared test helpers: small simulated runs and the shared datasets (skipped when absent)."""
+"""Fixtures of the shared datasets (skipped with a reason when ../shared is absent). Helpers
+are in `tests.support`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
 
-from detector.config import VigilConfig
-from detector.pipeline import Pipeline
+from tests.support import SHARED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-collect_ignore = ["services"]  # programs the tests start as real processes, not test modules
-
-
-def line(**fields: Any) -> bytes:
-    return orjson.dumps(fields)
-
-
-def run_pipeline(lines: list[bytes], cfg: VigilConfig | None = None, batch: int = 32768) -> Pipeline:
-    pipe = Pipeline(cfg or VigilConfig())
-    for i in range(0, len(lines), batch):
-        pipe.process(lines[i:i + batch], "test", range(i + 1, i + 1 + len(lines[i:i + batch])))
-    pipe.finish()
-    return pipe
+collect_ignore = ["support/services"]  # programs tests start as processes, not test modules
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import orjson
 from detector.config import VigilConfig, WindowConfig
 from detector.pipeline import Pipeline
 from detector.windows.clock import AHEAD, AHEAD_OF_CLOCK, BEHIND, OK, ClockGuard
-from tests.conftest import line
+from tests.support import line
 
 T0 = 1795435200.0  # 2026-11-23T12:00:00Z, in the past of the machines that run this
 DAY = 86_400.0

@@ -13,7 +13,7 @@ from detector.decode.deadletter import DeadLetter
 from detector.decode.rows import RowDecoder
 from detector.events import LEVEL_ERROR, LEVEL_INFO, LEVEL_WARN, LogEvent
 from detector.simulate.fleet import Fleet, render
-from tests.conftest import line
+from tests.support import line
 
 T0 = 1795435200.0  # 2026-11-23T12:00:00Z
 

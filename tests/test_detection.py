@@ -9,7 +9,7 @@ from detector.config import VigilConfig
 from detector.eval.detection import judge
 from detector.runtime.replay import replay_lines
 from detector.simulate.runs import simulated_lines
-from tests.conftest import run_pipeline
+from tests.support import run_pipeline
 
 CFG = VigilConfig()
 WINDOW = CFG.window.seconds

@@ -12,7 +12,7 @@ from detector.events import EventBatch, LogEvent
 from detector.pipeline import Pipeline
 from detector.templates.miner import MinedBatch
 from detector.windows.aggregate import LATE, OTHER_SERVICES, WindowAggregator, WindowRows
-from tests.conftest import line
+from tests.support import line
 
 
 def ev(ts: float, service: str = "cart", level: int = 9, latency: float | None = 10.0,

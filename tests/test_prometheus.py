@@ -28,7 +28,7 @@ from detector.runtime.probes import serve
 from detector.runtime.watch import MetricWatcher
 from detector.sources.prometheus import PrometheusSource
 from remediation.retry import Retry
-from tests.services.exporter import Exporter
+from tests.support.services.exporter import Exporter
 
 NAB = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "nab"
 NAB_FILE = "artificialWithAnomaly/art_daily_jumpsup.csv"

@@ -19,7 +19,7 @@ import pytest
 
 from detector.bench.servers import free_port
 from remediation.alertmanager.inbox import Inbox
-from tests.services.exporter import Exporter
+from tests.support.services.exporter import Exporter
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("prometheus") and shutil.which("prometheus-alertmanager")),

@@ -23,11 +23,13 @@ import pytest
 
 from detector.bench.servers import free_port
 from remediation.audit import AuditStore
-from remediation.engine import Engine, EngineSettings
+from remediation.engine import Engine
+from remediation.engine_settings import EngineSettings
 from remediation.policy import parse_policy
 from remediation.trigger import Trigger
+from tests.support import SERVICES
 
-SERVICE = Path(__file__).parent / "services" / "admin_service.py"
+SERVICE = SERVICES / "admin_service.py"
 
 
 class Admin:
@@ -661,7 +663,7 @@ def test_the_readme_ladder_climbs_to_the_same_hook_on_the_same_target_and_pages(
     The cooldown is between episodes: the rollback after a restart of the same deployment in the
     same episode runs, and the top of the ladder pages. A second episode within the cooldown is
     still held."""
-    from tests.services.fake_kube import FakeKube, write_kubeconfig
+    from tests.support.services.fake_kube import FakeKube, write_kubeconfig
 
     kube, pager = FakeKube(), Pager()
     cfg = write_kubeconfig(tmp_path / "kubeconfig", kube.url)
@@ -803,7 +805,8 @@ def test_credentials_from_a_file_and_the_environment_reach_the_target_but_never_
 ENGINE_CHILD = """
 import asyncio, sys
 from remediation.audit import AuditStore
-from remediation.engine import Engine, EngineSettings
+from remediation.engine import Engine
+from remediation.engine_settings import EngineSettings
 from remediation.policy import parse_policy
 from remediation.trigger import Trigger
 
@@ -887,3 +890,31 @@ def test_an_action_interrupted_by_a_crash_is_audited_then_retried_or_escalated(
                    settings=EngineSettings(dry_run=False))
         return e.resume_interrupted()
     assert run(again()) == 0
+
+
+def test_finished_episodes_are_forgotten_and_a_late_resend_is_still_refused(tmp_path: Path) -> None:
+    from remediation.audit import AuditStore
+    from remediation.engine import Engine, EngineSettings
+
+    policy = parse_policy("rules: [{name: r, ladder: [{name: n, hook: log, wait_s: 0, "
+                          "success: {resolved: false}}]}]\nguards: {cooldown_s: 0, budget: "
+                          "{max_actions: 100000, max_per_target: 100000}}\n", "p.yaml")
+    now = [1000.0]
+    store = AuditStore(tmp_path / "audit.db")
+
+    async def run() -> Engine:
+        e = Engine(policy, store, settings=EngineSettings(episode_memory_s=60),
+                   clock=lambda: now[0])
+        first = Trigger("alertmanager", "old", "firing", 1.0, labels={"service": "a"})
+        await e.process(first)
+        now[0] += 120  # the episode is finished and older than its memory
+        await asyncio.gather(*(  # a sweep every 4,096 triggers
+            e.process(Trigger("alertmanager", f"new{i}", "firing", 2.0, labels={"service": f"s{i}"}))
+            for i in range(4095)))
+        assert e.episodes_in_memory() == 4095  # "old" forgotten; the new ones are recent
+        await e.process(first)  # a late resend of the forgotten episode
+        return e
+    asyncio.run(run())
+    old = store.query(episode="old@1.000")
+    assert [r.verdict for r in old].count("dry_run") == 1
+    assert any(r.guard == "idempotency" for r in old)  # refused by its durable claim

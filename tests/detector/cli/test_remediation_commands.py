@@ -1,0 +1,91 @@
+"""The remediation commands: `vigil policy check`, `vigil policy test`, `vigil audit`, and
+`vigil serve` refusing a policy that runs a shell."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from detector.cli import app
+
+runner = CliRunner()
+
+
+def test_policy_check_and_serve_refuse_a_shell_in_argv(tmp_path: Path) -> None:
+    import subprocess
+
+    bad = tmp_path / "shell.yaml"
+    bad.write_text(textwrap.dedent("""
+        rules:
+          - name: r
+            ladder:
+              - name: restart
+                hook: command
+                params: {argv: ["/bin/sh", "-c", "eval \\"$VIGIL_LABEL_SERVICE\\""]}
+    """))
+    res = runner.invoke(app, ["policy", "check", str(bad)])
+    assert res.exit_code == 2 and "shell.yaml:7: rules[0].ladder[0]: command: " in res.output
+    (tmp_path / "token").write_text("a-token-of-more-than-16-bytes")
+    served = subprocess.run(  # the real `vigil serve` refuses to start with it
+        [sys.executable, "-m", "detector", "serve", "--policy", str(bad), "--token-file",
+         str(tmp_path / "token"), "--audit-db", str(tmp_path / "a.db"), "--inbox-db",
+         str(tmp_path / "i.db"), "--port", "0"], capture_output=True, text=True, timeout=60)
+    assert served.returncode == 2 and "/bin/sh" in served.stderr and "shell" in served.stderr
+    allowed = tmp_path / "allowed.yaml"
+    allowed.write_text(bad.read_text().replace("hook: command", "hook: command\n        allow_shell: true"))
+    res = runner.invoke(app, ["policy", "check", str(allowed)])
+    assert res.exit_code == 0 and "warning" in res.output and "allowed.yaml:8" in res.output
+
+
+def test_policy_check_and_test_commands(tmp_path: Path) -> None:
+    good = tmp_path / "policy.yaml"
+    good.write_text(textwrap.dedent("""
+        rules:
+          - name: cart-errors
+            match: {labels: {service: {in: [cart, checkout]}}, severity: [page]}
+            ladder:
+              - name: throttle
+                hook: http
+                params: {url: "http://127.0.0.1:9/admin/${labels.service}/limit", json: {limit: 5},
+                         headers: {Authorization: "Bearer hush", X-Key: "${credentials.k}"}}
+                secrets: [json]
+                wait_s: 60
+              - {name: restart, hook: log, restart: true}
+        page: {url: "http://127.0.0.1:9/page"}
+        credentials: {k: {env: VIGIL_TEST_UNSET_CREDENTIAL}}  # shown as ***, never read
+    """))
+    ok = runner.invoke(app, ["policy", "check", str(good)])
+    assert ok.exit_code == 0 and "1 rules, 2 rungs" in ok.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - name: x\n    ladder:\n      - {name: y, hook: nope}\n")
+    res = runner.invoke(app, ["policy", "check", str(bad)])
+    assert res.exit_code == 2 and "bad.yaml:4: rules[0].ladder[0]: unknown hook 'nope'" in res.output
+    trig = tmp_path / "t.json"
+    trig.write_text(json.dumps({"source": "alertmanager", "fingerprint": "f", "status": "firing",
+                                "starts_at": 1, "labels": {"service": "cart", "severity": "page"}}))
+    res = runner.invoke(app, ["policy", "test", str(good), "--trigger", str(trig)])
+    assert res.exit_code == 0, res.output
+    assert "1. throttle: hook http on cart" in res.output and "2. restart" in res.output
+    assert "/admin/cart/limit" in res.output and "hush" not in res.output
+    assert '"X-Key":"***"' in res.output and "would fail" not in res.output
+    assert '"json":"***"' in res.output  # the rung's own secrets, as the engine plans it
+    assert "then: page http://127.0.0.1:9/page" in res.output
+
+
+def test_audit_command_lists_and_filters(tmp_path: Path) -> None:
+    from remediation.audit import AuditRecord, AuditStore
+
+    db = tmp_path / "a.db"
+    store = AuditStore(db)
+    store.add(AuditRecord("e1", "f", "manual", "acted", rule="r", target="cart", hook="log"))
+    store.add(AuditRecord("e2", "g", "manual", "suppressed", rule="r", target="db", guard="cooldown"))
+    res = runner.invoke(app, ["audit", "--db", str(db), "--target", "db", "--json"])
+    assert res.exit_code == 0
+    (line,) = [json.loads(x) for x in res.output.splitlines() if x.strip()]
+    assert line["guard"] == "cooldown"
+    assert runner.invoke(app, ["audit", "--db", str(db), "--since", "1h"]).exit_code == 0
+    assert runner.invoke(app, ["audit", "--db", str(tmp_path / "none.db")]).exit_code == 2
