@@ -67,7 +67,8 @@ class LogConsumer:
         self.restored: dict[TopicPartition, int] = {}  # partition -> events in its checkpoint
         self._lost_since: float | None = None
         # Prometheus queries configured: their anomalies join these partitions' incidents.
-        self.metric_feed = MetricFeed(cfg) if cfg.prometheus.queries else None
+        self.metric_feed = (MetricFeed(cfg, on_drop=self.metrics.metric_anomalies_dropped.inc)
+                            if cfg.prometheus.queries else None)
         if self.metric_feed is not None:
             w = self.metric_feed.watcher
             self.metrics.registry.register(SourceCollector(w.source, w.ready))

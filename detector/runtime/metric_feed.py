@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 
 from detector.config import VigilConfig
 from detector.events import Anomaly
@@ -18,10 +19,11 @@ log = logging.getLogger("vigil.metrics")
 
 class MetricFeed:
     def __init__(self, cfg: VigilConfig, watcher: MetricWatcher | None = None,
-                 max_queued: int = 100_000) -> None:
+                 max_queued: int = 100_000, on_drop: Callable[[int], None] | None = None) -> None:
         self.watcher = watcher or MetricWatcher(cfg)
         self.queue: queue.Queue[Anomaly] = queue.Queue(maxsize=max_queued)
         self.dropped = 0  # anomalies lost to a full queue (the consumer stopped taking them)
+        self.on_drop = on_drop  # told how many, as they are lost (the consumer counts them)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -52,6 +54,8 @@ class MetricFeed:
                     self.queue.put_nowait(a)
                 except queue.Full:
                     self.dropped += 1
+                    if self.on_drop is not None:
+                        self.on_drop(1)
         try:
             self.watcher.run(self._stop, on_poll=queued)
         except Exception:  # never silently: the readiness shows the feed is gone

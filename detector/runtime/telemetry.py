@@ -72,5 +72,8 @@ class ConsumerMetrics:
         self.pipeline_errors = Counter(
             "vigil_pipeline_errors_total", "Batches a partition's pipeline failed on (its records "
             "were dead-lettered and the partition restarted cold)", registry=r)
+        self.metric_anomalies_dropped = Counter(
+            "vigil_metric_anomalies_dropped_total", "Metric anomalies lost because the consumer "
+            "stopped taking them from the Prometheus poller's queue", registry=r)
         self.batch_seconds = Histogram("vigil_pipeline_batch_seconds", "Time to process a batch",
                                        registry=r)

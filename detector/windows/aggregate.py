@@ -88,7 +88,6 @@ class WindowAggregator:
     cfg: WindowConfig
     buckets: LogBuckets = field(default_factory=LogBuckets)
     wall: Callable[[], float] = time.time
-    late_events: int = 0
     gaps: int = 0  # silences of the whole stream of at least gap_seconds, skipped
     max_ts: float = -math.inf
     guard: ClockGuard = field(init=False)
@@ -131,7 +130,6 @@ class WindowAggregator:
             self._next_close = int(w[good].min())
         late = good & (w < self._next_close)
         verdict[late] = LATE
-        self.late_events += int(late.sum())
         ok = verdict == 0
         if not ok.any():
             return verdict
