@@ -27,7 +27,6 @@ from detector.events import Anomaly
 from detector.services import ServiceIndex
 
 _MAX_SAMPLES = 5
-_MAX_KEPT = 5000  # verdicts kept per incident for evidence (all are counted)
 
 
 @dataclass
