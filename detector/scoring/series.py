@@ -4,7 +4,8 @@ tails, and anomalies that carry the series' labels and a link back to Prometheus
 Judges by `baseline`: `level` (EWMA z-score), `periodic` (the EWMA plus `PeriodicZScore`, the
 value a day earlier, taking part only where it explains the series better than a flat level;
 Bonferroni over the judges taking part), `seasonal` (`SeasonalZScore`, an hour-of-week profile).
-Every judge's tail is calibrated against the series' own history (`TailCalibrator`).
+Every judge's tail is calibrated against the series' own history; all of it is one
+`models.Judge`.
 """
 
 from __future__ import annotations
@@ -15,14 +16,7 @@ from detector.config import PromQuery
 from detector.events import Anomaly
 from detector.scoring.windows import format_value
 from detector.sources.prometheus import IntArray, Points, SeriesIndex, graph_link
-from models import (
-    EwmaZScore,
-    PeriodicZScore,
-    SeasonalZScore,
-    TailCalibrator,
-    combine_pvalues,
-    tail_score,
-)
+from models import EwmaZScore, Judge, PeriodicZScore, SeasonalZScore, SeriesDetector
 
 _DAY = 86_400.0
 
@@ -32,22 +26,12 @@ class MetricScorer:
         self.q = query
         self.threshold = threshold
         self.url = prometheus_url
-        q = query
-        self.level: EwmaZScore | SeasonalZScore = (
-            SeasonalZScore(alpha=q.alpha, warmup=q.warmup) if q.baseline == "seasonal"
-            else EwmaZScore(alpha=q.alpha, clip_z=3.0, warmup=q.warmup))
-        self.periodic = (PeriodicZScore(period=_DAY, buckets=max(1, min(288, int(_DAY // q.step_seconds))),
-                                        alpha=min(q.alpha, 0.01), warmup=q.warmup)
-                         if q.baseline == "periodic" else None)
-        self.cal = TailCalibrator(min_history=100, k=25)
-        self.pcal = TailCalibrator(min_history=100, k=25) if self.periodic is not None else None
+        self.judge = make_judge(query)
 
     def forget(self, series: IntArray) -> None:
         """Series that expired: their ids start afresh when reused."""
         if len(series):
-            for m in (self.level, self.periodic, self.cal, self.pcal):
-                if m is not None:
-                    m.forget(series)
+            self.judge.forget(series)
 
     def score(self, pts: Points, index: SeriesIndex) -> list[Anomaly]:
         """Score and learn the points, one timestamp at a time (each model call is a batch of
@@ -66,45 +50,35 @@ class MetricScorer:
 
     def _step(self, ids: IntArray, x: np.ndarray, ts: float, index: SeriesIndex) -> list[Anomaly]:
         q = self.q
-        floor = np.full(len(x), q.abs_floor)
-        rel = np.full(len(x), q.rel_floor)
-        t = np.full(len(x), ts)
-        if isinstance(self.level, SeasonalZScore):
-            s = self.level.score_learn(ids, x, floor, rel, ts=t)
-        else:
-            s = self.level.score_learn(ids, x, floor, rel)
-        ready = s.seen >= q.warmup
-        p = self._p(s.z, s.dof, ids, ready, self.cal)
-        model = np.full(len(x), self.level.name, dtype=object)
-        mean, std = s.mean, s.std
-        if self.periodic is not None and self.pcal is not None:
-            active = self.periodic.explains(ids)
-            sp = self.periodic.score_learn(ids, x, floor, rel, ts=t)
-            pp = self._p(sp.z, sp.dof, ids, sp.seen >= q.warmup, self.pcal)
-            active &= sp.seen >= q.warmup
-            use = active & (pp < p)
-            p = combine_pvalues([p, pp], active=[np.ones(len(p), dtype=bool), active])
-            mean, std = np.where(use, sp.mean, mean), np.where(use, sp.std, std)
-            model[use] = self.periodic.name
-        hits = np.flatnonzero(ready & (1.0 - p >= self.threshold))
+        verdict = self.judge.score_learn(ids, x, np.full(len(x), q.abs_floor), np.full(len(x), q.rel_floor),
+                                   ts=np.full(len(x), ts))
+        names = [m.name for m in self.judge.members]
+        hits = np.flatnonzero(verdict.ready & (verdict.score >= self.threshold))
         out = []
         for k in hits.tolist():
             sid = int(ids[k])
             labels = index.labels[sid]
             shown = ",".join(f'{n}="{v}"' for n, v in sorted(labels.items()) if n != "__name__")
+            mean, std = float(verdict.mean[k]), float(verdict.std[k])
             out.append(Anomaly(
                 service=index.service[sid], feature=f"metric:{q.name}",
                 window_start=ts - q.step_seconds, window_end=ts, value=float(x[k]),
-                baseline_mean=float(mean[k]), baseline_std=float(std[k]), score=float(1.0 - p[k]),
-                model=str(model[k]),
+                baseline_mean=mean, baseline_std=std, score=float(verdict.score[k]),
+                model=names[verdict.speaker[k]],
                 explanation=f"{q.name}{{{shown}}} {format_value(float(x[k]))} vs baseline "
-                            f"{format_value(float(mean[k]))} ± {format_value(float(std[k]))}",
+                            f"{format_value(mean)} ± {format_value(std)}",
                 events=0, labels=dict(labels), link=graph_link(self.url, q.query, ts)))
         return out
 
-    def _p(self, z: np.ndarray, dof: np.ndarray, ids: IntArray, ready: np.ndarray,
-           cal: TailCalibrator) -> np.ndarray:
-        p = np.clip(1.0 - tail_score(z, self.q.direction, dof), 1e-300, 1.0)
-        if ready.any():
-            p[ready] = cal.calibrate(ids[ready], p[ready])
-        return np.where(ready, p, 1.0)
+
+def make_judge(q: PromQuery) -> Judge:
+    """The query's level model (EWMA, or the hour-of-week profile) and, for `periodic`, the
+    value a day earlier; p-value arithmetic, unready members abstaining (see `Judge`)."""
+    level: SeriesDetector = (SeasonalZScore(alpha=q.alpha, warmup=q.warmup) if q.baseline == "seasonal"
+                             else EwmaZScore(alpha=q.alpha, clip_z=3.0, warmup=q.warmup))
+    members = [level]
+    if q.baseline == "periodic":
+        members.append(PeriodicZScore(period=_DAY, buckets=max(1, min(288, int(_DAY // q.step_seconds))),
+                                      alpha=min(q.alpha, 0.01), warmup=q.warmup))
+    return Judge(members, direction=q.direction, warmup=q.warmup, calibration_history=100,
+                 calibration_k=25)

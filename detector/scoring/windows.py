@@ -1,13 +1,15 @@
 """Judges closed windows: one baseline per (service, feature) series, scores in [0, 1], anomalies.
 
-The statistics live in `models/`; this module picks the model, applies each feature's direction
-and noise floor, and writes the explanation a person reads.
+The statistics live in `models/` (the one `Judge`); this module picks the models, applies each
+feature's direction and noise floor, keeps the (service, feature) -> series id index, and writes
+the explanation a person reads.
 """
 
 from __future__ import annotations
 
 import math
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -16,13 +18,13 @@ from detector.events import Anomaly
 from detector.windows.aggregate import FEATURES, WindowRows
 from models import (
     EwmaZScore,
+    Judge,
     PeriodicZScore,
     RobustZScore,
-    Scored,
     SeriesDetector,
     TailCalibrator,
-    tail_score,
 )
+from models.base import state_part
 
 _LABELS = {
     "rate": ("rate", "/s"),
@@ -70,29 +72,38 @@ class WindowScorer:
     Two judges per series: the level model (`make_model`) and, where it explains the series
     better than a flat level, `PeriodicZScore` (the value one period earlier). Each judge's tail
     is calibrated against its own history; the verdict is the Bonferroni minimum of the judges
-    that take part, and the explanation names the baseline of the judge that spoke.
+    that take part, and the explanation names the baseline of the judge that spoke. All of it is
+    one `models.Judge` (in its "score" arithmetic, which this scorer has always used).
     """
 
     def __init__(self, cfg: ScoringConfig) -> None:
         self.cfg = cfg
-        self.model = make_model(cfg)
-        self.periodic = (PeriodicZScore(period=cfg.period_seconds, buckets=cfg.period_buckets,
-                                        alpha=min(cfg.alpha, 0.01), warmup=cfg.warmup)
-                         if cfg.periodic else None)
-        self.calibrator = self._calibrator()
-        self.periodic_calibrator = self._calibrator() if self.periodic is not None else None
+        self.judge = make_judge(cfg)
         self._series: dict[tuple[str, str], int] = {}
         rules = [cfg.features.get(f) for f in FEATURES]
         self._enabled = np.array([r is not None and r.enabled for r in rules])
         self._abs = np.array([0.0 if r is None else r.abs_floor for r in rules])
         self._rel = np.array([0.0 if r is None else r.rel_floor for r in rules])
-        dirs = np.array([("up" if r is None else r.direction) for r in rules])
-        self._up, self._down, self._both = dirs == "up", dirs == "down", dirs == "both"
+        self._dirs = np.array([("up" if r is None else r.direction) for r in rules])
 
-    def _calibrator(self) -> TailCalibrator | None:
-        cfg = self.cfg
-        return (TailCalibrator(min_history=cfg.calibration_history, k=cfg.calibration_k)
-                if cfg.calibrate else None)
+    @property
+    def model(self) -> SeriesDetector:
+        """The level model (the judge's first member)."""
+        return self.judge.members[0]
+
+    @property
+    def periodic(self) -> PeriodicZScore | None:
+        """The one-period-earlier model, when `scoring.periodic` is on."""
+        m = self.judge.members[1] if len(self.judge.members) > 1 else None
+        return m if isinstance(m, PeriodicZScore) else None
+
+    @property
+    def calibrator(self) -> TailCalibrator | None:
+        return self.judge.calibrators[0] if self.judge.calibrators else None
+
+    @property
+    def periodic_calibrator(self) -> TailCalibrator | None:
+        return self.judge.calibrators[1] if len(self.judge.calibrators) > 1 else None
 
     @property
     def series_count(self) -> int:
@@ -103,8 +114,7 @@ class WindowScorer:
         index = sys.getsizeof(self._series) + sum(
             sys.getsizeof(k) + sys.getsizeof(k[0]) for k in self._series
         )
-        parts = [self.model, self.periodic, self.calibrator, self.periodic_calibrator]
-        return sum(p.nbytes() for p in parts if p is not None) + index
+        return self.judge.nbytes() + index
 
     def score(self, rows: WindowRows) -> list[Anomaly]:
         """Anomalies of one closed window (any number of services)."""
@@ -117,49 +127,49 @@ class WindowScorer:
             dtype=np.int64,
         )
         x = vals[r_idx, f_idx]
-        floor, rel = self._abs[f_idx], self._rel[f_idx]
-        s = self.model.score_learn(ids, x, floor, rel)
-        scores = self._tails(s, f_idx, ids, self.calibrator)
-        ready = s.seen >= self.cfg.warmup
-        use_periodic = np.zeros(len(x), dtype=bool)
-        if self.periodic is not None:
-            active = self.periodic.explains(ids)  # judged before this window is learned
-            sp = self.periodic.score_learn(ids, x, floor, rel, ts=np.full(len(x), rows.start))
-            pscores = self._tails(sp, f_idx, ids, self.periodic_calibrator)
-            active &= sp.seen >= self.cfg.warmup
-            # Bonferroni over the judges taking part: p = k * min p.
-            p = np.where(active, 2.0 * np.minimum(1.0 - scores, 1.0 - pscores), 1.0 - scores)
-            use_periodic = active & (pscores > scores)
-            s = Scored(z=np.where(use_periodic, sp.z, s.z), mean=np.where(use_periodic, sp.mean, s.mean),
-                       std=np.where(use_periodic, sp.std, s.std), seen=s.seen, dof=s.dof)
-            scores = 1.0 - np.minimum(p, 1.0)
-        hits = np.nonzero((scores >= self.cfg.threshold) & ready)[0]
+        v = self.judge.score_learn(ids, x, self._abs[f_idx], self._rel[f_idx],
+                                   ts=np.full(len(x), rows.start), direction=self._dirs[f_idx])
+        names = [m.name for m in self.judge.members]
+        hits = np.nonzero((v.score >= self.cfg.threshold) & v.ready)[0]
         out = []
         for k in hits:
             feat = FEATURES[f_idx[k]]
+            mean, std = float(v.mean[k]), float(v.std[k])
             out.append(Anomaly(
                 service=rows.services[r_idx[k]], feature=feat, window_start=rows.start,
-                window_end=rows.end, value=float(x[k]), baseline_mean=float(s.mean[k]),
-                baseline_std=float(s.std[k]), score=float(scores[k]),
-                model="periodic" if use_periodic[k] else self.model.name,
-                explanation=explain(feat, float(x[k]), float(s.mean[k]), float(s.std[k])),
+                window_end=rows.end, value=float(x[k]), baseline_mean=mean, baseline_std=std,
+                score=float(v.score[k]), model=names[v.speaker[k]],
+                explanation=explain(feat, float(x[k]), mean, std),
                 events=int(rows.counts[r_idx[k]]),
             ))
         return out
 
-    def _tails(self, s: Scored, f_idx: np.ndarray, ids: np.ndarray,
-               calibrator: TailCalibrator | None) -> np.ndarray:
-        """1 - p per value: each feature's direction, then the series' own calibration (learned
-        after warm-up only, so the start-up transient does not count as history)."""
-        scores = np.empty(len(s.z))
-        for direction, m in (("up", self._up[f_idx]), ("down", self._down[f_idx]),
-                             ("both", self._both[f_idx])):
-            if m.any():
-                scores[m] = tail_score(s.z[m], direction, s.dof[m])  # type: ignore[arg-type]
-        ready = s.seen >= self.cfg.warmup
-        if calibrator is not None and ready.any():
-            scores[ready] = 1.0 - calibrator.calibrate(ids[ready], 1.0 - scores[ready])
-        return scores
+    def state_dict(self) -> dict[str, Any]:
+        """The index and every model's state as plain JSON data (what a checkpoint keeps under
+        "scorer")."""
+        parts = {name: (part.state_dict() if (part := getattr(self, name)) is not None else None)
+                 for name in ("periodic", "calibrator", "periodic_calibrator")}
+        return {"series": [[svc, feat, sid] for (svc, feat), sid in self._series.items()],
+                "model": self.model.state_dict(), **parts}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Load `state_dict` output written with the same scoring configuration.
+
+        A state that cannot be trusted (ids not 0..n-1 each once, a (service, feature) twice,
+        wrong types, a model of another configuration) raises ValueError and leaves the scorer
+        as it was. An optional part the state lacks (null) starts cold; a part this
+        configuration does not use (periodic off) is ignored.
+        """
+        if not isinstance(state, dict):
+            raise ValueError(f"a scorer state is an object, not {type(state).__name__}")
+        series = _series_index(state_part(state, "series"))
+        fresh = WindowScorer(self.cfg)
+        fresh.model.load_state(state_part(state, "model"))
+        for name in ("periodic", "calibrator", "periodic_calibrator"):
+            part, st = getattr(fresh, name), state.get(name)
+            if part is not None and st is not None:
+                part.load_state(st)
+        self.judge, self._series = fresh.judge, series
 
     def _series_id(self, service: str, feature: str) -> int:
         key = (service, feature)
@@ -167,3 +177,47 @@ class WindowScorer:
         if sid is None:
             sid = self._series[key] = len(self._series)
         return sid
+
+
+def make_judge(cfg: ScoringConfig) -> Judge:
+    """The level model and, with `cfg.periodic`, the periodic one, each calibrated.
+
+    "score" arithmetic and unready members abstaining: this scorer's verdicts as they always
+    were (see `Judge`).
+    """
+    members = [make_model(cfg)]
+    if cfg.periodic:
+        members.append(PeriodicZScore(period=cfg.period_seconds, buckets=cfg.period_buckets,
+                                      alpha=min(cfg.alpha, 0.01), warmup=cfg.warmup))
+    return Judge(members, warmup=cfg.warmup, calibrate=cfg.calibrate,
+                 calibration_history=cfg.calibration_history, calibration_k=cfg.calibration_k,
+                 combine_in="score")
+
+
+def _series_index(rows: Any) -> dict[tuple[str, str], int]:
+    """[[service, feature, id], ...] as the index, checked: ids 0..n-1 each once, no
+    (service, feature) twice.
+
+    >>> _series_index([["api", "rate", 1], ["api", "error_ratio", 0]])
+    {('api', 'rate'): 1, ('api', 'error_ratio'): 0}
+    >>> _series_index([["api", "rate", 0], ["api", "rate", 1]])
+    Traceback (most recent call last):
+    ...
+    ValueError: scorer series: ('api', 'rate') appears twice
+    """
+    if not isinstance(rows, list):
+        raise ValueError(f"scorer series is {type(rows).__name__}, not a list")
+    out: dict[tuple[str, str], int] = {}
+    for row in rows:
+        if not (isinstance(row, list | tuple) and len(row) == 3 and isinstance(row[0], str)
+                and isinstance(row[1], str) and isinstance(row[2], int)
+                and not isinstance(row[2], bool)):
+            raise ValueError(f"scorer series entry {str(row)[:80]} is not [service, feature, id]")
+        key = (row[0], row[1])
+        if key in out:
+            raise ValueError(f"scorer series: {key} appears twice")
+        out[key] = row[2]
+    ids = sorted(out.values())
+    if ids != list(range(len(ids))):
+        raise ValueError("scorer series ids are not 0..n-1, each once")
+    return out
