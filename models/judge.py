@@ -105,11 +105,12 @@ class Judge:
 
     - `combine_in="score"` (`WindowScorer`): each member's tail is kept as a score s = 1 - p
       (calibrated as 1 - cal(1 - s)) and Bonferroni is k * min(1 - s) over the members taking
-      part, the verdict 1 - min(that, 1). Going through 1 - (1 - p) rounds a p below 2^-53 to a
-      multiple of 2^-53 and makes two tiny p-values tie (the first member then speaks). "p"
-      (the default: `MetricScorer`, `Ensemble`) keeps p-values as they are (floored at 1e-300)
-      and combines them with `combine_pvalues`. Both agree on every verdict above 0.5 to the
-      last ulp or so; only "p" supports "fisher".
+      part, the verdict 1 - min(that, 1). Going through 1 - (1 - p) rounds a small p to a
+      multiple of 2^-53 (1.1e-16), so p-values below that become 0 and tie (the first member
+      then speaks), and verdicts move by an ulp, enough to flip one at a threshold now and then.
+      "p" (the default: `MetricScorer`, `Ensemble`) keeps p-values as they are (floored at
+      1e-300) and combines them with `combine_pvalues`. Both agree on every verdict above 0.5
+      to a few ulps; only "p" supports "fisher".
     - `unready_counts=True` (`Ensemble`, whose figures `vigil eval nab` reports): a member still
       warming up takes part with p = 1, so it counts in the Bonferroni factor k. With the
       default (the detector's scorers) it abstains until it is past warm-up.
