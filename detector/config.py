@@ -247,7 +247,7 @@ class ScoringConfig(_Section):
 
 
 class CorrelationConfig(_Section):
-    """Request-ID correlation and root cause (detector/correlation.py, callchain.py, rootcause.py)."""
+    """Request-ID correlation and root cause (`detector/correlation/`, `detector/incidents/rootcause.py`)."""
 
     enabled: bool = Field(default=True, description=(
         "gather each request's events and rank root causes by request evidence"))

@@ -1,5 +1,5 @@
 """Remediation: policy, guardrails, hooks, verification and audit (floor 2).
 
-Its input is a `Trigger`; it imports neither `detector` nor `models`. Built in a later issue; the
-package exists now so the layering is fixed from the start.
+Its input is a `Trigger` (from the detector's incidents, or Alertmanager's alerts through
+`alertmanager/`, the webhook receiver); it imports neither `detector` nor `models`.
 """

@@ -383,6 +383,9 @@ def parse_policy(text: str, name: str = "<policy>", hooks: HookRegistry | None =
                                     f"${{{ref}}} is not declared under credentials")
     if problems:
         raise PolicyError(problems)
+    # A third-party hook that failed to load is said where the policy is read (policy check,
+    # serve's start), not only kept in the registry: a rule naming it fails as an unknown hook.
+    warnings += [f"warning: {e}" for e in registry.errors]
     policy._warnings = warnings
     return policy
 

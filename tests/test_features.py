@@ -11,7 +11,8 @@ from detector.config import VigilConfig, WindowConfig
 from detector.events import EventBatch, LogEvent
 from detector.pipeline import Pipeline
 from detector.templates.miner import MinedBatch
-from detector.windows.aggregate import LATE, OTHER_SERVICES, WindowAggregator, WindowRows
+from detector.services import OTHER_SERVICES
+from detector.windows.aggregate import LATE, WindowAggregator, WindowRows
 from tests.support import line
 
 

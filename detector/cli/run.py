@@ -114,7 +114,8 @@ def dead_letters(
 
 def simulate(
     scenario: Annotated[str, typer.Option(help="error_burst, latency_regression, crash_loop, "
-                                          "new_exception, traffic_spike or none")] = "error_burst",
+                                          "hang, new_exception, traffic_spike or none")
+                        ] = "error_burst",
     events: Annotated[int, typer.Option(min=1, help="number of log lines")] = 200_000,
     out_file: Annotated[Path, typer.Option("--out", "-o", help="output JSONL (.gz compresses)")
                         ] = Path("sim.jsonl"),

@@ -1,9 +1,9 @@
 """Root cause across requests: which incident a window anomaly belongs to, and the ranked list of
 candidate services an incident carries.
 
-Evidence comes in two kinds. Request verdicts (`callchain.judge_request`) say, per anomalous
-request, which service was the deepest to fail first and which only propagated it. Window
-anomalies (`scoring.py`) say which (service, feature) series moved. A window anomaly of a
+Evidence comes in two kinds. Request verdicts (`correlation.chains.judge_request`) say, per
+anomalous request, which service was the deepest to fail first and which only propagated it.
+Window anomalies (`scoring.windows`) say which (service, feature) series moved. A window anomaly of a
 service whose recent anomalous requests are mostly rooted elsewhere joins that root's incident;
 one without request evidence joins an open incident of a service it calls or is called by (a
 call graph learned from sampled requests); otherwise anomalies of one window that touch each

@@ -1,1 +1,2 @@
-"""Where log lines come from: files and stdin here; Kafka and Prometheus later, one module each."""
+"""Where input comes from, reading only: JSONL files and stdin (`files`), a Kafka consumer group
+(`kafka`), Prometheus series (`prometheus`)."""

@@ -3,7 +3,7 @@
 Events are folded into their window in batches (numpy group-bys, no per-event Python); a window
 closes once the watermark (newest event time minus the allowed lateness) passes its end. Events
 for a window that has already closed are reported back as too late, and events whose clock is
-far off (`clock_guard`) as skewed, never dropped silently.
+far off (`windows.clock`) as skewed, never dropped silently.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """`create_app(settings)`: the webhook receiver. Alerts are validated, stored durably, queued and
 answered within milliseconds; a worker hands them to the remediation engine (policy, guards,
-hooks, audit). Routers: alerts, actions (the audit and approvals), incidents, health."""
+hooks, audit). Routers: alerts (POST /alertmanager, GET /episodes), actions (the audit and
+approvals), health."""
 
 from __future__ import annotations
 
