@@ -35,17 +35,10 @@ class CheckpointError(ValueError):
 
 
 def pipeline_state(p: Pipeline) -> dict[str, Any]:
-    s = p.scorer
+    """Each component's own state (plain data), under one version."""
     return {
         "version": VERSION,
-        "scorer": {
-            "series": [[svc, feat, sid] for (svc, feat), sid in s._series.items()],
-            "model": s.model.state_dict(),
-            "periodic": s.periodic.state_dict() if s.periodic is not None else None,
-            "calibrator": s.calibrator.state_dict() if s.calibrator is not None else None,
-            "periodic_calibrator": (s.periodic_calibrator.state_dict()
-                                    if s.periodic_calibrator is not None else None),
-        },
+        "scorer": p.scorer.state_dict(),
         "templates": p.miner.state_dict(),
         "windows": p.windows.state_dict(),
         "events": p.stats.events,
@@ -96,17 +89,7 @@ def _restore(p: Pipeline, state: dict[str, Any]) -> None:
     events = state.get("events", 0)
     if not isinstance(events, int) or events < 0:
         raise CheckpointError(f"events learned {events!r} is not a count")
-    sc, s = state["scorer"], p.scorer
-    series = {(str(svc), str(feat)): int(sid) for svc, feat, sid in sc["series"]}
-    if len(set(series.values())) != len(series) or any(
-            not 0 <= sid < len(series) for sid in series.values()):
-        raise CheckpointError("scorer series ids are not 0..n-1, each once")
-    s._series = series
-    s.model.load_state(sc["model"])
-    for name in ("periodic", "calibrator", "periodic_calibrator"):
-        part, st = getattr(s, name), sc.get(name)
-        if part is not None and st is not None:
-            part.load_state(st)
+    p.scorer.load_state(state["scorer"])  # refuses another scoring configuration's state
     p.miner.load_state(state["templates"])
     p.services.load_state(state.get("services") or [])  # first: the rest refer to its ids
     if p.flagger is not None and state.get("flagger"):
