@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from detector.config import ConfigError, load_config
+from tests.support import ROOT
 
 
 @pytest.mark.parametrize(("yaml_text", "where"), [
@@ -48,7 +49,7 @@ def test_the_environment_overrides_every_section_serve_included(
 
 def test_an_unknown_key_in_the_environment_is_an_error_too(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIGIL_WINDOW__SECNDS", "5")
-    with pytest.raises(ConfigError, match="window.secnds"):
+    with pytest.raises(ConfigError, match=r"window\.secnds"):
         load_config()
 
 
@@ -58,7 +59,7 @@ def test_the_configuration_reference_in_docs_is_current() -> None:
     from detector.cli.config_reference import reference
 
     text = reference()
-    doc = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+    doc = ROOT / "docs" / "configuration.md"
     assert doc.read_text() == text, "run `vigil config reference > docs/configuration.md`"
     assert "|  |" not in text  # every key says what it does
     for key in ("`secnds`",):

@@ -10,8 +10,8 @@ import pytest
 from detector.config import VigilConfig, WindowConfig
 from detector.events import EventBatch, LogEvent
 from detector.pipeline import Pipeline
-from detector.templates.miner import MinedBatch
 from detector.services import OTHER_SERVICES
+from detector.templates.miner import MinedBatch
 from detector.windows.aggregate import LATE, WindowAggregator, WindowRows
 from tests.support import line
 

@@ -13,8 +13,9 @@ import pytest
 from detector.config import VigilConfig
 from detector.runtime.replay import replay
 from detector.simulate.scenarios import SCENARIOS, write_run
+from tests.support import DATA
 
-GOLDEN = json.loads((Path(__file__).parent / "data" / "replay_incidents.json").read_text())
+GOLDEN = json.loads((DATA / "replay_incidents.json").read_text())
 KEYS = ("id", "service", "status", "opened_at", "resolved_at", "anomaly_count", "features",
         "services")
 

@@ -28,9 +28,10 @@ from detector.runtime.probes import serve
 from detector.runtime.watch import MetricWatcher
 from detector.sources.prometheus import PrometheusSource
 from remediation.retry import Retry
+from tests.support import SHARED
 from tests.support.services.exporter import Exporter
 
-NAB = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "nab"
+NAB = SHARED / "nab"
 NAB_FILE = "artificialWithAnomaly/art_daily_jumpsup.csv"
 needs_prometheus = pytest.mark.skipif(
     not prometheus_available(), reason="needs the Debian package prometheus (make test installs it)")

@@ -254,7 +254,7 @@ def test_sigterm_drains_and_exits_zero_within_a_bound(broker: Broker, tmp_path: 
 def test_metric_anomalies_from_prometheus_reach_the_incidents_topic(broker: Broker,
                                                                    tmp_path: Path) -> None:
     from detector.config import PrometheusConfig, PromQuery
-    from tests.test_prometheus import checkout_exporter
+    from tests.detector.runtime.test_watch import checkout_exporter
 
     exp = checkout_exporter()
     with promlocal.LocalPrometheus(tmp_path / "prom", scrape_targets=[exp.target]) as prom:
