@@ -43,16 +43,8 @@ CALIBRATION_K = 25  # extreme past values that measure a series' tail (+/- 20% c
 
 
 def _z_scorer(model: EwmaZScore | RobustZScore, calibrate: bool) -> StepScorer:
-    cal = TailCalibrator(k=CALIBRATION_K)
-
-    def step(ids: IntArray, x: FloatArray, floor: FloatArray, ts: FloatArray) -> FloatArray:
-        s = model.score_learn(ids, x, floor=floor)
-        ready = s.seen >= _WARMUP
-        p = np.where(ready, np.clip(1.0 - tail_score(s.z, "both", s.dof), 1e-300, 1.0), 1.0)
-        if calibrate and ready.any():
-            p[ready] = cal.calibrate(ids[ready], p[ready])
-        return p
-    return step
+    """One model through the judge: its tail, calibrated (or not) against the series' history."""
+    return _ensemble(model, calibrate=calibrate)
 
 
 def _likelihood() -> StepScorer:
@@ -67,8 +59,8 @@ def _likelihood() -> StepScorer:
     return step
 
 
-def _ensemble(*members: SeriesDetector) -> StepScorer:
-    ens = Ensemble(list(members), calibration_k=CALIBRATION_K)
+def _ensemble(*members: SeriesDetector, calibrate: bool = True) -> StepScorer:
+    ens = Ensemble(list(members), calibrate=calibrate, warmup=_WARMUP, calibration_k=CALIBRATION_K)
 
     def step(ids: IntArray, x: FloatArray, floor: FloatArray, ts: FloatArray) -> FloatArray:
         return ens.score_learn(ids, x, floor=floor, ts=ts)
