@@ -83,10 +83,11 @@ class FieldMapping(_Section):
         default=[
             "status", "status_code", "http.response.status_code", "attributes.http.status_code",
         ],
-        description="an HTTP-like status code 0-999 (>= 500 counts as an error)",
+        description="an HTTP-like status code 0-999 (>= 500 counts as an error), or an "
+        "OpenTelemetry span status name (ERROR is 500, OK 200, UNSET none)",
     )
     attrs: list[str] = Field(
-        default=["event", "version", "host", "caller", "callee"],
+        default=["event", "version", "host", "caller", "callee", "name", "kind", "pod"],
         description="extra top-level keys kept in LogEvent.attrs when their values are scalars "
         "(as text: numbers and booleans in their JSON form)",
     )

@@ -22,6 +22,7 @@ from detector.correlation.flags import EventFlagger
 from detector.correlation.requests import RequestCorrelator, RequestTrace, id_hash
 from detector.decode.batch import BatchDecoder
 from detector.decode.deadletter import DeadLetter, DeadLetterCounter
+from detector.decode.otlp import expand_exports
 from detector.events import Anomaly, EventBatch, Incident
 from detector.incidents.rootcause import RootCauseRanker
 from detector.incidents.tracker import IncidentTracker
@@ -106,6 +107,10 @@ class Pipeline:
         self, lines: Sequence[bytes], source: str = "-", positions: Sequence[int] | None = None
     ) -> BatchOutcome:
         t0 = time.perf_counter()
+        n_lines = len(lines)
+        expanded = expand_exports(lines, positions or range(1, n_lines + 1))
+        if expanded is not None:  # OTLP/JSON export requests: one record per span / log record
+            lines, positions = expanded
         res = self.decoder.decode(lines, source, positions)
         batch = res.batch
         dead = res.dead
@@ -122,7 +127,7 @@ class Pipeline:
             self._correlate(batch, mined, ~unfolded, out)
         self._judge(self.windows.close_ready(), out)
         self._emit(out)
-        self.stats.lines += len(lines)
+        self.stats.lines += n_lines
         self.stats.events += len(batch) - int(unfolded.sum())
         self.stats.batches += 1
         self.stats.seconds += time.perf_counter() - t0

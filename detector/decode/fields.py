@@ -58,6 +58,12 @@ class FieldPlan:
         )
 
 
+# OpenTelemetry span status names, as an HTTP-like code: an error is 500, OK 200, UNSET absent.
+OTEL_STATUS = {
+    "ERROR": 500, "STATUS_CODE_ERROR": 500, "OK": 200, "STATUS_CODE_OK": 200,
+    "UNSET": -1, "STATUS_CODE_UNSET": -1,
+}
+
 _ANY_VALUE_KEYS = ("stringValue", "intValue", "doubleValue", "boolValue")
 
 

@@ -18,7 +18,14 @@ import numpy.typing as npt
 import polars as pl
 
 from detector.config import ParsingConfig
-from detector.decode.fields import LOGICAL_FIELDS, FieldPlan, dig, json_kind, unwrap
+from detector.decode.fields import (
+    LOGICAL_FIELDS,
+    OTEL_STATUS,
+    FieldPlan,
+    dig,
+    json_kind,
+    unwrap,
+)
 from detector.decode.timestamps import TimestampError, epoch_seconds
 from detector.events import LEVEL_UNKNOWN, EventBatch, level_code
 
@@ -370,6 +377,10 @@ class RowDecoder:
                 continue
             if isinstance(v, str) and v.isdigit():
                 v = int(v)
+            elif isinstance(v, str) and v.upper() in OTEL_STATUS:
+                v = OTEL_STATUS[v.upper()]
+                if v < 0:
+                    continue
             if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 999:
                 out[i] = v
             else:

@@ -1,0 +1,218 @@
+"""What changed per service between a *before* and an *after* set of one capture's records.
+
+Every signal is a log ratio (after over before), so they share one scale: 1.0 means "about
+2.7 times as much". Each is built so that a service's own change counts and a change it only
+passes on does not:
+
+- `latency`: exclusive time of the service's own (non-client) operations, the median over its
+  operations, weighted by calls; a caller waiting on a slow callee has no more exclusive time.
+- `network`: the gap of calls on the service's edges (client span minus the callee's span), the
+  median over every edge the service is on; a slow link into X shows on all edges into X, while
+  each caller has only the one edge to X among others.
+- `errors`: errors that *start* at the service, per call: failed spans with no failed child, and
+  error logs of the service in a trace where none of its callees failed.
+- `templates`: the log templates of the service (own, not relayed) whose rate rose most.
+- `metrics`: the service's pod metrics whose level moved most against their spread before.
+- `calls`: how many calls per trace the service received (fewer, when a caller returns early
+  or an error cuts a request short), reported for the explanation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from detector.events import LEVEL_ERROR
+from detector.rca.tree import trace_edges
+
+# Floors that keep tiny numbers from making huge ratios.
+SELF_FLOOR_MS = 0.5
+ERROR_FLOOR = 0.002
+MIN_CALLS = 3
+
+
+@dataclass(slots=True)
+class Side:
+    """One side of the comparison: derived spans, logs and metrics, and how long it lasted."""
+
+    spans: pl.DataFrame
+    logs: pl.DataFrame
+    metrics: pl.DataFrame
+    seconds: float
+
+
+@dataclass(slots=True)
+class ServiceChange:
+    """The signals of one service (log ratios; 0.0 when there is no evidence either way)."""
+
+    service: str
+    latency: float = 0.0
+    network: float = 0.0
+    errors: float = 0.0
+    templates: float = 0.0
+    metrics: float = 0.0
+    calls: float = 0.0
+    detail: dict[str, object] = field(default_factory=dict)
+
+
+def contrast(before: Side, after: Side, services: list[str]) -> dict[str, ServiceChange]:
+    """Per-service signals of `after` against `before`."""
+    out = {s: ServiceChange(s) for s in services}
+    _latency(before.spans, after.spans, out)
+    _network(before.spans, after.spans, out)
+    _errors(before, after, out)
+    _metrics(before.metrics, after.metrics, out)
+    _calls(before.spans, after.spans, out)
+    return out
+
+
+def _lr(a: pl.Expr, b: pl.Expr, floor: float) -> pl.Expr:
+    return ((a + floor) / (b + floor)).log()
+
+
+def _two_sides(b: pl.DataFrame, a: pl.DataFrame, keys: list[str], aggs: list[pl.Expr]
+               ) -> pl.DataFrame:
+    """Aggregates per key on both sides, joined (suffix `_b` before, `_a` after)."""
+    gb = b.group_by(keys).agg(aggs)
+    ga = a.group_by(keys).agg(aggs)
+    return ga.join(gb, on=keys, how="inner", suffix="_b")
+
+
+def _latency(b: pl.DataFrame, a: pl.DataFrame, out: dict[str, ServiceChange]) -> None:
+    own = [pl.col("self_ms").mean().alias("m"), pl.len().alias("n")]
+    j = _two_sides(b.filter(~pl.col("client")), a.filter(~pl.col("client")), ["service", "name"],
+                   own).filter((pl.col("n") >= MIN_CALLS) & (pl.col("n_b") >= MIN_CALLS))
+    j = j.with_columns(r=_lr(pl.col("m"), pl.col("m_b"), SELF_FLOOR_MS),
+                       w=(pl.col("n").cast(pl.Float64) * pl.col("n_b")).sqrt())
+    for (svc,), g in j.group_by(["service"]):
+        if svc in out:
+            r, w = g["r"].to_numpy(), g["w"].to_numpy()
+            out[str(svc)].latency = _weighted_median(r, w)
+            top = int(np.argmax(r))
+            out[str(svc)].detail["slowest_operation"] = {
+                "name": g["name"][top], "self_ms_before": round(float(g["m_b"][top]), 3),
+                "self_ms_after": round(float(g["m"][top]), 3)}
+
+
+def _network(b: pl.DataFrame, a: pl.DataFrame, out: dict[str, ServiceChange]) -> None:
+    gap = [pl.col("self_ms").mean().alias("m"), pl.len().alias("n")]
+    cb = b.filter(pl.col("client") & pl.col("callee").is_not_null())
+    ca = a.filter(pl.col("client") & pl.col("callee").is_not_null())
+    j = _two_sides(cb, ca, ["service", "callee"], gap).filter(
+        (pl.col("n") >= MIN_CALLS) & (pl.col("n_b") >= MIN_CALLS))
+    if j.height == 0:
+        return
+    j = j.with_columns(r=_lr(pl.col("m"), pl.col("m_b"), SELF_FLOOR_MS))
+    ends = pl.concat([j.select(pl.col("service").alias("end"), "r", "service", "callee"),
+                      j.select(pl.col("callee").alias("end"), "r", "service", "callee")])
+    for (svc,), g in ends.group_by(["end"]):
+        if svc in out:
+            out[str(svc)].network = float(g["r"].median())  # type: ignore[arg-type]
+            top = int(np.argmax(g["r"].to_numpy()))
+            out[str(svc)].detail["slowest_edge"] = f"{g['service'][top]} -> {g['callee'][top]}"
+
+
+def _origins(side: Side) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(errors that start at a service, activity) per service, counted on one side."""
+    sp, lg = side.spans, side.logs
+    span_err = sp.filter(pl.col("error") & ~pl.col("child_error")).group_by("service").len()
+    failed = pl.concat([
+        sp.filter(pl.col("error")).select("trace", "service"),
+        lg.filter(pl.col("level") >= LEVEL_ERROR).select("trace", "service"),
+    ]).filter(pl.col("trace").is_not_null()).unique()
+    err_logs = lg.filter(pl.col("level") >= LEVEL_ERROR)
+    if sp.height:
+        edges = trace_edges(sp)
+        relayed = edges.join(failed.rename({"service": "callee"}), on=["trace", "callee"]).select(
+            "trace", pl.col("caller").alias("service")).unique()
+        own_logs = err_logs.join(relayed, on=["trace", "service"], how="anti")
+    else:
+        # No span tree: the first service of a trace to log an error is where it started.
+        first = err_logs.filter(pl.col("trace").is_not_null()).sort("t").group_by("trace").agg(
+            pl.col("service").first())
+        own_logs = pl.concat([
+            err_logs.filter(pl.col("trace").is_null()),
+            err_logs.join(first, on=["trace", "service"], how="semi"),
+        ])
+    # A span that failed and also logged counts once: error logs of a span already counted go.
+    own_logs = own_logs.join(sp.filter(pl.col("error")).select("trace", "span"),
+                             on=["trace", "span"], how="anti")
+    origins = pl.concat([span_err, own_logs.group_by("service").len()]).group_by("service").agg(
+        pl.col("len").sum().alias("errors"))
+    activity = pl.concat([sp.group_by("service").len(),
+                          lg.filter(pl.col("span").is_null() | ~pl.col("span").is_in(
+                              sp["span"].implode())).group_by("service").len()]
+                         ).group_by("service").agg(pl.col("len").sum().alias("calls"))
+    return origins.join(activity, on="service", how="right").fill_null(0), own_logs
+
+
+def _errors(before: Side, after: Side, out: dict[str, ServiceChange]) -> None:
+    ob, lb = _origins(before)
+    oa, la = _origins(after)
+    j = oa.join(ob, on="service", how="left", suffix="_b").fill_null(0)
+    for row in j.iter_rows(named=True):
+        svc = row["service"]
+        if svc not in out or row["errors"] < MIN_CALLS:
+            continue
+        ra = row["errors"] / max(row["calls"], 1)
+        rb = row["errors_b"] / max(row["calls_b"], 1)
+        out[svc].errors = float(np.log((ra + ERROR_FLOOR) / (rb + ERROR_FLOOR)))
+        out[svc].detail["error_rate"] = {"before": round(rb, 4), "after": round(ra, 4)}
+    # Own log templates whose rate rose (per second, so both sides' lengths cancel out).
+    ta = la.group_by(["service", "template"]).len()
+    tb = lb.group_by(["service", "template"]).len()
+    tj = ta.join(tb, on=["service", "template"], how="left", suffix="_b").fill_null(0).filter(
+        pl.col("len") >= MIN_CALLS)
+    floor = 1.0 / max(before.seconds, 1.0)
+    tj = tj.with_columns(r=_lr(pl.col("len") / max(after.seconds, 1.0),
+                               pl.col("len_b").cast(pl.Float64) / max(before.seconds, 1.0), floor))
+    for (svc,), g in tj.group_by(["service"]):
+        if svc in out:
+            top = int(np.argmax(g["r"].to_numpy()))
+            out[str(svc)].templates = float(g["r"][top])
+            out[str(svc)].detail["new_error_template"] = int(g["template"][top])
+
+
+def _metrics(b: pl.DataFrame, a: pl.DataFrame, out: dict[str, ServiceChange]) -> None:
+    if a.height == 0 or b.height == 0:
+        return
+    keys = ["service", "pod", "metric"]
+    gb = b.group_by(keys).agg(mb=pl.col("value").mean(), sb=pl.col("value").std().fill_null(0.0))
+    ga = a.group_by(keys).agg(ma=pl.col("value").mean())
+    j = ga.join(gb, on=keys, how="inner", nulls_equal=True).with_columns(
+        z=((pl.col("ma") - pl.col("mb")).abs()
+           / (pl.col("sb") + 0.1 * pl.col("mb").abs() + 1e-9)).log1p())
+    for (svc,), g in j.group_by(["service"]):
+        if svc in out:
+            z = np.sort(g["z"].to_numpy())[::-1]
+            out[str(svc)].metrics = float(z[:3].mean())
+            top = g.sort("z", descending=True).row(0, named=True)
+            out[str(svc)].detail["metric"] = {
+                "name": top["metric"], "pod": top["pod"], "before": round(top["mb"], 6),
+                "after": round(top["ma"], 6)}
+
+
+def _calls(b: pl.DataFrame, a: pl.DataFrame, out: dict[str, ServiceChange]) -> None:
+    tb, ta = b["trace"].n_unique(), a["trace"].n_unique()
+    if tb == 0 or ta == 0:
+        return
+    nb = b.filter(~pl.col("client")).group_by("service").len()
+    na = a.filter(~pl.col("client")).group_by("service").len()
+    for row in na.join(nb, on="service", how="full", suffix="_b", coalesce=True).fill_null(0
+                                                                                        ).iter_rows():
+        svc, n_a, n_b = row
+        if svc in out and n_a + n_b >= MIN_CALLS:
+            out[svc].calls = float(np.log((n_a / ta + 0.01) / (n_b / tb + 0.01)))
+
+
+def _weighted_median(x: np.ndarray, w: np.ndarray) -> float:
+    """The value at half the total weight.
+
+    >>> _weighted_median(np.array([0.0, 1.0, 5.0]), np.array([1.0, 1.0, 3.0]))
+    5.0
+    """
+    order = np.argsort(x)
+    cw = np.cumsum(w[order])
+    return float(x[order][np.searchsorted(cw, cw[-1] / 2.0)])

@@ -1,0 +1,57 @@
+"""From per-service changes to a ranking: own change scores, passed-on change does not.
+
+The score of a service sums the rises of its own signals (`detector.rca.compare`): exclusive
+latency, the gap on its edges, errors that start at it, and — at lower weights, because they
+also move with traffic and with what a service relays — its own new log templates and its pod
+metrics. Drops count for nothing, except that a service whose received calls fell while its
+callers' did not is where requests were cut short (`return` / `exception` faults that remove work
+rather than add errors): that counts at `weights.cut`.
+
+The weights were chosen by leave-one-fault-type-out cross-validation on the Online Boutique
+cases (docs/evaluation.md); they are not tuned per case or per service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from detector.rca.compare import ServiceChange
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    latency: float = 1.0
+    network: float = 1.0
+    errors: float = 1.0
+    templates: float = 0.25
+    metrics: float = 0.25
+    cut: float = 0.0
+
+
+def score(c: ServiceChange, w: Weights) -> float:
+    """One service's score: the weighted sum of its signals' rises."""
+    return (w.latency * max(c.latency, 0.0) + w.network * max(c.network, 0.0)
+            + w.errors * max(c.errors, 0.0) + w.templates * max(c.templates, 0.0)
+            + w.metrics * max(c.metrics, 0.0) + w.cut * max(-c.calls, 0.0))
+
+
+def rank(changes: dict[str, ServiceChange], w: Weights | None = None) -> list[dict[str, Any]]:
+    """Every service, best candidate first, with its score and evidence.
+
+    >>> from detector.rca.compare import ServiceChange
+    >>> r = rank({"web": ServiceChange("web", network=0.2),
+    ...           "db": ServiceChange("db", latency=2.0, network=1.5)})
+    >>> [(x["service"], x["score"]) for x in r]
+    [('db', 3.5), ('web', 0.2)]
+    """
+    w = w or Weights()
+    rows: list[dict[str, Any]] = []
+    for svc, c in changes.items():
+        evidence: dict[str, Any] = {k: round(getattr(c, k), 3) for k in
+                                    ("latency", "network", "errors", "templates", "metrics",
+                                     "calls")}
+        evidence.update(c.detail)
+        rows.append({"service": svc, "score": round(score(c, w), 4), "evidence": evidence})
+    rows.sort(key=lambda r: (-float(r["score"]), str(r["service"])))
+    return rows
