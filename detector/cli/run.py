@@ -114,17 +114,29 @@ def dead_letters(
 
 def simulate(
     scenario: Annotated[str, typer.Option(help="error_burst, latency_regression, crash_loop, "
-                                          "hang, new_exception, traffic_spike or none")
+                                          "hang, new_exception, traffic_spike, weak_latency, "
+                                          "cpu_contention, code_exception, network_delay or none")
                         ] = "error_burst",
     events: Annotated[int, typer.Option(min=1, help="number of log lines")] = 200_000,
-    out_file: Annotated[Path, typer.Option("--out", "-o", help="output JSONL (.gz compresses)")
-                        ] = Path("sim.jsonl"),
+    out_file: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="output JSONL (.gz compresses; default sim.jsonl), or with --rca-cases "
+        "the dataset directory (default rca-cases)")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     shape: Annotated[str, typer.Option(help="plain, ecs or otel")] = "plain",
+    rca_cases: Annotated[int | None, typer.Option(
+        min=1, help="instead: write N short captures per fault kind (spans and logs, 1 min before "
+        "the fault, 2 after) as an RCA dataset, OUT/cases.csv and OUT/cases/<id>/")] = None,
+    kinds: Annotated[str | None, typer.Option(
+        help="with --rca-cases: comma-separated fault kinds (default all but traffic_spike)")] = None,
 ) -> None:
-    """Write a microservice fleet's JSON logs with an injected fault, plus OUT.truth.json."""
+    """Write a microservice fleet's JSON logs with an injected fault, plus OUT.truth.json; or,
+    with --rca-cases, an RCA dataset of short span and log captures."""
+    if rca_cases is not None:
+        _simulate_rca_cases(out_file or Path("rca-cases"), rca_cases, kinds, seed)
+        return
     from detector.simulate.scenarios import SCENARIOS, truth_path, write_run
 
+    out_file = out_file or Path("sim.jsonl")
     choose("scenario", scenario, list(SCENARIOS))
     choose("shape", shape, ["plain", "ecs", "otel"])
     truth = write_run(out_file, scenario, events, seed=seed, shape=shape)
@@ -132,6 +144,23 @@ def simulate(
         out.print(f"fault {f.kind} on {f.service}: {f.start - truth.start:.0f}s to "
                   f"{f.end - truth.start:.0f}s into the run")
     out.print(f"wrote {truth.events} lines to {out_file} and the truth to {truth_path(out_file)}")
+
+
+def _simulate_rca_cases(out_dir: Path, per_kind: int, kinds: str | None, seed: int) -> None:
+    from collections import Counter
+
+    from detector.simulate.captures import RCA_KINDS, write_rca_cases
+    from detector.simulate.scenarios import ROOTS
+
+    chosen = kinds.split(",") if kinds else list(RCA_KINDS)
+    for k in chosen:
+        choose("fault kind", k, list(ROOTS))
+    cases = write_rca_cases(out_dir, chosen, per_kind, seed)
+    for kind, n in Counter(c.fault_type for c in cases).items():
+        roots = sorted({c.root_cause_service for c in cases if c.fault_type == kind})
+        out.print(f"{kind}: {n} case(s), root cause {', '.join(roots)}")
+    out.print(f"wrote {len(cases)} cases to {out_dir / 'cases.csv'} and {out_dir / 'cases'}/<case_id>/"
+              "{spans,logs}.jsonl.gz", markup=False, highlight=False)
 
 
 def consume(config: ConfigOpt = None,

@@ -18,6 +18,11 @@ SCENARIOS: dict[str, tuple[str, str, list[str]]] = {
     "new_exception": ("new_exception", "catalog", ["gateway"]),
     "traffic_spike": ("traffic_spike", "gateway", ["catalog", "cart", "checkout", "payments", "db"]),
     "none": ("", "", []),
+    # weak faults, as microservice benchmarks inject them (strength drawn per fault: fleet.py)
+    "weak_latency": ("weak_latency", "cart", ["checkout", "gateway"]),
+    "cpu_contention": ("cpu_contention", "catalog", ["gateway"]),
+    "code_exception": ("code_exception", "payments", ["checkout", "gateway"]),
+    "network_delay": ("network_delay", "db", ["catalog", "payments", "checkout", "gateway"]),
 }
 
 # Who calls whom in the simulated fleet (catalog calls db on some requests).
@@ -30,7 +35,8 @@ CALLS: dict[str, list[str]] = {
 ROOTS: dict[str, tuple[str, ...]] = {
     "traffic_spike": ("gateway",),
     **{k: ("catalog", "cart", "checkout", "payments", "db")
-       for k in ("error_burst", "latency_regression", "crash_loop", "hang", "new_exception")},
+       for k in ("error_burst", "latency_regression", "crash_loop", "hang", "new_exception",
+                 "weak_latency", "cpu_contention", "code_exception", "network_delay")},
 }
 
 
@@ -57,19 +63,35 @@ def plan(scenario: str, events: int, rate: float = 50.0, service: str | None = N
     most of the run to warm up and the end shows recovery. `service` moves the fault to another
     root-cause service (one of `ROOTS[kind]`); it then shows up in that service's callers.
     """
+    duration = events / (rate * _EVENTS_PER_REQUEST)
+    start = START_EPOCH + round(0.6 * duration) + 3.7  # mid-window, as faults are
+    length = max(60.0, 0.15 * duration)
+    return _faults(scenario, service, start, start + length), duration
+
+
+def short_capture(scenario: str, service: str | None = None, start: float = START_EPOCH,
+                  before: float = 60.0, after: float = 120.0) -> tuple[list[Fault], float]:
+    """Faults for a capture as short as real RCA datasets keep: `before` seconds of normal traffic
+    from `start`, then the fault until the capture ends `after` seconds later; and its duration.
+
+    >>> faults, duration = short_capture("code_exception", service="cart")
+    >>> (faults[0].kind, faults[0].service, faults[0].start - START_EPOCH, duration)
+    ('code_exception', 'cart', 60.0, 180.0)
+    """
+    return _faults(scenario, service, start + before, start + before + after), before + after
+
+
+def _faults(scenario: str, service: str | None, start: float, end: float) -> list[Fault]:
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
-    duration = events / (rate * _EVENTS_PER_REQUEST)
     kind, root, upstream = SCENARIOS[scenario]
     if not kind:
-        return [], duration
+        return []
     if service is not None and service != root:
         if service not in ROOTS[kind]:
             raise ValueError(f"a {kind} fault can strike {', '.join(ROOTS[kind])}, not {service!r}")
         root, upstream = service, upstream_of(service)
-    start = START_EPOCH + round(0.6 * duration) + 3.7  # mid-window, as faults are
-    length = max(60.0, 0.15 * duration)
-    return [Fault(kind, root, start, start + length, list(upstream))], duration
+    return [Fault(kind, root, start, end, list(upstream))]
 
 
 def write_run(
