@@ -13,12 +13,14 @@ passes on does not:
   error logs of the service in a trace where none of its callees failed.
 - `templates`: the log templates of the service (own, not relayed) whose rate rose most.
 - `metrics`: the service's pod metrics whose level moved most against their spread before.
-- `calls`: how many calls per trace the service received (fewer, when a caller returns early
-  or an error cuts a request short), reported for the explanation.
+- `cut`: where requests were cut short: an operation that now makes fewer calls, blamed on the
+  callee it now stops after (when that callee changed too) or else on the operation's service
+  (it returned early). Faults that remove work rather than add errors show here.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +33,9 @@ from detector.rca.tree import trace_edges
 SELF_FLOOR_MS = 0.5
 ERROR_FLOOR = 0.002
 MIN_CALLS = 3
+CUT_DROP = 0.2  # calls per span down by a fifth or more
+LAST_CALL_SHIFT = 0.2  # share of spans whose last call went to one callee, up by this
+CALLEE_CHANGED = 0.1  # |log ratio| of that callee's own exclusive time
 
 
 @dataclass(slots=True)
@@ -53,7 +58,7 @@ class ServiceChange:
     errors: float = 0.0
     templates: float = 0.0
     metrics: float = 0.0
-    calls: float = 0.0
+    cut: float = 0.0  # calls per span lost, where requests were cut short (positive)
     detail: dict[str, object] = field(default_factory=dict)
 
 
@@ -64,7 +69,7 @@ def contrast(before: Side, after: Side, services: list[str]) -> dict[str, Servic
     _network(before.spans, after.spans, out)
     _errors(before, after, out)
     _metrics(before.metrics, after.metrics, out)
-    _calls(before.spans, after.spans, out)
+    _cuts(before.spans, after.spans, out)
     return out
 
 
@@ -184,6 +189,12 @@ def _metrics(b: pl.DataFrame, a: pl.DataFrame, out: dict[str, ServiceChange]) ->
     j = ga.join(gb, on=keys, how="inner", nulls_equal=True).with_columns(
         z=((pl.col("ma") - pl.col("mb")).abs()
            / (pl.col("sb") + 0.1 * pl.col("mb").abs() + 1e-9)).log1p())
+    # A move that every service's copy of a metric shares (traffic, the node) is nobody's own:
+    # where three or more services have the metric, the median move across them is taken off.
+    j = j.with_columns(
+        shared=pl.when(pl.col("service").n_unique().over("metric") >= 3)
+        .then(pl.col("z").median().over("metric")).otherwise(0.0)
+    ).with_columns(z=(pl.col("z") - pl.col("shared")).clip(lower_bound=0.0))
     for (svc,), g in j.group_by(["service"]):
         if svc in out:
             z = np.sort(g["z"].to_numpy())[::-1]
@@ -194,17 +205,48 @@ def _metrics(b: pl.DataFrame, a: pl.DataFrame, out: dict[str, ServiceChange]) ->
                 "after": round(top["ma"], 6)}
 
 
-def _calls(b: pl.DataFrame, a: pl.DataFrame, out: dict[str, ServiceChange]) -> None:
-    tb, ta = b["trace"].n_unique(), a["trace"].n_unique()
-    if tb == 0 or ta == 0:
+def _parents(sp: pl.DataFrame) -> pl.DataFrame:
+    """Each own (non-client) span with its number of children and the service its last child
+    called (a client child's callee, or the child's own service)."""
+    kids = sp.filter(pl.col("parent") != "").sort("t").group_by(["trace", "parent"]).agg(
+        last=pl.col("callee").fill_null(pl.col("service")).last(), n=pl.len())
+    return sp.filter(~pl.col("client")).select("trace", "span", "service", "name").join(
+        kids.rename({"parent": "span"}), on=["trace", "span"], how="left").with_columns(
+        pl.col("n").fill_null(0))
+
+
+def _last_share(p: pl.DataFrame, svc: str, name: str) -> pl.DataFrame:
+    """Share of one operation's spans whose last call went to each service."""
+    return p.filter((pl.col("service") == svc) & (pl.col("name") == name)
+                    & pl.col("last").is_not_null())["last"].value_counts(normalize=True)
+
+
+def _cuts(b: pl.DataFrame, a: pl.DataFrame, out: dict[str, ServiceChange]) -> None:
+    """Requests cut short: an operation that makes fewer calls than it did stopped either
+    because a callee failed (then it now stops after calling that callee, more often than it
+    did, and the callee's own behaviour changed) or because the operation itself returned early.
+    The log ratio of the calls made goes to whichever it was."""
+    if b.height == 0 or a.height == 0:
         return
-    nb = b.filter(~pl.col("client")).group_by("service").len()
-    na = a.filter(~pl.col("client")).group_by("service").len()
-    for row in na.join(nb, on="service", how="full", suffix="_b", coalesce=True).fill_null(0
-                                                                                        ).iter_rows():
-        svc, n_a, n_b = row
-        if svc in out and n_a + n_b >= MIN_CALLS:
-            out[svc].calls = float(np.log((n_a / ta + 0.01) / (n_b / tb + 0.01)))
+    pb, pa = _parents(b), _parents(a)
+    agg = [pl.col("n").mean().alias("m"), pl.len().alias("k")]
+    j = _two_sides(pb, pa, ["service", "name"], agg).filter(
+        (pl.col("k") >= 5) & (pl.col("k_b") >= 5) & (pl.col("m_b") > 0))
+    j = j.with_columns(d=_lr(pl.col("m"), pl.col("m_b"), 0.1)).filter(pl.col("d") < -CUT_DROP)
+    for row in j.iter_rows(named=True):
+        svc, name = row["service"], row["name"]
+        before_share = _last_share(pb, svc, name)
+        shift = _last_share(pa, svc, name).join(before_share, on="last", how="left", suffix="_b"
+                                                ).fill_null(0.0).with_columns(
+            s=pl.col("proportion") - pl.col("proportion_b")).sort("s", descending=True)
+        who = svc
+        if shift.height and shift["s"][0] >= LAST_CALL_SHIFT:
+            callee = str(shift["last"][0])
+            if callee in out and abs(out[callee].latency) >= CALLEE_CHANGED:
+                who = callee
+        if who in out and -row["d"] > out[who].cut:
+            out[who].cut = float(-row["d"])
+            out[who].detail["cut_short"] = f"{svc} {name}: calls per span x{math.exp(row['d']):.2f}"
 
 
 def _weighted_median(x: np.ndarray, w: np.ndarray) -> float:

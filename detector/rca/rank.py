@@ -26,14 +26,14 @@ class Weights:
     errors: float = 1.0
     templates: float = 0.25
     metrics: float = 0.25
-    cut: float = 0.0
+    cut: float = 1.0
 
 
 def score(c: ServiceChange, w: Weights) -> float:
     """One service's score: the weighted sum of its signals' rises."""
     return (w.latency * max(c.latency, 0.0) + w.network * max(c.network, 0.0)
             + w.errors * max(c.errors, 0.0) + w.templates * max(c.templates, 0.0)
-            + w.metrics * max(c.metrics, 0.0) + w.cut * max(-c.calls, 0.0))
+            + w.metrics * max(c.metrics, 0.0) + w.cut * c.cut)
 
 
 def rank(changes: dict[str, ServiceChange], w: Weights | None = None) -> list[dict[str, Any]]:
@@ -50,7 +50,7 @@ def rank(changes: dict[str, ServiceChange], w: Weights | None = None) -> list[di
     for svc, c in changes.items():
         evidence: dict[str, Any] = {k: round(getattr(c, k), 3) for k in
                                     ("latency", "network", "errors", "templates", "metrics",
-                                     "calls")}
+                                     "cut")}
         evidence.update(c.detail)
         rows.append({"service": svc, "score": round(score(c, w), 4), "evidence": evidence})
     rows.sort(key=lambda r: (-float(r["score"]), str(r["service"])))
