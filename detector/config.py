@@ -257,7 +257,7 @@ class CorrelationConfig(_Section):
     max_open_requests: int = Field(default=1_000_000, ge=16, description="open requests kept; "
                                    "beyond it the least recently active are closed early "
                                    "(counted as evicted)")
-    max_events_per_request: int = Field(default=64, ge=1, description="events kept per request; "
+    max_events_per_request: int = Field(default=1024, ge=1, description="events kept per request; "
                                         "more are dropped and counted")
     late_memory: int = Field(default=200_000, ge=0, description="closed request ids remembered "
                              "for counting late events")
@@ -403,6 +403,28 @@ class IncidentConfig(_Section):
     )
 
 
+class RcaConfig(_Section):
+    """Root cause from spans (`detector/rca/`): `vigil rca`, and the same analysis on the stream.
+
+    While an incident is open, the stream re-runs the analysis `vigil rca` runs on the spans and
+    logs it kept (onset = the incident's first anomalous window) and its ranking becomes the
+    incident's `root_cause`, when the capture holds spans.
+    """
+
+    enabled: bool = Field(default=True, description="rank incidents from the kept spans and logs")
+    keep_seconds: float = Field(default=600.0, gt=0, description=(
+        "event time of spans and logs kept for the analysis"))
+    max_records: int = Field(default=500_000, ge=1000, description=(
+        "spans and logs kept at most; the oldest go first, counted as rca_records_dropped"))
+    lookback_seconds: float = Field(default=300.0, gt=0, description=(
+        "how far before an incident's onset the stream compares against"))
+    refresh_seconds: float = Field(default=30.0, gt=0, description=(
+        "event time between two analyses of one open incident"))
+    max_runs: int = Field(default=20, ge=1, description="analyses of one incident at most")
+    min_spans: int = Field(default=50, ge=1, description=(
+        "spans after the onset needed before the span ranking replaces the log ranking"))
+
+
 class OutputConfig(_Section):
     dir: Path = Field(default=Path("vigil-out"), description=(
         "where vigil replay and vigil metrics write their JSONL files"))
@@ -421,6 +443,7 @@ class VigilConfig(BaseSettings):
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     incidents: IncidentConfig = Field(default_factory=IncidentConfig)
     correlation: CorrelationConfig = Field(default_factory=CorrelationConfig)
+    rca: RcaConfig = Field(default_factory=RcaConfig)
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)

@@ -26,6 +26,8 @@ from detector.decode.otlp import expand_exports
 from detector.events import Anomaly, EventBatch, Incident
 from detector.incidents.rootcause import RootCauseRanker
 from detector.incidents.tracker import IncidentTracker
+from detector.rca.analyze import analyze
+from detector.rca.buffer import CaptureBuffer
 from detector.scoring.windows import WindowScorer
 from detector.services import ServiceIndex
 from detector.templates.miner import TemplateMiner
@@ -65,6 +67,7 @@ class PipelineStats:
     gaps: int = 0  # silences of the whole stream skipped as gaps in the input
     clock_jumps: int = 0  # times the stream's event time moved where many events agreed
     capped: dict[str, int] = field(default_factory=dict)  # what a bound on state turned away
+    rca_runs: int = 0  # span analyses of incidents (detector.rca)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -75,7 +78,15 @@ class PipelineStats:
             "dead_letters": dict(self.dead.counts), "dead_letters_total": self.dead.total,
             "correlation": dict(self.correlation), "gaps": self.gaps,
             "clock_jumps": self.clock_jumps, "capped": dict(self.capped),
+            "rca_runs": self.rca_runs,
         }
+
+
+@dataclass(slots=True)
+class _Traced:
+    at: float  # event time of the last analysis
+    runs: int
+    ranking: list[dict[str, Any]] | None
 
 
 class Pipeline:
@@ -99,7 +110,10 @@ class Pipeline:
         self.flagger = EventFlagger(corr) if corr.enabled else None
         self.correlator = RequestCorrelator(corr) if corr.enabled else None
         self.ranker = RootCauseRanker(corr, self.services, self.miner.text) if corr.enabled else None
-        self.tracker = IncidentTracker(cfg.incidents, self.ranker)
+        self.recent = CaptureBuffer(cfg.rca) if cfg.rca.enabled else None
+        self._traced: dict[str, _Traced] = {}
+        self.tracker = IncidentTracker(cfg.incidents, self.ranker,
+                                       self._trace_root_cause if self.recent is not None else None)
         self._now = float("-inf")
         self.stats = PipelineStats()
 
@@ -117,6 +131,8 @@ class Pipeline:
         mined = self.miner.mine(batch.message, batch.ts, self.cfg.window.seconds)
         batch.template_id = mined.template_id
         verdict = self.windows.add(batch, mined)
+        if self.recent is not None:
+            self.recent.add(batch)
         unfolded = verdict != 0
         if unfolded.any():
             dead = dead + self._unfolded_letters(
@@ -163,9 +179,35 @@ class Pipeline:
                "templates_evicted": self.miner.evictions}
         if self.correlator is not None:
             out["requests_evicted"] = self.correlator.stats.evicted_requests
+        if self.recent is not None:
+            out["rca_records_dropped"] = self.recent.dropped
         return out
 
     # ---- internals ----------------------------------------------------------------------
+    def _trace_root_cause(self, inc: Incident) -> list[dict[str, Any]] | None:
+        """The span analysis `vigil rca` runs, on the kept spans and logs around `inc` (onset =
+        its first anomalous window), re-run every `rca.refresh_seconds` of event time while it
+        is open; None while there are too few spans after the onset to judge."""
+        assert self.recent is not None
+        rc = self.cfg.rca
+        now = self.recent.latest
+        seen = self._traced.get(inc.id)
+        if seen is not None and (now - seen.at < rc.refresh_seconds or seen.runs >= rc.max_runs
+                                 or inc.status != "open"):
+            return seen.ranking
+        cap = self.recent.capture(since=inc.opened_at - rc.lookback_seconds)
+        after = int((cap.spans["t"] >= inc.opened_at).sum()) if cap.spans.height else 0
+        ranking = None
+        if after >= rc.min_spans:
+            res = analyze(cap, onset=inc.opened_at)
+            ranking = res.ranking if res.top is not None else None
+            self.stats.rca_runs += 1
+        if len(self._traced) > 4 * max(len(self.tracker.open), 64):
+            live = {i.id for i in self.tracker.open.values()}
+            self._traced = {k: v for k, v in self._traced.items() if k in live}
+        self._traced[inc.id] = _Traced(now, (seen.runs if seen else 0) + 1, ranking)
+        return ranking
+
     def _correlate(self, batch: EventBatch, mined: Any, ok: np.ndarray, out: BatchOutcome) -> None:
         """Flag events, add the accepted ones to their requests, judge the requests that closed."""
         assert self.flagger is not None and self.correlator is not None

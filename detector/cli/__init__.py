@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from detector.cli import bench, eval, remediation, run
+from detector.cli import bench, eval, rca, remediation, run
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Vigil: log and metrics anomaly detection with root cause and guarded "
@@ -29,6 +29,7 @@ app.command("consume")(run.consume)
 app.command("metrics")(run.metrics_cmd)
 app.command("simulate")(run.simulate)
 app.command("dead-letters")(run.dead_letters)
+app.command("rca")(rca.rca_cmd)
 config_app.command("show")(run.config_show)
 config_app.command("reference")(run.config_reference)
 # Remediation
@@ -48,6 +49,7 @@ eval_app.command("nab")(eval.eval_nab)
 eval_app.command("sessions")(eval.eval_sessions_cmd)
 eval_app.command("lines")(eval.eval_lines_cmd)
 eval_app.command("rootcause")(eval.eval_rootcause)
+eval_app.command("rca")(rca.eval_rca_cmd)
 
 
 def main() -> None:

@@ -41,8 +41,13 @@ def print_replay_summary(stats: dict[str, object], incidents: list[dict[str, obj
             if ranked:
                 top = ranked[0]
                 ev = top["evidence"]
-                cause = (f"{top['service']} ({top['confidence']:.0%}; {ev['requests']} requests"
-                         f"{', silent' if ev['silent_requests'] else ''})")
+                if "requests" in ev:  # the log ranking (detector.incidents.rootcause)
+                    cause = (f"{top['service']} ({top['confidence']:.0%}; {ev['requests']} "
+                             f"requests{', silent' if ev['silent_requests'] else ''})")
+                else:  # the span analysis (detector.rca)
+                    from detector.rca.report import why
+
+                    cause = f"{top['service']} ({top['confidence']:.0%}; {why(top)})"
             services = inc.get("services") or {}
             assert isinstance(services, dict)
             it.add_row(str(inc["id"]), cause, str(inc["status"]),

@@ -10,9 +10,11 @@ anomalous window, so the same replay always yields the same ids.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from itertools import groupby
+from typing import Any
 
 from detector.config import IncidentConfig
 from detector.events import Anomaly, Incident
@@ -43,9 +45,13 @@ class IncidentTracker:
     ['resolved']
     """
 
-    def __init__(self, cfg: IncidentConfig, ranker: RootCauseRanker | None = None) -> None:
+    def __init__(self, cfg: IncidentConfig, ranker: RootCauseRanker | None = None,
+                 traced: Callable[[Incident], list[dict[str, Any]] | None] | None = None) -> None:
         self.cfg = cfg
         self.ranker = ranker
+        # The span analysis of an incident (detector.rca), when the stream carries spans: its
+        # ranking, where it has one, is the incident's root_cause.
+        self.traced = traced
         self.open: dict[str, Incident] = {}
         self.opened = 0  # incidents opened (each once, however many revisions it has)
         self.resolved = 0
@@ -99,7 +105,7 @@ class IncidentTracker:
             return out
         keys = self._open_ids()
         for inc in sorted(self.open.values(), key=lambda i: i.opened_at):
-            ranked = self.ranker.rank(self._evidence[inc.id], keys)
+            ranked = self._ranking(inc, keys)
             top = ranked[0]["service"] if ranked else None
             if top != self._top.get(inc.id):
                 inc.revision += 1
@@ -216,9 +222,15 @@ class IncidentTracker:
             keys.difference_update(self.ranker.ids_of([inc.service]))
         return snap
 
+    def _ranking(self, inc: Incident, keys: AbstractSet[int]) -> list[dict[str, Any]]:
+        traced = self.traced(inc) if self.traced is not None else None
+        if traced:
+            return traced
+        return self.ranker.rank(self._evidence[inc.id], keys) if self.ranker is not None else []
+
     def _snapshot(self, inc: Incident, keys: AbstractSet[int]) -> Incident:
-        ranked = self.ranker.rank(self._evidence[inc.id], keys) if self.ranker is not None else []
-        if self.ranker is not None:
+        ranked = self._ranking(inc, keys)
+        if self.ranker is not None or self.traced is not None:
             inc.root_cause = ranked
             self._top[inc.id] = ranked[0]["service"] if ranked else None
         return replace(inc, features=dict(inc.features), services=dict(inc.services),

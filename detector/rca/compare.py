@@ -16,6 +16,8 @@ passes on does not:
 - `cut`: where requests were cut short: an operation that now makes fewer calls, blamed on the
   callee it now stops after (when that callee changed too) or else on the operation's service
   (it returned early). Faults that remove work rather than add errors show here.
+- `load`: requests per second entering at the service (its root spans), beyond a dead zone of
+  x1.35: a surge of traffic is the entry's change, and the load behind it is passed on.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ ERROR_FLOOR = 0.002
 MIN_CALLS = 3
 CUT_DROP = 0.2  # calls per span down by a fifth or more
 LAST_CALL_SHIFT = 0.2  # share of spans whose last call went to one callee, up by this
+LOAD_DEAD_ZONE = 0.3  # traffic varies by a third without anyone being at fault
 CALLEE_CHANGED = 0.1  # |log ratio| of that callee's own exclusive time
 
 
@@ -59,6 +62,7 @@ class ServiceChange:
     templates: float = 0.0
     metrics: float = 0.0
     cut: float = 0.0  # calls per span lost, where requests were cut short (positive)
+    load: float = 0.0  # requests per second entering at this service (its root spans)
     detail: dict[str, object] = field(default_factory=dict)
 
 
@@ -70,6 +74,7 @@ def contrast(before: Side, after: Side, services: list[str]) -> dict[str, Servic
     _errors(before, after, out)
     _metrics(before.metrics, after.metrics, out)
     _cuts(before.spans, after.spans, out)
+    _load(before, after, out)
     return out
 
 
@@ -122,7 +127,12 @@ def _network(b: pl.DataFrame, a: pl.DataFrame, out: dict[str, ServiceChange]) ->
 def _origins(side: Side) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(errors that start at a service, activity) per service, counted on one side."""
     sp, lg = side.spans, side.logs
-    span_err = sp.filter(pl.col("error") & ~pl.col("child_error")).group_by("service").len()
+    # A failed call whose callee left no failed span of its own (refused, timed out, never
+    # answered) is the callee's error: the client span's callee, or the callee the record names.
+    blame = (pl.when(pl.col("client") & pl.col("callee").is_not_null()).then(pl.col("callee"))
+             .otherwise(pl.coalesce("callee_hint", "service")))
+    span_err = sp.filter(pl.col("error") & ~pl.col("child_error")).group_by(
+        blame.alias("service")).len()
     failed = pl.concat([
         sp.filter(pl.col("error")).select("trace", "service"),
         lg.filter(pl.col("level") >= LEVEL_ERROR).select("trace", "service"),
@@ -247,6 +257,21 @@ def _cuts(b: pl.DataFrame, a: pl.DataFrame, out: dict[str, ServiceChange]) -> No
         if who in out and -row["d"] > out[who].cut:
             out[who].cut = float(-row["d"])
             out[who].detail["cut_short"] = f"{svc} {name}: calls per span x{math.exp(row['d']):.2f}"
+
+
+def _load(before: Side, after: Side, out: dict[str, ServiceChange]) -> None:
+    """Traffic entering at each service (its root spans, per second): a surge of requests is
+    the entry service's change; the load it brings on everything behind it is passed on."""
+    if before.seconds <= 0 or after.seconds <= 0:
+        return
+    rb = before.spans.filter(pl.col("parent") == "").group_by("service").len()
+    ra = after.spans.filter(pl.col("parent") == "").group_by("service").len()
+    for svc, n_a, n_b in ra.join(rb, on="service", how="inner", suffix="_b").iter_rows():
+        if svc in out and n_a >= MIN_CALLS and n_b >= MIN_CALLS:
+            r = float(np.log((n_a / after.seconds) / (n_b / before.seconds)))
+            out[svc].load = max(r - LOAD_DEAD_ZONE, 0.0)
+            out[svc].detail["requests_per_second"] = {
+                "before": round(n_b / before.seconds, 3), "after": round(n_a / after.seconds, 3)}
 
 
 def _weighted_median(x: np.ndarray, w: np.ndarray) -> float:

@@ -13,10 +13,13 @@ cases (docs/evaluation.md); they are not tuned per case or per service.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from detector.rca.compare import ServiceChange
+
+CONFIDENCE_TEMPERATURE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,13 +30,14 @@ class Weights:
     templates: float = 0.25
     metrics: float = 0.25
     cut: float = 1.0
+    load: float = 1.0
 
 
 def score(c: ServiceChange, w: Weights) -> float:
     """One service's score: the weighted sum of its signals' rises."""
     return (w.latency * max(c.latency, 0.0) + w.network * max(c.network, 0.0)
             + w.errors * max(c.errors, 0.0) + w.templates * max(c.templates, 0.0)
-            + w.metrics * max(c.metrics, 0.0) + w.cut * c.cut)
+            + w.metrics * max(c.metrics, 0.0) + w.cut * c.cut + w.load * c.load)
 
 
 def rank(changes: dict[str, ServiceChange], w: Weights | None = None) -> list[dict[str, Any]]:
@@ -50,8 +54,16 @@ def rank(changes: dict[str, ServiceChange], w: Weights | None = None) -> list[di
     for svc, c in changes.items():
         evidence: dict[str, Any] = {k: round(getattr(c, k), 3) for k in
                                     ("latency", "network", "errors", "templates", "metrics",
-                                     "cut")}
+                                     "cut", "load")}
         evidence.update(c.detail)
         rows.append({"service": svc, "score": round(score(c, w), 4), "evidence": evidence})
     rows.sort(key=lambda r: (-float(r["score"]), str(r["service"])))
+    # Confidence: a softmax of the scores (temperature 0.5 in log-ratio units), so a candidate
+    # one unit (about x2.7) ahead of the next is about 88% sure and a tie splits evenly.
+    if rows:
+        top = float(rows[0]["score"])
+        weight = [math.exp((float(r["score"]) - top) / CONFIDENCE_TEMPERATURE) for r in rows]
+        norm = sum(weight)
+        for r, wt in zip(rows, weight, strict=True):
+            r["confidence"] = round(wt / norm, 4)
     return rows

@@ -3,8 +3,9 @@
 *Exclusive* (self) time is a span's duration minus the time covered by its children (their
 intervals merged, so parallel calls are not counted twice). A *client* span is a service's
 outgoing call: its kind says so (CLIENT / PRODUCER), or, where spans carry no kind, its operation
-usually has its children in another service. A client span's exclusive time is the gap between
-the caller's view of the call and the callee's own span: network and queueing.
+usually has the shape of an RPC: one child, in another service, under the same operation name
+(as gRPC and OpenTelemetry's RPC conventions name both ends). A client span's exclusive time is
+the gap between the caller's view of the call and the callee's own span: network and queueing.
 
 A span *relays* an error when one of its children failed too; it is an error's *origin* when
 none did.
@@ -22,7 +23,7 @@ def derive(spans: pl.DataFrame) -> pl.DataFrame:
 
     >>> df = pl.DataFrame({"t": [0.0, 0.001, 0.002], "service": ["web", "web", "db"],
     ...     "pod": [None] * 3, "trace": ["t"] * 3, "span": ["a", "b", "c"],
-    ...     "parent": ["", "a", "b"], "name": ["GET", "db/Query", "Query"],
+    ...     "parent": ["", "a", "b"], "name": ["GET", "db/Query", "db/Query"],
     ...     "kind": [None] * 3, "dur_ms": [10.0, 6.0, 4.0], "error": [False, True, True],
     ...     "callee_hint": [None] * 3})
     >>> out = derive(df)
@@ -40,14 +41,15 @@ def derive(spans: pl.DataFrame) -> pl.DataFrame:
         .filter(pl.col("parent") != "")
         .select(pl.col("trace"), pl.col("parent").alias("span"), pl.col("t").alias("s"),
                 (pl.col("t") + pl.col("dur_ms") / 1e3).alias("e"), pl.col("error"),
-                pl.col("service").alias("child_service"))
+                pl.col("service").alias("child_service"), pl.col("name").alias("child_name"))
         .sort(["trace", "span", "s"])
         .with_columns(prev=pl.col("e").cum_max().shift(1).over(["trace", "span"]))
         .with_columns(cover=(pl.col("e") - pl.max_horizontal("s", pl.col("prev").fill_null(
             pl.col("s")))).clip(lower_bound=0.0))
         .group_by(["trace", "span"])
         .agg(covered_ms=pl.col("cover").sum() * 1e3, children=pl.len(),
-             child_error=pl.col("error").any(), child_service=pl.col("child_service").mode().first())
+             child_error=pl.col("error").any(), child_service=pl.col("child_service").mode().first(),
+             child_name=pl.col("child_name").first())
     )
     df = (
         spans.lazy().join(kids, on=["trace", "span"], how="left")
@@ -59,21 +61,30 @@ def derive(spans: pl.DataFrame) -> pl.DataFrame:
             & (pl.col("child_service") != pl.col("service")),
         )
         .with_columns(
-            op_remote=pl.col("remote").mean().over(["service", "name"]),
+            # The shape of an RPC: one child, in another service, under the same operation name.
+            # (One name may carry a prefix the other lacks: "/pkg.Svc/M", "grpc.pkg.Svc/M".)
+            rpc=pl.col("remote") & (pl.col("children") == 1) & (pl.col("name") != "")
+            & (pl.col("child_name") != "")
+            & (pl.col("child_name").str.ends_with(pl.col("name"))
+               | pl.col("name").str.ends_with(pl.col("child_name"))),
+        )
+        .with_columns(
+            op_rpc=pl.col("rpc").mean().over(["service", "name"]),
             op_callee=pl.col("child_service").filter(pl.col("remote")).mode().first()
             .over(["service", "name"]),
         )
         .with_columns(
             client=pl.when(pl.col("kind").is_not_null())
             .then(pl.col("kind").is_in(_CLIENT_KINDS))
-            .otherwise(pl.col("op_remote") > 0.5),
+            .otherwise(pl.col("op_rpc") > 0.5),
         )
         .with_columns(
             callee=pl.when(pl.col("client"))
             .then(pl.coalesce("callee_hint", pl.when(pl.col("remote")).then(pl.col("child_service")),
                               "op_callee"))
         )
-        .drop(["covered_ms", "child_service", "remote", "op_remote", "op_callee"])
+        .drop(["covered_ms", "child_service", "child_name", "remote", "rpc", "op_rpc",
+               "op_callee"])
     )
     return df.collect()
 

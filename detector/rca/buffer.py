@@ -1,0 +1,78 @@
+"""The stream's recent spans and logs, kept so an incident can be analysed like a capture.
+
+Bounded twice: by event time (`keep_seconds` behind the newest record) and by count
+(`max_records`; the oldest batches go first and are counted in `dropped`). Adding a batch costs
+its own size; nothing here grows with the input beyond those bounds.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import polars as pl
+
+from detector.config import RcaConfig
+from detector.events import EventBatch
+from detector.rca.capture import LOG_SCHEMA, SPAN_SCHEMA, Capture, tables_of
+
+
+class CaptureBuffer:
+    """Recent spans and logs of a stream.
+
+    >>> from detector.events import LogEvent
+    >>> buf = CaptureBuffer(RcaConfig(keep_seconds=60))
+    >>> buf.add(EventBatch.from_events([LogEvent(0.0, "a", 9, "", request_id="t", span_id="s",
+    ...                                          latency_ms=2.0)]))
+    >>> buf.add(EventBatch.from_events([LogEvent(100.0, "a", 9, "hello")]))
+    >>> cap = buf.capture(since=0.0)
+    >>> cap.spans.height, cap.logs.height, buf.expired
+    (0, 1, 1)
+    """
+
+    def __init__(self, cfg: RcaConfig) -> None:
+        self.cfg = cfg
+        self._parts: deque[tuple[float, pl.DataFrame, pl.DataFrame]] = deque()
+        self._rows = 0
+        self.latest = float("-inf")
+        self.dropped = 0  # records that left before their time because of max_records
+        self.expired = 0
+
+    def add(self, batch: EventBatch) -> None:
+        """Keep the spans and log records of a decoded batch (template ids set)."""
+        if len(batch) == 0:
+            return
+        spans, logs = tables_of(batch)
+        n = spans.height + logs.height
+        if n == 0:
+            return
+        newest = float(batch.ts.max())
+        self.latest = max(self.latest, newest)
+        self._parts.append((newest, spans, logs))
+        self._rows += n
+        horizon = self.latest - self.cfg.keep_seconds
+        while self._parts and (self._parts[0][0] < horizon or self._rows > self.cfg.max_records):
+            t, s, lg = self._parts.popleft()
+            self._rows -= s.height + lg.height
+            if t < horizon:
+                self.expired += s.height + lg.height
+            else:
+                self.dropped += s.height + lg.height
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def capture(self, since: float = float("-inf")) -> Capture:
+        """The kept records from `since` on, as a `Capture`."""
+        parts = [(s, lg) for t, s, lg in self._parts if t >= since]
+        spans = [s for s, _ in parts if s.height]
+        logs = [lg for _, lg in parts if lg.height]
+        cap = Capture()
+        if spans:
+            cap.spans = pl.concat(spans).filter(pl.col("t") >= since).sort("t")
+        else:
+            cap.spans = pl.DataFrame(schema=SPAN_SCHEMA)
+        if logs:
+            cap.logs = pl.concat(logs).filter(pl.col("t") >= since).sort("t")
+        else:
+            cap.logs = pl.DataFrame(schema=LOG_SCHEMA)
+        return cap
