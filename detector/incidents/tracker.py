@@ -52,6 +52,9 @@ class IncidentTracker:
         # The span analysis of an incident (detector.rca), when the stream carries spans: its
         # ranking, where it has one, is the incident's root_cause.
         self.traced = traced
+        # Keys of recently resolved incidents and their spans of time, so a sibling that
+        # resolved first still counts as explained elsewhere (bounded: the last 256).
+        self._closed: dict[str, tuple[float, float]] = {}
         self.open: dict[str, Incident] = {}
         self.opened = 0  # incidents opened (each once, however many revisions it has)
         self.resolved = 0
@@ -215,6 +218,10 @@ class IncidentTracker:
         self.resolved += 1
         keys = set(self._open_ids()) if keys is None else keys
         snap = self._snapshot(inc, keys)
+        self._closed.pop(inc.service, None)
+        self._closed[inc.service] = (inc.opened_at, now)
+        if len(self._closed) > 256:
+            del self._closed[next(iter(self._closed))]
         self.open.pop(inc.service, None)
         self._top.pop(inc.id, None)
         self._evidence.pop(inc.id, None)
@@ -224,9 +231,21 @@ class IncidentTracker:
 
     def _ranking(self, inc: Incident, keys: AbstractSet[int]) -> list[dict[str, Any]]:
         traced = self.traced(inc) if self.traced is not None else None
-        if traced:
-            return traced
-        return self.ranker.rank(self._evidence[inc.id], keys) if self.ranker is not None else []
+        logged = self.ranker.rank(self._evidence[inc.id], keys) if self.ranker is not None else []
+        if not traced:
+            return logged
+        # The span ranking orders; the request evidence of the log ranking stays beside it. The
+        # span analysis sees the whole capture: a service that is another open incident's key
+        # is explained there, so it goes after the rest (one fault, one incident).
+        others = {i.service for i in self.open.values() if i.id != inc.id}
+        others.update(k for k, (opened, resolved) in self._closed.items()
+                      if k != inc.service and opened <= inc.last_anomaly_at
+                      and resolved >= inc.opened_at)
+        if others:
+            traced = ([r for r in traced if r["service"] not in others]
+                      + [r for r in traced if r["service"] in others])
+        by = {r["service"]: r["evidence"] for r in logged}
+        return [{**r, "evidence": {**by.get(r["service"], {}), **r["evidence"]}} for r in traced]
 
     def _snapshot(self, inc: Incident, keys: AbstractSet[int]) -> Incident:
         ranked = self._ranking(inc, keys)

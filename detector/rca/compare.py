@@ -6,9 +6,10 @@ passes on does not:
 
 - `latency`: exclusive time of the service's own (non-client) operations, the median over its
   operations, weighted by calls; a caller waiting on a slow callee has no more exclusive time.
-- `network`: the gap of calls on the service's edges (client span minus the callee's span), the
-  median over every edge the service is on; a slow link into X shows on all edges into X, while
-  each caller has only the one edge to X among others.
+- `network`: the gap of calls on the service's edges (client span minus the callee's span): the
+  median over the edges into it or over every edge it is on, whichever is larger; a slow link
+  into X shows on all edges into X (a delay on X's pod, on all of its edges), while each caller
+  has only the one edge to X among others.
 - `errors`: errors that *start* at the service, per call: failed spans with no failed child, and
   error logs of the service in a trace where none of its callees failed.
 - `templates`: the log templates of the service (own, not relayed) whose rate rose most.
@@ -115,11 +116,15 @@ def _network(b: pl.DataFrame, a: pl.DataFrame, out: dict[str, ServiceChange]) ->
     if j.height == 0:
         return
     j = j.with_columns(r=_lr(pl.col("m"), pl.col("m_b"), SELF_FLOOR_MS))
-    ends = pl.concat([j.select(pl.col("service").alias("end"), "r", "service", "callee"),
-                      j.select(pl.col("callee").alias("end"), "r", "service", "callee")])
+    ends = pl.concat([j.select(pl.col("service").alias("end"), "r", "service", "callee",
+                               incoming=pl.lit(False)),
+                      j.select(pl.col("callee").alias("end"), "r", "service", "callee",
+                               incoming=pl.lit(True))])
     for (svc,), g in ends.group_by(["end"]):
         if svc in out:
-            out[str(svc)].network = float(g["r"].median())  # type: ignore[arg-type]
+            into = g.filter(pl.col("incoming"))["r"]
+            out[str(svc)].network = max(float(g["r"].median()),  # type: ignore[arg-type]
+                                        float(into.median()) if len(into) else -math.inf)  # type: ignore[arg-type]
             top = int(np.argmax(g["r"].to_numpy()))
             out[str(svc)].detail["slowest_edge"] = f"{g['service'][top]} -> {g['callee'][top]}"
 
