@@ -22,7 +22,6 @@ from detector.correlation.flags import EventFlagger
 from detector.correlation.requests import RequestCorrelator, RequestTrace, id_hash
 from detector.decode.batch import BatchDecoder
 from detector.decode.deadletter import DeadLetter, DeadLetterCounter
-from detector.decode.otlp import expand_exports
 from detector.events import Anomaly, EventBatch, Incident
 from detector.incidents.rootcause import RootCauseRanker
 from detector.incidents.tracker import IncidentTracker
@@ -122,9 +121,6 @@ class Pipeline:
     ) -> BatchOutcome:
         t0 = time.perf_counter()
         n_lines = len(lines)
-        expanded = expand_exports(lines, positions or range(1, n_lines + 1))
-        if expanded is not None:  # OTLP/JSON export requests: one record per span / log record
-            lines, positions = expanded
         res = self.decoder.decode(lines, source, positions)
         batch = res.batch
         dead = res.dead

@@ -7,7 +7,7 @@ explains. A source whose shape is nested goes straight to the per-line decoder f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +18,7 @@ from detector.config import ParsingConfig
 from detector.decode.columns import ColumnarDecoder, ColumnarMiss
 from detector.decode.deadletter import DeadLetter
 from detector.decode.fields import FieldPlan
+from detector.decode.otlp import flatten_export, is_export
 from detector.decode.rows import RowDecoder, RowErrors
 from detector.events import EventBatch
 
@@ -83,12 +84,41 @@ class BatchDecoder:
         def at(i: int) -> int:
             return i + 1 if positions is None else int(positions[i])
 
+        # OTLP/JSON export requests fail as records (no timestamp or service at the top): only
+        # those lines are looked at again, so the test costs nothing on ordinary input.
+        exports = [i for i, (r, _) in bad.items() if r != "oversize" and is_export(lines[i])]
+        if exports:
+            batch, line_index = self._expand(lines, exports, at, source, bad, batch, line_index)
         dead = [
             DeadLetter(reason=r, detail=d, source=f"{source}:{at(i)}", raw=bytes(lines[i]),
                        position=at(i))
             for i, (r, d) in sorted(bad.items())
         ]
         return DecodeResult(batch=batch, dead=dead, line_index=line_index)
+
+    def _expand(self, lines: Sequence[bytes], exports: list[int], at: Callable[[int], int],
+                source: str, bad: RowErrors, batch: EventBatch,
+                line_index: npt.NDArray[np.int64]) -> tuple[EventBatch, npt.NDArray[np.int64]]:
+        """Decode the flat records of export lines; their events join the batch, each with its
+        export line's index; a line that does not expand keeps its dead letter."""
+        records: list[bytes] = []
+        owner: list[int] = []
+        for i in exports:
+            flat = flatten_export(lines[i])
+            if flat:
+                records.extend(flat)
+                owner.extend([i] * len(flat))
+                del bad[i]
+        if not records:
+            return batch, line_index
+        sub = self.decode(records, source, [at(i) for i in owner])
+        line_of = {at(i): i for i in exports}
+        for d in sub.dead:  # a bad record inside an export: one letter for the export's line
+            bad.setdefault(line_of[d.position or 0], (d.reason, "a record inside this OTLP export: "
+                                                 + d.detail))
+        owners = np.asarray(owner, dtype=np.int64)
+        return (EventBatch.concat([batch, sub.batch]),
+                np.concatenate([line_index, owners[sub.line_index]]))
 
     def _decode_range(
         self,

@@ -5,59 +5,50 @@ spans or log records under their resource and scope. The decoder reads one recor
 such a line is expanded first into flat records that the default field mapping reads: `ts`,
 `service`, `pod`, `trace_id`, `span_id`, `parent_span_id`, `name`, `kind`, `duration_ms`,
 `status_code` for spans; `ts`, `service`, `trace_id`, `span_id`, `level`, `message` for logs.
-A line that only looks like an export and does not parse is left as it is, so the decoder
-dead-letters it with its reason.
+An export line starts with its `resourceSpans` / `resourceLogs` key.
+The decoder tries a line as one record first; only a line that fails as a record and starts like
+an export is expanded (so ordinary input pays nothing), and one that does not expand keeps its
+dead letter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from detector.decode.fields import unwrap
 
-_MARKERS = (b'"resourceSpans"', b'"resourceLogs"')
+_STARTS = (b'{"resourceSpans"', b'{"resourceLogs"', b'{ "resourceSpans"', b'{ "resourceLogs"')
 _KINDS = {1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
 _STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
 
 
 def is_export(line: bytes) -> bool:
-    """Whether a line may be an OTLP/JSON export request (cheap test, no parsing)."""
-    return any(m in line for m in _MARKERS)
+    """Whether a line is an OTLP/JSON export request: its first key is `resourceSpans` or
+    `resourceLogs`, as the Collector writes it (one C call a line; a search of the whole line
+    cost ~1 us a line, a tenth of the pipeline's time).
+
+    >>> is_export(b'{"resourceSpans": []}'), is_export(b'{"msg": "resourceSpans"}')
+    (True, False)
+    """
+    return line.startswith(_STARTS)
 
 
-def expand_exports(lines: Sequence[bytes], positions: Sequence[int]
-                   ) -> tuple[list[bytes], list[int]] | None:
-    """Lines with every export expanded into flat records (each keeps its line's position), or
-    None when no line is an export.
+def flatten_export(line: bytes) -> list[bytes] | None:
+    """The flat records of one export line, or None when it does not parse as an export.
 
     >>> line = orjson.dumps({"resourceSpans": [{"resource": {"attributes": [
     ...     {"key": "service.name", "value": {"stringValue": "cart"}}]},
     ...     "scopeSpans": [{"spans": [{"traceId": "t1", "spanId": "s1", "name": "GET /cart",
     ...     "kind": 2, "startTimeUnixNano": "1795435200000000000",
     ...     "endTimeUnixNano": "1795435200250000000", "status": {"code": 2}}]}]}]})
-    >>> out, pos = expand_exports([line], [7])
-    >>> orjson.loads(out[0])["duration_ms"], orjson.loads(out[0])["status_code"], pos
-    (250.0, 'ERROR', [7])
+    >>> rec = orjson.loads(flatten_export(line)[0])
+    >>> rec["service"], rec["duration_ms"], rec["status_code"], rec["kind"]
+    ('cart', 250.0, 'ERROR', 'SERVER')
+    >>> flatten_export(b'{"resourceSpans": [oops') is None
+    True
     """
-    if not any(map(is_export, lines)):
-        return None
-    out: list[bytes] = []
-    pos: list[int] = []
-    for line, p in zip(lines, positions, strict=True):
-        flat = _flatten(line) if is_export(line) else None
-        if flat is None:
-            out.append(line)
-            pos.append(p)
-        else:
-            out.extend(flat)
-            pos.extend([p] * len(flat))
-    return out, pos
-
-
-def _flatten(line: bytes) -> list[bytes] | None:
     try:
         doc = orjson.loads(line)
     except orjson.JSONDecodeError:

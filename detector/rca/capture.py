@@ -20,7 +20,6 @@ import polars as pl
 
 from detector.config import VigilConfig
 from detector.decode.batch import BatchDecoder
-from detector.decode.otlp import expand_exports
 from detector.events import LEVEL_ERROR, EventBatch
 from detector.sources.files import iter_batches
 from detector.templates.miner import TemplateMiner
@@ -93,42 +92,27 @@ def tables_of(batch: EventBatch) -> tuple[pl.DataFrame, pl.DataFrame]:
     n = len(batch)
     if n == 0:
         return pl.DataFrame(schema=SPAN_SCHEMA), pl.DataFrame(schema=LOG_SCHEMA)
-    span_id = batch.span_id
-    lat = batch.latency_ms
-    is_span = (span_id.is_not_null() & (span_id != "")).to_numpy() & np.isfinite(lat)
-    msg = batch.message
-    is_log = (msg.is_not_null() & (msg != "")).to_numpy()
     tids = batch.template_id if len(batch.template_id) == n else np.full(n, -1, dtype=np.int64)
-    base = pl.DataFrame({
-        "t": batch.ts, "service": batch.service, "trace": batch.request_id, "span": span_id,
+    # One frame, filtered twice: per-column filters cost a tenth of the pipeline's time.
+    df = pl.DataFrame({
+        "t": batch.ts, "service": batch.service, "trace": batch.request_id,
+        "span": batch.span_id, "parent": batch.parent_id, "message": batch.message,
+        "dur_ms": batch.latency_ms, "status": batch.status, "level": batch.level,
+        "template": tids, "pod": batch.attr_column("pod"), "name": batch.attr_column("name"),
+        "kind": batch.attr_column("kind"), "callee_hint": batch.attr_column("callee"),
     })
-    spans = pl.DataFrame(schema=SPAN_SCHEMA)
-    if is_span.any():
-        idx = np.flatnonzero(is_span)
-        sel = pl.Series(is_span)
-        spans = base.filter(sel).with_columns(
-            pod=batch.attr_column("pod").filter(sel),
-            parent=batch.parent_id.filter(sel).fill_null(""),
-            name=batch.attr_column("name").filter(sel).fill_null(""),
-            kind=batch.attr_column("kind").filter(sel).str.to_uppercase(),
-            dur_ms=pl.Series(lat[idx]),
-            error=pl.Series(batch.status[idx] >= 500),
-            callee_hint=batch.attr_column("callee").filter(sel),
-        ).select(list(SPAN_SCHEMA))
-    logs = pl.DataFrame(schema=LOG_SCHEMA)
-    if is_log.any():
-        sel = pl.Series(is_log)
-        logs = base.filter(sel).with_columns(
-            level=pl.Series(batch.level[is_log].astype(np.int16)),
-            template=pl.Series(tids[is_log]),
-        ).select(list(LOG_SCHEMA))
-        # A log line that is also a span and failed (status >= 500) counts as an error log.
-        st = batch.status[is_log]
-        if (st >= 500).any():
-            logs = logs.with_columns(
-                pl.when(pl.Series(st >= 500)).then(pl.lit(LEVEL_ERROR, dtype=pl.Int16).clip(
-                    lower_bound=pl.col("level"))).otherwise(pl.col("level")).alias("level"))
-    return spans, logs
+    is_span = pl.col("span").is_not_null() & (pl.col("span") != "") & pl.col("dur_ms").is_finite()
+    spans = df.lazy().filter(is_span).with_columns(
+        parent=pl.col("parent").fill_null(""), name=pl.col("name").fill_null(""),
+        kind=pl.col("kind").str.to_uppercase(), error=pl.col("status") >= 500,
+    ).select(list(SPAN_SCHEMA))
+    # A log line that is also a failed span (status >= 500) counts as an error log.
+    logs = df.lazy().filter(pl.col("message").is_not_null() & (pl.col("message") != "")).with_columns(
+        level=pl.when(pl.col("status") >= 500).then(pl.max_horizontal(
+            pl.col("level"), pl.lit(LEVEL_ERROR))).otherwise(pl.col("level")).cast(pl.Int16),
+    ).select(list(LOG_SCHEMA))
+    got = pl.collect_all([spans, logs])
+    return got[0].cast(SPAN_SCHEMA), got[1].cast(LOG_SCHEMA)  # type: ignore[arg-type]
 
 
 def read_capture(inputs: Iterable[str | Path], cfg: VigilConfig,
@@ -142,11 +126,7 @@ def read_capture(inputs: Iterable[str | Path], cfg: VigilConfig,
     span_parts, log_parts = [], []
     for path in inputs:
         for lb in iter_batches(path, cfg.batch_size):
-            lines, positions = lb.lines, list(lb.line_numbers)
-            expanded = expand_exports(lines, positions)
-            if expanded is not None:
-                lines, positions = expanded
-            res = decoder.decode(lines, lb.source, positions)
+            res = decoder.decode(lb.lines, lb.source, lb.line_numbers)
             for d in res.dead:
                 cap.dead_reasons[d.reason] = cap.dead_reasons.get(d.reason, 0) + 1
             cap.dead_letters += len(res.dead)
