@@ -84,7 +84,8 @@ class FieldMapping(_Section):
             "status", "status_code", "http.response.status_code", "attributes.http.status_code",
         ],
         description="an HTTP-like status code 0-999 (>= 500 counts as an error), or an "
-        "OpenTelemetry span status name (ERROR is 500, OK 200, UNSET none)",
+        "OpenTelemetry span status: its name (ERROR is 500, OK 200, UNSET none) or the OTLP "
+        "status object ({\"code\": 2} is ERROR)",
     )
     attrs: list[str] = Field(
         default=["event", "version", "host", "caller", "callee", "name", "kind", "pod"],

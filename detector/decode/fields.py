@@ -63,6 +63,8 @@ OTEL_STATUS = {
     "ERROR": 500, "STATUS_CODE_ERROR": 500, "OK": 200, "STATUS_CODE_OK": 200,
     "UNSET": -1, "STATUS_CODE_UNSET": -1,
 }
+# OTLP's numeric span status codes, where a record has the status object ({"code": 2}).
+OTEL_STATUS_NUMBERS = {0: -1, 1: 200, 2: 500}
 
 _ANY_VALUE_KEYS = ("stringValue", "intValue", "doubleValue", "boolValue")
 

@@ -21,6 +21,7 @@ from detector.config import ParsingConfig
 from detector.decode.fields import (
     LOGICAL_FIELDS,
     OTEL_STATUS,
+    OTEL_STATUS_NUMBERS,
     FieldPlan,
     dig,
     json_kind,
@@ -41,7 +42,7 @@ _LEAF_TYPES: dict[str, Any] = {
     "span_id": str | None,
     "parent_id": str | None,
     "latency_ms": int | float | None,
-    "status": int | str | None,
+    "status": int | str | dict[str, Any] | None,  # an OTLP status object: {"code": 2}
 }
 
 
@@ -377,6 +378,15 @@ class RowDecoder:
                 continue
             if isinstance(v, str) and v.isdigit():
                 v = int(v)
+            elif isinstance(v, dict) and "code" in v:  # an OTLP span status {"code": 2, ...}
+                code = unwrap(v["code"])
+                v = OTEL_STATUS.get(str(code).upper(), OTEL_STATUS_NUMBERS.get(code, -2))
+                if v == -1:
+                    continue
+                if v == -2:
+                    bad.setdefault(i, ("wrong_type", "field 'status' is an OTLP status whose "
+                                       f"code must be 0, 1 or 2 (or its name), got {json_kind(code)}"))
+                    continue
             elif isinstance(v, str) and v.upper() in OTEL_STATUS:
                 v = OTEL_STATUS[v.upper()]
                 if v < 0:

@@ -20,7 +20,7 @@ import polars as pl
 
 from detector.config import VigilConfig
 from detector.decode.batch import BatchDecoder
-from detector.events import LEVEL_ERROR, EventBatch
+from detector.events import LEVEL_ERROR, LEVEL_UNKNOWN, LEVEL_WARN, EventBatch
 from detector.sources.files import iter_batches
 from detector.templates.miner import TemplateMiner
 
@@ -33,6 +33,9 @@ LOG_SCHEMA: dict[str, type[pl.DataType] | pl.DataType] = {
     "t": pl.Float64, "service": pl.String, "trace": pl.String, "span": pl.String,
     "level": pl.Int16, "template": pl.Int64,
 }
+# Level words and exception names in the text of a record that has no level field.
+_ERROR_TEXT = r"\b(?:ERROR|FATAL|CRITICAL|SEVERE|PANIC)\b|[A-Za-z](?:Exception|Error)\b|Traceback"
+_WARN_TEXT = r"\b(?:WARN|WARNING)\b"
 METRIC_SCHEMA: dict[str, type[pl.DataType] | pl.DataType] = {
     "t": pl.Float64, "service": pl.String, "pod": pl.String, "metric": pl.String,
     "value": pl.Float64,
@@ -88,6 +91,11 @@ def tables_of(batch: EventBatch) -> tuple[pl.DataFrame, pl.DataFrame]:
     >>> spans, logs = tables_of(b)
     >>> spans["name"].to_list(), spans["dur_ms"].to_list(), logs["level"].to_list()
     (['GetCart'], [5.0], [17])
+    >>> b = EventBatch.from_events([LogEvent(1.0, "cart", 0, "java.lang.NullPointerException"),
+    ...                             LogEvent(1.0, "cart", 0, "2022 WARN slow query"),
+    ...                             LogEvent(1.0, "cart", 0, "errors=0 all fine")])
+    >>> tables_of(b)[1]["level"].to_list()
+    [17, 13, 0]
     """
     n = len(batch)
     if n == 0:
@@ -107,9 +115,14 @@ def tables_of(batch: EventBatch) -> tuple[pl.DataFrame, pl.DataFrame]:
         kind=pl.col("kind").str.to_uppercase(), error=pl.col("status") >= 500,
     ).select(list(SPAN_SCHEMA))
     # A log line that is also a failed span (status >= 500) counts as an error log.
+    # A record with no level says it in its text often enough ("ERROR", "...Exception").
+    unknown = pl.col("level") == LEVEL_UNKNOWN
+    guessed = (pl.when(unknown & pl.col("message").str.contains(_ERROR_TEXT)).then(LEVEL_ERROR)
+               .when(unknown & pl.col("message").str.contains(_WARN_TEXT)).then(LEVEL_WARN)
+               .otherwise(pl.col("level")))
     logs = df.lazy().filter(pl.col("message").is_not_null() & (pl.col("message") != "")).with_columns(
         level=pl.when(pl.col("status") >= 500).then(pl.max_horizontal(
-            pl.col("level"), pl.lit(LEVEL_ERROR))).otherwise(pl.col("level")).cast(pl.Int16),
+            guessed, pl.lit(LEVEL_ERROR))).otherwise(guessed).cast(pl.Int16),
     ).select(list(LOG_SCHEMA))
     got = pl.collect_all([spans, logs])
     return got[0].cast(SPAN_SCHEMA), got[1].cast(LOG_SCHEMA)  # type: ignore[arg-type]

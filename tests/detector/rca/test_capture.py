@@ -74,3 +74,21 @@ def test_metrics_csv_in_long_format_counts_the_rows_it_drops(tmp_path: Path) -> 
     assert df.select("t", "service", "value").rows() == [(1795435200.0, "cart", 0.5),
                                                          (1795435260.0, "cart", 0.7)]
     assert dropped == 3
+
+
+def test_span_status_objects_and_level_words_in_text_count_as_errors(tmp_path: Path) -> None:
+    f = tmp_path / "x.jsonl"
+    f.write_bytes(b"\n".join([
+        orjson.dumps({"ts": 1795435200, "service": "pay", "trace_id": "t", "span_id": "a",
+                      "duration_ms": 3, "status": {"code": 2, "message": "boom"}}),
+        orjson.dumps({"ts": 1795435200, "service": "pay", "trace_id": "t", "span_id": "b",
+                      "duration_ms": 3, "status": {"code": "STATUS_CODE_OK"}}),
+        orjson.dumps({"ts": 1795435200, "service": "pay", "trace_id": "t", "span_id": "c",
+                      "duration_ms": 3, "status": {"code": 9}}),
+        orjson.dumps({"ts": 1795435200, "service": "pay", "trace_id": "t",
+                      "message": "java.lang.IllegalStateException: card store closed"}),
+    ]) + b"\n")
+    cap = read_capture([f], VigilConfig())
+    assert cap.spans["error"].to_list() == [True, False]
+    assert cap.dead_reasons == {"wrong_type": 1}
+    assert cap.logs["level"].to_list() == [17]
