@@ -408,8 +408,8 @@ class RcaConfig(_Section):
     """Root cause from spans (`detector/rca/`): `vigil rca`, and the same analysis on the stream.
 
     While an incident is open, the stream re-runs the analysis `vigil rca` runs on the spans and
-    logs it kept (onset = the incident's first anomalous window) and its ranking becomes the
-    incident's `root_cause`, when the capture holds spans.
+    logs it kept from `lookback_seconds` before the incident opened (the onset found as there)
+    and its ranking orders the incident's `root_cause`, when the capture holds spans.
     """
 
     enabled: bool = Field(default=True, description="rank incidents from the kept spans and logs")
@@ -423,7 +423,7 @@ class RcaConfig(_Section):
         "event time between two analyses of one open incident"))
     max_runs: int = Field(default=20, ge=1, description="analyses of one incident at most")
     min_spans: int = Field(default=50, ge=1, description=(
-        "spans after the onset needed before the span ranking replaces the log ranking"))
+        "spans since the incident opened needed before the span ranking orders it"))
 
 
 class OutputConfig(_Section):

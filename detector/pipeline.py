@@ -181,9 +181,12 @@ class Pipeline:
 
     # ---- internals ----------------------------------------------------------------------
     def _trace_root_cause(self, inc: Incident) -> list[dict[str, Any]] | None:
-        """The span analysis `vigil rca` runs, on the kept spans and logs around `inc` (onset =
-        its first anomalous window), re-run every `rca.refresh_seconds` of event time while it
-        is open; None while there are too few spans after the onset to judge."""
+        """The analysis `vigil rca` runs (onset found as the change point), on the kept spans
+        and logs from `rca.lookback_seconds` before `inc` opened, re-run every
+        `rca.refresh_seconds` of event time while it is open; None while there are too few
+        spans since it opened to judge. (Fixing the onset at the incident's first anomalous
+        window instead agreed with `vigil rca` in 12 of the 18 Online Boutique cases the stream
+        opened an incident on; the change point in 15.)"""
         assert self.recent is not None
         rc = self.cfg.rca
         now = self.recent.latest
@@ -195,7 +198,7 @@ class Pipeline:
         after = int((cap.spans["t"] >= inc.opened_at).sum()) if cap.spans.height else 0
         ranking = None
         if after >= rc.min_spans:
-            res = analyze(cap, onset=inc.opened_at)
+            res = analyze(cap)
             ranking = res.ranking if res.top is not None else None
             self.stats.rca_runs += 1
         if len(self._traced) > 4 * max(len(self.tracker.open), 64):

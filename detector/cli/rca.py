@@ -72,6 +72,9 @@ def eval_rca_cmd(
     cases: Annotated[str | None, typer.Option(help="comma-separated case ids (default all)")] = None,
     no_baseline: Annotated[bool, typer.Option(
         "--no-baseline", help="skip the runs against the fault-free reference")] = False,
+    stream: Annotated[bool, typer.Option(
+        "--stream", help="also replay each case through the pipeline and score the root cause "
+        "of the first incident it opens (the stream's judgement)")] = False,
     out_file: Annotated[Path | None, typer.Option("--out", help="per-case results as JSON")] = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -83,7 +86,7 @@ def eval_rca_cmd(
         err.print(f"[red]error:[/red] {data / 'cases.csv'}: no such file")
         raise typer.Exit(2)
     rep = evaluate(data, load_or_exit(config), cases=cases.split(",") if cases else None,
-                   baseline=not no_baseline, progress=lambda s: err.print(s, highlight=False))
+                   baseline=not no_baseline, stream=stream, progress=lambda s: err.print(s, highlight=False))
     t = Table(title=f"root cause on {rep.cases} cases of {data}")
     for col in ("method", "fault type", "cases", "AC@1", "AC@3", "AC@5", "MRR"):
         t.add_column(col)

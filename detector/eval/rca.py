@@ -148,8 +148,36 @@ class Report:
             scores, case.root_cause)
 
 
+def stream_ranking(case: Case, cfg: VigilConfig) -> dict[str, float]:
+    """What `vigil replay` says: the case's records in time order through the pipeline; the
+    first incident opened from one window before the injection on, ranked from spans, scores
+    each service by its `root_cause` confidence (no such incident: no evidence)."""
+    import orjson
+
+    from detector.runtime.replay import replay_lines
+    from detector.sources.files import iter_batches
+
+    inputs, _ = capture_files(case.directory)
+    lines = [ln for p in inputs for b in iter_batches(p, cfg.batch_size) for ln in b.lines]
+
+    def ts(line: bytes) -> str:
+        try:
+            v = orjson.loads(line).get("ts", "")
+        except (orjson.JSONDecodeError, AttributeError):
+            return ""
+        return str(v)
+
+    lines.sort(key=ts)
+    start = (case.inject or -math.inf) - cfg.window.seconds
+    for inc in sorted(replay_lines(lines, cfg), key=lambda i: (i["opened_at"], -i["revision"])):
+        ranked = inc.get("root_cause") or []
+        if inc["opened_at"] >= start and ranked and "network" in ranked[0]["evidence"]:
+            return {r["service"]: float(r.get("confidence", r["score"])) for r in ranked}
+    return {}
+
+
 def evaluate(data: Path, cfg: VigilConfig, cases: Iterable[str] | None = None,
-             weights: Weights | None = None, baseline: bool = True,
+             weights: Weights | None = None, baseline: bool = True, stream: bool = False,
              progress: Callable[[str], None] | None = None) -> Report:
     """Run `vigil rca`'s code on every case (or those named) and score it."""
     wanted = set(cases) if cases else None
@@ -172,6 +200,12 @@ def evaluate(data: Path, cfg: VigilConfig, cases: Iterable[str] | None = None,
             resb = analyze(cap, baseline=reference, weights=weights)
             _add(rep, "vigil rca --baseline", case, resb.ranking, services)
             row["vigil rca --baseline"] = resb.top
+        if stream:
+            scores = {sv: 0.0 for sv in services}
+            scores.update(stream_ranking(case, cfg))
+            rep.add("vigil replay (stream)", case, scores)
+            row["vigil replay (stream)"] = (max(scores, key=lambda k: scores[k])
+                                            if any(scores.values()) else None)
         rep.add("naive: first error per trace", case, first_error_votes(cap))
         onset = case.inject if case.inject is not None else res.onset
         if onset is not None:

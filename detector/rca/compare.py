@@ -253,7 +253,7 @@ def _cuts(b: pl.DataFrame, a: pl.DataFrame, out: dict[str, ServiceChange]) -> No
         before_share = _last_share(pb, svc, name)
         shift = _last_share(pa, svc, name).join(before_share, on="last", how="left", suffix="_b"
                                                 ).fill_null(0.0).with_columns(
-            s=pl.col("proportion") - pl.col("proportion_b")).sort("s", descending=True)
+            s=pl.col("proportion") - pl.col("proportion_b")).sort(["s", "last"], descending=[True, False])
         who = svc
         if shift.height and shift["s"][0] >= LAST_CALL_SHIFT:
             callee = str(shift["last"][0])

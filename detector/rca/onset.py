@@ -66,7 +66,7 @@ def find_onset(spans: pl.DataFrame, logs: pl.DataFrame, metrics: pl.DataFrame,
         s=pl.col("v").sum(), q=(pl.col("v") ** 2).sum(), n=pl.len())
     totals = {"met": np.zeros(bins + 1), "obs": np.zeros(bins + 1)}
     any_valid = False
-    for (_key,), g in df.group_by(["key"]):
+    for (_key,), g in df.sort("key", "bin").group_by(["key"], maintain_order=True):
         total = totals["met" if _key.startswith("met:") else "obs"]
         n = np.zeros(bins)
         s = np.zeros(bins)

@@ -52,7 +52,7 @@ def derive(spans: pl.DataFrame) -> pl.DataFrame:
              child_name=pl.col("child_name").first())
     )
     df = (
-        spans.lazy().join(kids, on=["trace", "span"], how="left")
+        spans.lazy().join(kids, on=["trace", "span"], how="left", maintain_order="left")
         .with_columns(
             self_ms=(pl.col("dur_ms") - pl.col("covered_ms").fill_null(0.0)).clip(lower_bound=0.0),
             children=pl.col("children").fill_null(0),
