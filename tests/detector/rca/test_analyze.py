@@ -58,9 +58,8 @@ def test_a_network_delay_is_the_callee_s_though_only_its_callers_spans_grow(case
 def test_a_weak_exception_is_where_errors_start_not_where_they_are_logged_most(
         cases: Path) -> None:
     cap, truth, inject = _case(cases, "code_exception")
-    errors = cap.logs.filter(pl.col("level") >= 17).group_by("service").len()
-    loudest = errors.sort("len", descending=True)["service"][0]
-    assert loudest != truth  # the callers log at least as much
+    errors = dict(cap.logs.filter(pl.col("level") >= 17).group_by("service").len().rows())
+    assert max(n for s, n in errors.items() if s != truth) >= errors[truth]  # callers: as much
     res = analyze(cap, onset=inject)
     assert res.top == truth
     assert res.ranking[0]["evidence"]["errors"] > 1.0
