@@ -104,6 +104,14 @@ class LabelMatch(_Strict):
             raise ValueError("give exactly one of a value, regex or in")
         return self
 
+    def describe(self) -> str:
+        """What the condition asks, in words."""
+        if self.equals is not None:
+            return repr(self.equals)
+        if self.regex is not None:
+            return f"matching /{self.regex}/"
+        return f"one of {self.in_}"
+
     def matches(self, value: str | None) -> bool:
         if value is None:
             return False
@@ -129,11 +137,37 @@ class Match(_Strict):
         return v
 
     def matches(self, t: Trigger) -> bool:
-        return ((self.source is None or t.source in self.source)
-                and all(m.matches(t.labels.get(k)) for k, m in self.labels.items())
-                and (self.severity is None or t.severity in self.severity)
-                and (self.root_cause is None or (t.root_cause or t.service) in self.root_cause)
-                and (self.kind is None or t.kind in self.kind))
+        return not self.failures(t)
+
+    def failures(self, t: Trigger) -> list[str]:
+        """Each condition `t` fails, in words (empty when the rule matches).
+
+        >>> m = Match(source=["detector"], labels={"service": "cart"}, kind=["error"])
+        >>> for f in m.failures(Trigger("alertmanager", "f", "firing", 0.0,
+        ...                             labels={"service": "db"})):
+        ...     print(f)
+        source is 'alertmanager', not one of ['detector']
+        label service is 'db', not 'cart'
+        kind is none, not one of ['error']
+        """
+        out = []
+        if self.source is not None and t.source not in self.source:
+            out.append(f"source is {t.source!r}, not one of {self.source}")
+        for k, m in self.labels.items():
+            if not m.matches(t.labels.get(k)):
+                out.append(f"label {k} is {_shown(t.labels.get(k))}, not {m.describe()}")
+        if self.severity is not None and t.severity not in self.severity:
+            out.append(f"severity is {_shown(t.severity or None)}, not one of {self.severity}")
+        if self.root_cause is not None and (t.root_cause or t.service) not in self.root_cause:
+            out.append(f"root cause is {_shown(t.root_cause or t.service or None)}, not one of "
+                       f"{self.root_cause}")
+        if self.kind is not None and t.kind not in self.kind:
+            out.append(f"kind is {_shown(t.kind)}, not one of {self.kind}")
+        return out
+
+
+def _shown(v: str | None) -> str:
+    return "none" if v is None else repr(v)
 
 
 class HttpCheck(_Strict):

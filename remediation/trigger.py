@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 Source = Literal["detector", "alertmanager", "manual"]
@@ -69,10 +71,10 @@ class Trigger:
             raise TriggerError(f"source {d['source']!r}: use detector, alertmanager or manual")
         if d["status"] not in ("firing", "resolved"):
             raise TriggerError(f"status {d['status']!r}: use firing or resolved")
-        try:
-            starts = float(d["starts_at"])
-        except (TypeError, ValueError) as exc:
-            raise TriggerError("starts_at must be epoch seconds") from exc
+        starts = epoch_or_rfc3339(d["starts_at"])
+        if starts is None:
+            raise TriggerError(f"starts_at {d['starts_at']!r}: give epoch seconds or an RFC 3339 "
+                               "time (2026-12-01T12:04:10Z)")
         labels, annotations = d.get("labels") or {}, d.get("annotations") or {}
         for name, m in (("labels", labels), ("annotations", annotations)):
             if not isinstance(m, dict) or not all(isinstance(k, str) for k in m):
@@ -83,6 +85,31 @@ class Trigger:
             annotations={k: str(v) for k, v in annotations.items()},
             root_cause=d.get("root_cause"), kind=d.get("kind"),
         )
+
+
+def epoch_or_rfc3339(v: Any) -> float | None:
+    """Epoch seconds of a number, a numeric string or an RFC 3339 time; None when it is none.
+
+    >>> epoch_or_rfc3339(100), epoch_or_rfc3339("2026-12-01T12:00:00Z"), epoch_or_rfc3339("soon")
+    (100.0, 1796126400.0, None)
+    """
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int | float):
+        return float(v) if math.isfinite(v) else None
+    if not isinstance(v, str):
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        pass
+    try:
+        t = datetime.fromisoformat(v.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.timestamp()
 
 
 def fingerprint(labels: dict[str, str]) -> str:

@@ -99,20 +99,22 @@ def policy_check(file: Annotated[Path, typer.Argument(help="policy YAML")]) -> N
 
 def policy_test(
     file: Annotated[Path, typer.Argument(help="policy YAML")],
-    trigger: Annotated[Path, typer.Option(help="a trigger as JSON (source, fingerprint, status, "
-                                          "starts_at, labels, ...)")],
+    trigger: Annotated[Path, typer.Option(help="JSON: an incident record (a line of "
+                                          "incidents.jsonl), an Alertmanager alert or webhook "
+                                          "notification, or a trigger (source, fingerprint, "
+                                          "status, starts_at, labels, ...); times as epoch "
+                                          "seconds or RFC 3339")],
 ) -> None:
-    """Show, step by step, what the policy would do with a trigger. Nothing is acted on."""
+    """Show, step by step, what the policy would do with a trigger, and for every rule that
+    does not match, which condition failed. Nothing is acted on."""
     from remediation.guard import Guard
-    from remediation.planning import plan_action, shown_params
     from remediation.policy import PolicyError, load_policy
-    from remediation.templating import TemplateError
-    from remediation.trigger import Trigger, TriggerError
+    from remediation.trigger import TriggerError
 
     try:
         policy = load_policy(file)
-        t = Trigger.from_dict(orjson.loads(trigger.read_bytes()))
-        t = policy.redact_trigger(t)  # as the engine sees it: secret fields are '***'
+        found = triggers_of(orjson.loads(trigger.read_bytes()))
+        found = [policy.redact_trigger(t) for t in found]  # as the engine sees them: '***'
     except PolicyError as exc:
         for line in exc.problems:
             err.print(line, markup=False, highlight=False)
@@ -122,16 +124,70 @@ def policy_test(
         raise typer.Exit(2) from exc
     for line in policy.warnings:
         err.print(line, markup=False, highlight=False, style="bold yellow")
-    out.print(f"trigger {t.episode} ({t.source}, {t.status}, service {t.service or '-'})",
-              markup=False)
+    for t in found:
+        _show_plan(policy, t, Guard(policy.guards))
+    out.print("(dry-run is the default: the engine records these without acting until "
+              "remediation runs with dry_run off)", markup=False)
+
+
+def triggers_of(doc: Any) -> list[Any]:
+    """The triggers in a JSON document as a user has it: an incident record, an Alertmanager
+    webhook notification or a single alert, or a trigger.
+
+    >>> [t.source for t in triggers_of({"kind": "incident", "id": "inc-a", "service": "a",
+    ...     "fingerprint": "root_cause=a", "status": "open", "opened_at": 10.0})]
+    ['detector']
+    >>> triggers_of({"labels": {"alertname": "X"}, "status": "firing",
+    ...              "startsAt": "2026-12-01T12:00:00Z"})[0].starts_at
+    1796126400.0
+    """
+    from pydantic import ValidationError
+
+    from detector.incidents.triggers import incident_trigger
+    from remediation.alertmanager.payload import Alert, Notification
+    from remediation.trigger import Trigger, TriggerError, fingerprint
+
+    if not isinstance(doc, dict):
+        raise TriggerError("a trigger is a JSON object")
+    try:
+        if doc.get("kind") == "incident" or {"opened_at", "fingerprint", "service"} <= set(doc):
+            missing = [k for k in ("id", "fingerprint", "service", "opened_at") if k not in doc]
+            if missing:
+                raise TriggerError(f"incident record lacks {', '.join(missing)}")
+            return [incident_trigger(doc)]
+        if isinstance(doc.get("alerts"), list):
+            return [a.trigger() for a in Notification.model_validate(doc).alerts]
+        if "startsAt" in doc:
+            if not doc.get("fingerprint"):
+                labels = doc.get("labels")
+                doc = {**doc, "fingerprint": fingerprint(labels if isinstance(labels, dict) else {})}
+            return [Alert.model_validate(doc).trigger()]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise TriggerError(f"not an Alertmanager alert: {where}: {first['msg']}") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TriggerError(f"not an incident record: {exc}") from exc
+    return [Trigger.from_dict(doc)]
+
+
+def _show_plan(policy: Any, t: Any, guard: Any) -> None:
+    from remediation.planning import plan_action, shown_params
+    from remediation.templating import TemplateError
+
+    out.print(f"trigger {t.episode} ({t.source}, {t.status}, service {t.service or '-'}"
+              f"{', kind ' + t.kind if t.kind else ''})", markup=False)
     rules = policy.matching(t)
+    for rule in policy.rules:
+        if rule not in rules:
+            out.print(f"rule {rule.name!r} does not match: " + "; ".join(rule.match.failures(t)),
+                      markup=False)
     if t.status == "resolved":
         out.print("resolved: closes the episode's record and stops its waiting steps.")
         return
     if not rules:
         out.print("no rule matches: recorded as suppressed (policy); nothing happens.")
         return
-    guard = Guard(policy.guards)
     for rule in rules:
         out.print(f"rule {rule.name!r}" + (f" (approval required, expires in "
                                           f"{rule.approval.expires_s:g}s)" if rule.approval else ""),
@@ -157,8 +213,6 @@ def policy_test(
                       "step", markup=False)
         out.print(f"  then: {'page ' + policy.page.url if policy.page else 'escalate (no page set)'}",
                   markup=False)
-    out.print("(dry-run is the default: the engine records these without acting until "
-              "remediation runs with dry_run off)", markup=False)
 
 
 def audit_cmd(

@@ -76,6 +76,55 @@ def test_policy_check_and_test_commands(tmp_path: Path) -> None:
     assert "then: page http://127.0.0.1:9/page" in res.output
 
 
+def test_policy_test_takes_an_incident_record_or_an_alert_as_they_are(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(textwrap.dedent("""
+        rules:
+          - name: payments-errors
+            match: {source: [detector], root_cause: [payments], kind: [error]}
+            ladder:
+              - {name: throttle, hook: log}
+          - name: pages
+            match: {source: [alertmanager], labels: {severity: page}}
+            ladder:
+              - {name: restart, hook: log, restart: true}
+    """))
+    incident = {"kind": "incident", "id": "inc-payments-1", "fingerprint": "root_cause=payments",
+                "service": "payments", "status": "open", "opened_at": 1796126400.0,
+                "features": {"error_ratio": 4}, "root_cause": [
+                    {"service": "payments", "score": 3.0, "confidence": 0.9, "evidence": {}}],
+                "top_explanation": "error ratio 0.6 vs baseline 0.01"}
+    f = tmp_path / "incident.json"
+    f.write_text(json.dumps(incident))
+    res = runner.invoke(app, ["policy", "test", str(policy), "--trigger", str(f)])
+    assert res.exit_code == 0, res.output
+    assert "rule 'payments-errors'" in res.output and "1. throttle: hook log on payments" in res.output
+    assert "rule 'pages' does not match: source is 'detector', not one of ['alertmanager']" in (
+        res.output.replace("\n", " "))
+    alert = {"status": "firing", "labels": {"alertname": "HighLatency", "service": "cart",
+                                            "severity": "ticket"},
+             "annotations": {}, "startsAt": "2026-12-01T12:04:10.123Z", "fingerprint": "ab12"}
+    f.write_text(json.dumps(alert))
+    res = runner.invoke(app, ["policy", "test", str(policy), "--trigger", str(f)])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "trigger ab12@1796126650.123 (alertmanager, firing, service cart)" in text
+    assert "rule 'pages' does not match: label severity is 'ticket', not 'page'" in text
+    assert "no rule matches" in text
+    f.write_text(json.dumps({"version": "4", "groupKey": "g", "status": "firing", "receiver": "r",
+                             "alerts": [alert, {**alert, "fingerprint": "cd34", "labels": {
+                                 **alert["labels"], "severity": "page"}}]}))
+    res = runner.invoke(app, ["policy", "test", str(policy), "--trigger", str(f)])
+    assert res.exit_code == 0 and "1. restart: hook log on cart" in res.output, res.output
+    f.write_text(json.dumps({**alert, "startsAt": "yesterday"}))
+    res = runner.invoke(app, ["policy", "test", str(policy), "--trigger", str(f)])
+    assert res.exit_code == 2 and "not an Alertmanager alert: startsAt" in res.output
+    f.write_text(json.dumps({"source": "manual", "fingerprint": "m", "status": "firing",
+                             "starts_at": "2026-12-01T12:00:00Z"}))
+    res = runner.invoke(app, ["policy", "test", str(policy), "--trigger", str(f)])
+    assert res.exit_code == 0 and "trigger m@1796126400.000" in res.output, res.output
+
+
 def test_audit_command_lists_and_filters(tmp_path: Path) -> None:
     from remediation.audit import AuditRecord, AuditStore
 
