@@ -48,7 +48,7 @@ def serve_cmd(
     (for /docs too, unless --public-docs). Settings: the `serve` section of --config, then
     VIGIL_SERVE__* variables, then these flags."""
     from remediation.alertmanager import server
-    from remediation.alertmanager.app import create_app
+    from remediation.alertmanager.app import create_app, mode_of
     from remediation.alertmanager.settings import AuthError
     from remediation.policy import PolicyError
 
@@ -77,6 +77,12 @@ def serve_cmd(
         tls = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
         if tls_client_ca is not None:
             tls |= {"ssl_ca_certs": str(tls_client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    mode = mode_of(settings)
+    err.print(f"vigil serve: {mode}" + (" (hooks are planned and audited, never run; --act runs "
+                                        "them)" if mode == "dry-run" else " (hooks run)")
+              + f"; policy {settings.policy}; audit {settings.audit_db}; inbox "
+              f"{settings.inbox_db}; {'https' if tls else 'http'}://{settings.host}:"
+              f"{settings.port}", markup=False, highlight=False)
     server.run(application, settings.host, settings.port, settings.header_timeout_s, **tls)
 
 

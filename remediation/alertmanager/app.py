@@ -29,6 +29,11 @@ from remediation.policy import load_policy
 log = logging.getLogger("vigil.serve")
 
 
+def mode_of(settings: ServeConfig) -> str:
+    """"dry-run" (hooks are planned and audited, never run) or "acting"."""
+    return "dry-run" if settings.engine.dry_run else "acting"
+
+
 class Receiver:
     """The web process's state: inbox, engine process, queue depth and metrics (one per app)."""
 
@@ -216,7 +221,8 @@ def _health_router(rx: Receiver) -> APIRouter:
         room = rx.depth() < rx.settings.queue_size
         response.status_code = 200 if engine and room else 503
         return {"ready": engine and room, "engine": engine, "queue": rx.depth(),
-                "queue_size": rx.settings.queue_size}
+                "queue_size": rx.settings.queue_size, "mode": mode_of(rx.settings),
+                "policy": str(rx.settings.policy), "audit_db": str(rx.settings.audit_db)}
 
     @router.get("/metrics")
     async def metrics() -> Response:

@@ -41,6 +41,27 @@ def test_policy_check_and_serve_refuse_a_shell_in_argv(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "warning" in res.output and "allowed.yaml:8" in res.output
 
 
+def test_serve_says_at_start_whether_it_acts(tmp_path: Path) -> None:
+    import subprocess
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text("rules:\n  - name: r\n    ladder:\n      - {name: log, hook: log}\n")
+    (tmp_path / "token").write_text("a-token-of-more-than-16-bytes")
+    for extra, want in (([], "vigil serve: dry-run (hooks are planned and audited, never run; "
+                              "--act runs them)"), (["--act"], "vigil serve: acting (hooks run)")):
+        p = subprocess.Popen(
+            [sys.executable, "-m", "detector", "serve", "--policy", str(policy), "--token-file",
+             str(tmp_path / "token"), "--audit-db", str(tmp_path / "a.db"), "--inbox-db",
+             str(tmp_path / "i.db"), "--port", "0", *extra], stderr=subprocess.PIPE, text=True)
+        try:
+            assert p.stderr is not None
+            first = p.stderr.readline()
+        finally:
+            p.terminate()
+            p.wait(timeout=30)
+        assert first.startswith(want) and f"policy {policy}" in first, first
+
+
 def test_policy_check_and_test_commands(tmp_path: Path) -> None:
     good = tmp_path / "policy.yaml"
     good.write_text(textwrap.dedent("""

@@ -231,7 +231,9 @@ def test_alerts_stored_before_a_crash_are_processed_on_start(settings: ServeConf
 
 def test_health_metrics_and_approval_endpoints(app: TestClient) -> None:
     assert app.get("/healthz").json()["alive"] is True
-    assert app.get("/readyz").status_code == 200
+    ready = app.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["mode"] == "dry-run"  # says it does not act
+    assert ready.json()["policy"].endswith(".yaml")
     app.post("/alertmanager", json=notification(), headers=AUTH)
     assert "vigil_webhook_alerts_total" in app.get("/metrics").text
     assert app.post("/actions/999/approve", headers=AUTH).status_code == 404
