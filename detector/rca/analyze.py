@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 
 from detector.rca.capture import Capture
-from detector.rca.compare import Side, contrast
+from detector.rca.compare import ServiceChange, Side, contrast
 from detector.rca.onset import find_onset
 from detector.rca.rank import Weights, rank
 from detector.rca.tree import derive
@@ -61,7 +61,7 @@ def analyze(cap: Capture, baseline: Capture | None = None, onset: float | None =
     counts = {"spans": cap.spans.height, "logs": cap.logs.height,
               "metric_rows": cap.metrics.height, "dead_letters": cap.dead_letters}
     if not math.isfinite(start):
-        return RcaResult(onset, source, "nothing", rank({s: _empty(s) for s in services}), counts)
+        return RcaResult(onset, source, "nothing", rank({s: ServiceChange(s) for s in services}), counts)
     after = _side(cap, spans, onset if onset is not None else start, math.inf)
     if baseline is not None:
         bspans = derive(baseline.spans)
@@ -71,12 +71,7 @@ def analyze(cap: Capture, baseline: Capture | None = None, onset: float | None =
         before = _side(cap, spans, -math.inf, onset)
         against = "before onset"
     else:
-        return RcaResult(None, source, "nothing", rank({s: _empty(s) for s in services}), counts)
+        return RcaResult(None, source, "nothing", rank({s: ServiceChange(s) for s in services}), counts)
     changes = contrast(before, after, services)
     return RcaResult(onset, source, against, rank(changes, weights), counts)
 
-
-def _empty(svc: str) -> Any:
-    from detector.rca.compare import ServiceChange
-
-    return ServiceChange(svc)

@@ -8,6 +8,7 @@ its own size; nothing here grows with the input beyond those bounds.
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 import polars as pl
 
@@ -63,16 +64,13 @@ class CaptureBuffer:
 
     def capture(self, since: float = float("-inf")) -> Capture:
         """The kept records from `since` on, as a `Capture`."""
-        parts = [(s, lg) for t, s, lg in self._parts if t >= since]
-        spans = [s for s, _ in parts if s.height]
-        logs = [lg for _, lg in parts if lg.height]
-        cap = Capture()
-        if spans:
-            cap.spans = pl.concat(spans).filter(pl.col("t") >= since).sort("t")
-        else:
-            cap.spans = pl.DataFrame(schema=SPAN_SCHEMA)
-        if logs:
-            cap.logs = pl.concat(logs).filter(pl.col("t") >= since).sort("t")
-        else:
-            cap.logs = pl.DataFrame(schema=LOG_SCHEMA)
-        return cap
+        kept = [(s, lg) for t, s, lg in self._parts if t >= since]
+
+        def joined(parts: list[pl.DataFrame], schema: dict[str, Any]) -> pl.DataFrame:
+            parts = [p for p in parts if p.height]
+            if not parts:
+                return pl.DataFrame(schema=schema)
+            return pl.concat(parts).filter(pl.col("t") >= since).sort("t")
+
+        return Capture(spans=joined([s for s, _ in kept], SPAN_SCHEMA),
+                       logs=joined([lg for _, lg in kept], LOG_SCHEMA))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,7 +41,7 @@ def why(row: dict[str, Any]) -> str:
         v = float(ev.get(key, 0.0))
         if v <= 0.05:
             continue
-        text = f"{label} x{2.718281828 ** v:.1f}" if key != "cut" else label
+        text = f"{label} x{math.exp(v):.1f}" if key != "cut" else label
         if key == "latency" and "slowest_operation" in ev:
             op = ev["slowest_operation"]
             text += f" ({op['name']} {op['self_ms_before']:.1f} -> {op['self_ms_after']:.1f} ms)"
