@@ -134,8 +134,13 @@ class AuditStore:
     []
     """
 
-    def __init__(self, path: Path | str, synchronous: str = "FULL") -> None:
+    def __init__(self, path: Path | str, synchronous: str = "FULL", inline: bool = False,
+                 clock: Callable[[], float] = time.time) -> None:
+        """`inline=True` commits each async write at once, in the caller's thread (a what-if
+        in virtual time, which no writer thread may race); `clock` stamps rows and claims."""
         self.path = str(path)
+        self.inline = inline
+        self.clock = clock
         self._lock = threading.Lock()
         self._db = connect_private(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA busy_timeout=30000")  # another process may hold the write lock
@@ -160,13 +165,13 @@ class AuditStore:
 
     # ---- group commit for the engine ----------------------------------------------------
     async def aadd(self, rec: AuditRecord) -> int:
-        rec.ts = rec.ts or time.time()
+        rec.ts = rec.ts or self.clock()
         rec.id = int(await self._submit(lambda: self._insert(rec)))
         return rec.id
 
     async def aadd_many(self, recs: list[AuditRecord]) -> list[int]:
         """Several records in one queued write (they commit together)."""
-        now = time.time()
+        now = self.clock()
         for r in recs:
             r.ts = r.ts or now
         ids: list[int] = await self._submit(lambda: [self._insert(r) for r in recs])
@@ -180,7 +185,17 @@ class AuditStore:
                                                             dry_run)))
 
     async def _submit(self, op: Callable[[], Any]) -> Any:
-        return await self._writer.submit(op)
+        if not self.inline:
+            return await self._writer.submit(op)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = op()
+            except Exception:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return result
 
     def _insert(self, rec: AuditRecord) -> int:
         row = (rec.ts, rec.episode, rec.fingerprint, rec.source, rec.rule, rec.rung, rec.rung_name,
@@ -200,11 +215,11 @@ class AuditStore:
         cur = self._db.execute(
             "INSERT OR IGNORE INTO claims (episode, rule, rung, ts, state, trigger, dry_run) "
             "VALUES (?, ?, ?, ?, 'claimed', ?, ?)",
-            (episode, rule, rung, time.time(), trigger_json, int(dry_run)))
+            (episode, rule, rung, self.clock(), trigger_json, int(dry_run)))
         return cur.rowcount == 1
 
     def add(self, rec: AuditRecord) -> int:
-        rec.ts = rec.ts or time.time()
+        rec.ts = rec.ts or self.clock()
         with self._lock:
             rec.id = self._insert(rec)
         return rec.id

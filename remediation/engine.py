@@ -110,6 +110,8 @@ class Engine:
                     if ep and _running(ep) else "")))]
         if ep is None:
             ep = self._episodes[trigger.episode] = _Episode(trigger)
+        elif trigger != ep.trigger:  # news of the episode (a detector's incident named a new
+            ep.trigger, ep.json = trigger, None  # root cause): the steps still to come act on it
         ep.seen = self.clock()
         rules = self.policy.matching(trigger)
         if not rules:
@@ -179,7 +181,7 @@ class Engine:
         # Until the old hook cannot still be running (a command's process group outlives its
         # engine), nothing is decided: no second run overlaps the first.
         longest = rung.timeout_s * (r.attempts + 1) + r.attempts * r.max_s
-        if (left := c.ts + longest - time.time()) > 0:
+        if (left := c.ts + longest - self.clock()) > 0:
             await self.sleep(left)
         retry, why = self._retry_interrupted(rung, c.dry_run)
         detail = (f"the engine stopped while this step ran (claimed {_when(c.ts)}); its outcome is "
@@ -276,7 +278,7 @@ class Engine:
             first = last + 1
         acted = first > 0 or resume is not None  # then a guard that stops the climb pages
         for i in range(first, len(rule.ladder)):
-            rung = rule.ladder[i]
+            rung, trigger = rule.ladder[i], ep.trigger
             closes = i == held  # what is recorded for this rung ends the held claim
             if ep.resolved.is_set():
                 await self._record(trigger, Verdict.CANCELLED, rule=rule, rung=i,
@@ -429,7 +431,8 @@ class Engine:
         while True:
             if rung.success.resolved and ep.resolved.is_set():
                 return True
-            if check is not None and await _check_ok(check, ep.trigger):
+            if check is not None and self.settings.live_checks and await _check_ok(
+                    check, ep.trigger):
                 return True
             left = deadline - self.clock()
             if left <= 0:
@@ -454,6 +457,10 @@ class Engine:
         if page is None:
             await self._record(trigger, Verdict.ESCALATED, rule=rule, rung=rung,
                                detail=detail + "; no page configured", closes_claim=closes_claim)
+            return
+        if not self.settings.live_checks:  # a what-if: history's on-call is not paged today
+            await self._record(trigger, Verdict.ESCALATED, rule=rule, rung=rung,
+                               detail=detail + f"; would page {page.url}", closes_claim=closes_claim)
             return
         body = {"text": f"Vigil: {detail} for {trigger.service or trigger.fingerprint}",
                 "rule": name, "trigger": trigger.to_dict(),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -34,11 +34,16 @@ def replay(
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="output directory")] = None,
     summary: Annotated[Path | None, typer.Option(help="also write the run's figures to this "
                                                  "file as JSON")] = None,
+    policy: Annotated[Path | None, typer.Option(
+        help="what-if: pass the incidents, in event time, through this remediation policy in "
+        "dry-run and print what Vigil would have done and when (audit: OUT/whatif.db, "
+        "decisions: OUT/whatif.jsonl)")] = None,
 ) -> None:
     """Replay JSON logs through the detector; write anomalies, incidents and dead letters.
 
     Exit 0, or 1 when not one line became an event (the summary says what the lines look like).
     """
+    pol = _load_policy_or_exit(policy) if policy is not None else None
     from detector.runtime.replay import InputError, input_hint
     from detector.runtime.replay import replay as run
 
@@ -63,11 +68,44 @@ def replay(
     print_replay_summary(figures, result.incidents, target)
     if summary is not None:
         write_json(summary, {"files": [str(f) for f in files], "out_dir": str(target), **figures})
+    if pol is not None:
+        _what_if(pol, target)
     hint = input_hint(result.stats)
     if hint is not None:
         err.print(f"[yellow]warning:[/yellow] {hint}", markup=True, highlight=False)
     if result.stats.lines and not result.stats.events:
         raise typer.Exit(1)
+
+
+def _load_policy_or_exit(path: Path) -> Any:
+    from remediation.policy import PolicyError, load_policy
+
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        for line in exc.problems:
+            err.print(line, markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+
+
+def _what_if(policy: Any, target: Path) -> None:
+    from detector.runtime.whatif import story, what_if
+
+    with (target / "incidents.jsonl").open("rb") as fh:
+        records = [orjson.loads(line) for line in fh if line.strip()]
+    result = what_if(records, policy, target / "whatif.db")
+    with (target / "whatif.jsonl").open("wb") as fh:
+        for d in result.decisions:  # what was decided; not how long the log hook took
+            row = {k: v for k, v in d.to_dict().items() if k not in ("trigger", "duration_s")}
+            fh.write(orjson.dumps(row) + b"\n")
+    lines = story(result)
+    out.print(f"What-if (dry-run, nothing acted on): {len(result.actions)} step(s) would have run "
+              f"for {len({e for _, t in result.triggers for e in [t.episode]})} incident(s)",
+              markup=False, highlight=False)
+    for line in lines:
+        out.print(line, markup=False, highlight=False)
+    out.print(f"Audit of the what-if: {target / 'whatif.db'} (vigil audit --db it); decisions: "
+              f"{target / 'whatif.jsonl'}", markup=False, highlight=False)
 
 
 def dead_letters(
