@@ -4,6 +4,7 @@ tests call `poll()` (one read, never blocking), so they need no clock but the pa
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -206,3 +207,49 @@ def test_a_stop_from_another_thread_ends_an_idle_follow_within_a_poll(log: Path)
     n = sum(1 for _ in src.batches(stop))
     assert 0.25 < time.monotonic() - t0 < 1.0
     assert n >= 2
+
+
+def test_a_path_that_is_not_a_regular_file_is_reported_not_read(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with FollowSource([fifo, tmp_path], poll_s=0.01) as src:
+        assert src.poll() == []  # returns at once: a FIFO does not block it
+    assert src.stats.open_errors == 2 and "not a regular file" in src.stats.last_error
+
+
+def test_rotations_under_a_live_writer_that_reopens_late_lose_no_line(log: Path) -> None:
+    """logrotate's order: rename, create, then the writer reopens (here 300 lines later, so the
+    follower sees the new file while lines still go to the old one). Rotations come about
+    0.4 s apart: two within one poll would lose the file between them, for any poller."""
+    total = 8000
+
+    def write() -> None:
+        fh = log.open("ab", buffering=0)
+        reopen_at = -1
+        for i in range(total):
+            fh.write(b'{"n": %d}\n' % i)
+            if i % 2000 == 1999:
+                log.rename(log.with_name(f"app.jsonl.{i}"))
+                log.touch()
+                reopen_at = i + 300
+            if i == reopen_at:
+                fh.close()
+                fh = log.open("ab", buffering=0)
+            if i % 20 == 0:
+                time.sleep(0.004)
+        fh.close()
+
+    writer = threading.Thread(target=write)
+    stop = threading.Event()
+    src = FollowSource([log], poll_s=0.01, batch_size=1000, rotate_grace_s=1.0)
+
+    def stop_after_the_writer() -> None:
+        writer.join()
+        time.sleep(0.3)
+        stop.set()
+
+    writer.start()
+    threading.Thread(target=stop_after_the_writer).start()
+    got = [int(line[6:-1]) for b in src.batches(stop) for line in b.lines]
+    assert got == list(range(total))
+    assert src.stats.rotations == 4
