@@ -25,6 +25,7 @@ app.add_typer(eval_app, name="eval")
 
 # Running the detector
 app.command("replay")(run.replay)
+app.command("follow")(run.follow)
 app.command("consume")(run.consume)
 app.command("metrics")(run.metrics_cmd)
 app.command("simulate")(run.simulate)

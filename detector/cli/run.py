@@ -1,4 +1,4 @@
-"""Commands that run the detector: replay, consume, metrics, simulate, dead-letters, config."""
+"""Commands that run the detector: replay, follow, consume, metrics, simulate, dead-letters, config."""
 from __future__ import annotations
 
 import sys
@@ -106,6 +106,46 @@ def _what_if(policy: Any, target: Path) -> None:
         out.print(line, markup=False, highlight=False)
     out.print(f"Audit of the what-if: {target / 'whatif.db'} (vigil audit --db it); decisions: "
               f"{target / 'whatif.jsonl'}", markup=False, highlight=False)
+
+
+def follow(
+    files: Annotated[list[Path], typer.Argument(
+        help="JSONL files to follow as they grow; one that does not exist yet is waited for")],
+    config: ConfigOpt = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="output directory")] = None,
+    from_end: Annotated[bool, typer.Option(
+        "--from-end", help="only lines written from now on (default: each file from its start)")
+    ] = False,
+) -> None:
+    """Follow growing JSON log files, like tail -F (rotation-safe), through the detector; write
+    anomalies, incidents and dead letters, flushed after every batch, until SIGINT or SIGTERM.
+
+    A stop processes what was read, closes every window, writes the open incidents and exits 0.
+    """
+    import signal
+    import threading
+
+    from detector.runtime.follow import run_follow
+    from detector.runtime.replay import latest_incidents
+
+    cfg = load_or_exit(config)
+    for f in files:
+        if str(f) == "-" or (f.exists() and not f.is_file()):
+            err.print(f"error: {f} is not a file to follow (`vigil replay -` reads stdin)",
+                      markup=False, highlight=False)
+            raise typer.Exit(2)
+    target = out_dir or cfg.output.dir
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    names = ", ".join(str(f) for f in files)
+    err.print(f"vigil follow: {names} from the {'end' if from_end else 'start'}, writing to "
+              f"{target}/; SIGINT or SIGTERM stops", markup=False, highlight=False)
+    result = run_follow(files, cfg, target, stop, from_end=from_end)
+    print_replay_summary(result.stats.as_dict(), latest_incidents(target / "incidents.jsonl"),
+                         target, title="Follow summary")
+    err.print(f"vigil follow: stopped; {orjson.dumps(result.follow.as_dict()).decode()}",
+              markup=False, highlight=False)
 
 
 def dead_letters(

@@ -9,8 +9,8 @@ from detector.cli.common import out
 
 
 def print_replay_summary(stats: dict[str, object], incidents: list[dict[str, object]], target: Path,
-                   ) -> None:
-    t = Table(title="Replay summary", show_header=False)
+                         title: str = "Replay summary") -> None:
+    t = Table(title=title, show_header=False)
     for key in ("lines", "events", "windows_closed", "anomalies", "incidents_opened",
                 "dead_letters_total", "seconds"):
         t.add_row(key.replace("_", " "), str(stats[key]))
