@@ -50,6 +50,7 @@ from detector.simulate.live.topology import BAD_VERSIONS, DEFAULT_CAPACITY, DEFA
 CALL_TIMEOUT_S = 1.0  # a caller gives up on a downstream after this long
 BAD_DEPLOY_FAILURE_RATE = 0.6
 CRASH_EXIT_CODE = 3
+OVERLOAD_DELAY_S = 0.1  # what a request over capacity waits before its 503
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 _OPERATION = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _LOOPBACK = ("127.0.0.1", "::1")
@@ -227,8 +228,11 @@ class Service:
             with self._counted() as n:
                 cap = self.opts.capacity
                 if n > cap:
-                    # Queued behind the others: the wait grows with the excess, then it gives up.
-                    time.sleep(min(0.8, 0.15 + 0.03 * (n - cap)))
+                    # Queued behind the others, then it gives up: latency jumps about tenfold.
+                    # Long enough that five times the load stays overloaded (200 rps x 0.1 s
+                    # keeps 20 in flight), short enough that a throttle to the usual rate
+                    # recovers (40 rps x 0.1 s is 4, under the capacity).
+                    time.sleep(OVERLOAD_DELAY_S * min(1.3, math.exp(self._rng.gauss(0.0, 0.15))))
                     status, level = 503, "error"
                     msg = (f"ServiceUnavailable: overloaded, {n} requests in flight over "
                            f"capacity {cap}")
