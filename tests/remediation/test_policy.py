@@ -288,3 +288,12 @@ def test_alert_data_in_a_query_stays_a_label_value() -> None:
     slashes = Trigger("alertmanager", "f", "firing", 0.0, labels={"service": 'a\\"\nb'})
     assert render_promql(v.promql or "", slashes) == (
         r'rate(http_errors_total{service="a\\\"\nb"}[30s]) < 0.1')
+
+
+def test_the_documented_verify_example_loads() -> None:
+    doc = (ROOT / "docs" / "remediation.md").read_text()
+    start = doc.index("```yaml\nprometheus:")
+    block = doc[start + len("```yaml\n"):doc.index("```", start + 7)]
+    v = parse_policy(block, "remediation.md").rules[0].ladder[0].verify
+    assert v.resolved and v.for_s == 60 and v.interval_s == 5 and v.http is not None
+    assert v.promql == 'rate(http_errors_total{service="${trigger.service}"}[30s]) < 0.1'
