@@ -227,8 +227,9 @@ class Verify(_Strict):
 
     resolved: bool = True
     http: HttpCheck | None = None
-    # Holds when the instant query returns a non-empty result whose samples are all non-zero
-    # (and not NaN): a comparison such as `rate(x[30s]) < 0.1` filters to empty when false.
+    # Holds when the instant query returns a non-empty vector (as an alerting rule fires): a
+    # comparison such as `rate(x[30s]) < 0.1` filters to empty when false; a scalar result holds
+    # when non-zero.
     promql: str | None = Field(default=None, min_length=1)
     for_s: float = Field(default=0.0, alias="for", ge=0)
     interval_s: float = Field(default=5.0, alias="interval", gt=0)
