@@ -25,7 +25,14 @@ from remediation.hooks.base import HookParamError, HookRegistry
 from remediation.hooks.log import LogHook
 from remediation.planning import plan_action
 from remediation.policy import CredentialError, HttpCheck, Policy, Rule, Rung
-from remediation.templating import SHOWN, TemplateError, references, render, render_url
+from remediation.templating import (
+    SHOWN,
+    TemplateError,
+    references,
+    render,
+    render_promql,
+    render_url,
+)
 from remediation.trigger import Trigger, TriggerError
 
 
@@ -36,6 +43,16 @@ class _Episode:
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     json: str | None = None  # the trigger, serialised once for its audit rows
     seen: float = 0.0  # when a delivery of this episode last arrived
+    checks: dict[int, _Seen] = field(default_factory=dict)  # by id(rung): what its checks saw
+
+
+@dataclass
+class _Seen:
+    """What a rung's verification saw: what verified it, or each check's last probe."""
+
+    why: str = ""
+    http: str = ""
+    promql: str = ""
 
 
 class Engine:
@@ -343,7 +360,7 @@ class Engine:
                     return
                 if outcome.ok:
                     await self._record(trigger, Verdict.NOT_BETTER, action=action,
-                                       detail=f"no better after {rung.wait_s:g}s")
+                                       detail=self._why_not_better(rung, ep))
         await self._page(rule, trigger)
 
     def _action(self, rule: Rule, i: int, rung: Rung, trigger: Trigger) -> Action:
@@ -425,28 +442,88 @@ class Engine:
         return result
 
     async def _verified(self, rung: Rung, ep: _Episode) -> bool:
-        """Within the rung's wait: did the trigger resolve, or the HTTP check pass?"""
-        deadline = self.clock() + rung.wait_s
-        check = rung.success.http
-        while True:
-            if rung.success.resolved and ep.resolved.is_set():
-                return True
-            if check is not None and self.settings.live_checks and await _check_ok(
-                    check, ep.trigger):
-                return True
-            left = deadline - self.clock()
-            if left <= 0:
-                return rung.wait_s == 0 and check is None and not rung.success.resolved
-            step = min(left, check.interval_s if check else left)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ep.resolved.wait(), timeout=step)
+        """Within the rung's wait: did the trigger resolve (if asked), the HTTP check pass, or
+        the PromQL condition hold for `for`? Each check is probed at its interval and once more at
+        the deadline; a failed probe (Prometheus down, a bad query) is "not yet", never an
+        exception. What verified it, or what was last seen, is kept for the audit's detail. With
+        `live_checks` off (a what-if on history) only the resolution counts."""
+        v = rung.verify
+        live = self.settings.live_checks
+        http = v.http if live else None
+        query: str | None = None
+        seen = ep.checks[id(rung)] = _Seen()
+        if live and v.promql is not None:
+            try:
+                query = render_promql(v.promql, ep.trigger)
+            except TemplateError as exc:
+                seen.promql = f"promql: {exc}"
+            if self.policy.prometheus is None:
+                seen.promql = "promql: the policy names no prometheus.url to ask"
+        held_since: float | None = None
+        async with contextlib.AsyncExitStack() as stack:
+            client = None
+            if query is not None and self.policy.prometheus is not None:
+                client = await stack.enter_async_context(httpx.AsyncClient(
+                    base_url=self.policy.prometheus.url, timeout=self.policy.prometheus.timeout_s))
+            start = self.clock()
+            deadline, due_http, due_prom = start + rung.wait_s, start, start
+            first = True
+            while True:
+                if v.resolved and ep.resolved.is_set():
+                    seen.why = "the alert resolved"
+                    return True
+                # The first probes count from the start of the wait, so a `for` as long as the
+                # wait is judged by the deadline's probe.
+                now, first = (start if first else self.clock()), False
+                last = now >= deadline  # the deadline's probe: every check once more
+                if http is not None and (last or now >= due_http):
+                    ok, seen.http = await _http_probe(http, ep.trigger)
+                    due_http = self.clock() + http.interval_s
+                    if ok:
+                        seen.why = seen.http
+                        return True
+                if client is not None and query is not None and (last or now >= due_prom):
+                    ok, what = await _promql_probe(client, query)
+                    due_prom = self.clock() + v.interval_s
+                    held_since = (held_since if held_since is not None else now) if ok else None
+                    held = now - held_since if held_since is not None else 0.0
+                    seen.promql = (f"{what} (held {held:.1f}s of {v.for_s:g}s)"
+                                   if ok and v.for_s else what)
+                    if held_since is not None and held >= v.for_s:
+                        seen.why = (f"promql held {v.for_s:g}s: {query}" if v.for_s else
+                                    f"promql held: {query}")
+                        return True
+                left = deadline - self.clock()
+                if last or left <= 0:
+                    return rung.wait_s == 0 and not v.live and not v.resolved
+                dues = ([due_http] if http else []) + ([due_prom] if client else [])
+                step = max(0.0, min([left, *(d - self.clock() for d in dues)]))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ep.resolved.wait(), timeout=step)
 
     def _why_better(self, rung: Rung, ep: _Episode) -> str:
-        if ep.resolved.is_set():
-            return "the alert resolved"
-        if rung.success.http is not None:
-            return f"{rung.success.http.field} below {rung.success.http.below:g}"
-        return "no verification configured"
+        seen = ep.checks.pop(id(rung), None)
+        if seen is not None and seen.why:
+            why = seen.why
+        elif ep.resolved.is_set():
+            why = "the alert resolved"
+        elif rung.verify.http is not None and self.settings.live_checks:
+            why = f"{rung.verify.http.field} below {rung.verify.http.below:g}"
+        else:
+            why = "no verification configured"
+        return why + self._what_if_note(rung)
+
+    def _why_not_better(self, rung: Rung, ep: _Episode) -> str:
+        """The NOT_BETTER detail: how long it waited and what the checks last saw."""
+        seen = ep.checks.pop(id(rung), None)
+        last = [x for x in (seen.http, seen.promql) if x] if seen is not None else []
+        return (f"no better after {rung.wait_s:g}s" + ("; last seen: " + "; ".join(last)
+                                                       if last else "")
+                + self._what_if_note(rung))
+
+    def _what_if_note(self, rung: Rung) -> str:
+        return ("" if self.settings.live_checks or not rung.verify.live else
+                " (what-if: http/promql checks not run)")
 
     async def _page(self, rule: Rule | str, trigger: Trigger, why: str | None = None,
                     rung: int | None = None, closes_claim: bool = False) -> None:
@@ -515,9 +592,9 @@ class Engine:
 
     def _settled_now(self, rung: Rung, ep: _Episode) -> bool:
         """Verified without waiting: already resolved, or a rung that asks for no check."""
-        if rung.success.resolved and ep.resolved.is_set():
+        if rung.verify.resolved and ep.resolved.is_set():
             return True
-        return rung.wait_s == 0 and rung.success.http is None and not rung.success.resolved
+        return rung.wait_s == 0 and not rung.verify.live and not rung.verify.resolved
 
     def _trigger_json(self, trigger: Trigger) -> str:
         ep = self._episodes.get(trigger.episode)
@@ -537,15 +614,76 @@ def _running(ep: _Episode) -> bool:
 
 
 async def _check_ok(check: HttpCheck, trigger: Trigger) -> bool:
+    return (await _http_probe(check, trigger))[0]
+
+
+async def _http_probe(check: HttpCheck, trigger: Trigger) -> tuple[bool, str]:
+    """(passed, what was seen) for one GET of an HTTP check; never raises for the service's
+    failures."""
     try:
         url = render_url(check.url, trigger)
         async with httpx.AsyncClient(timeout=5.0) as client:
             resp = await client.get(url)
         if not 200 <= resp.status_code < 300:
-            return False
+            return False, f"http: {check.url} answered {resp.status_code}"
         value: Any = resp.json()
         for part in check.field.split("."):
             value = value[part]
-        return float(value) < check.below
-    except (httpx.HTTPError, ValueError, KeyError, TypeError, TemplateError):
-        return False
+        if float(value) < check.below:
+            return True, f"{check.field} below {check.below:g}"
+        return False, f"http: {check.field} is {float(value):g}, not below {check.below:g}"
+    except httpx.HTTPError as exc:
+        return False, f"http: {check.url}: {_http_error(exc)}"
+    except (ValueError, KeyError, TypeError, TemplateError) as exc:
+        return False, f"http: {check.url}: {check.field}: {type(exc).__name__}: {exc}"
+
+
+async def _promql_probe(client: httpx.AsyncClient, query: str) -> tuple[bool, str]:
+    """(holds, what was seen) for one instant query. As for a Prometheus alerting rule, a vector
+    result holds when it is non-empty, whatever its values: a comparison such as `rate(x[30s]) <
+    0.1` filters to empty when false and keeps the left side's value (0 for a recovered error
+    rate) when true. A scalar result (a `bool` comparison of scalars) holds when non-zero and not
+    NaN. Prometheus down, a bad query, a non-2xx or a timeout: (False, why); never raises."""
+    try:
+        resp = await client.get("/api/v1/query", params={"query": query})
+        try:
+            body: Any = resp.json()
+        except ValueError:
+            body = None
+        if not 200 <= resp.status_code < 300 or not isinstance(body, dict) or \
+                body.get("status") != "success":
+            err = body.get("error") if isinstance(body, dict) else None
+            kind = body.get("errorType") if isinstance(body, dict) else None
+            shown = f": {kind}: {err}" if err else ""
+            return False, f"prometheus: HTTP {resp.status_code}{shown}"
+        data = body.get("data") or {}
+        rtype = data.get("resultType")
+        result: Any = data.get("result")
+        if rtype == "scalar":
+            value = float(result[1])
+            return bool(value) and value == value, f"promql: scalar {value:g}"
+        if rtype != "vector" or not isinstance(result, list):
+            return False, f"promql: a {rtype} result, not an instant vector or a scalar"
+        first = result[0]["value"][1] if result else None
+    except httpx.TimeoutException:
+        return False, f"prometheus: no answer within {client.timeout.read or 0:g}s"
+    except httpx.HTTPError as exc:
+        return False, f"prometheus: {_http_error(exc)}"
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        return False, f"prometheus: an answer that is not a query result ({exc})"
+    if not result:
+        return False, "promql: empty result"
+    if len(result) == 1 and first is not None:
+        return True, f"promql: 1 series, value {first}"
+    return True, f"promql: {len(result)} series"
+
+
+def _http_error(exc: httpx.HTTPError) -> str:
+    """A transport failure in a few words ('connection refused', 'timed out', ...)."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.ConnectError) and ("refused" in text.lower() or
+                                                 "all connection attempts failed" in text.lower()):
+        return "connection refused"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({type(exc).__name__})"
+    return text

@@ -18,6 +18,7 @@ class EngineSettings(BaseModel):
     episode_memory_s: float = Field(default=3600.0, gt=0, description="finished episodes are "
                                     "forgotten after this long (a later resend is still refused "
                                     "by its durable claim, and audited)")
-    live_checks: bool = Field(default=True, description="run HTTP and PromQL verification and "
-                              "send pages; false in a what-if on history (only resolution counts, "
-                              "pages are recorded, not sent)")
+    live_checks: bool = Field(default=True, description="run a rung's http and promql checks "
+                              "and send pages; false for a what-if replay of history (live services "
+                              "are not what history saw): only the alert's resolution verifies a "
+                              "step, and a page is recorded, not sent")

@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from remediation.actions import is_secret_key
 from remediation.hooks.base import HookParamError, HookRegistry
@@ -28,6 +29,7 @@ from remediation.retry import Retry
 from remediation.templating import (
     ALERT_SCOPES,
     TemplateError,
+    check_promql,
     check_reference,
     references,
     render,
@@ -166,6 +168,10 @@ class Match(_Strict):
         return out
 
 
+_ALIASES = {"for_s": "for", "interval_s": "interval"}  # field names as the YAML spells them
+_POINT_AT = {"verify_and_success": ("success",), "for_beyond_wait": ("verify", "for")}
+
+
 def _shown(v: str | None) -> str:
     return "none" if v is None else repr(v)
 
@@ -179,11 +185,91 @@ class HttpCheck(_Strict):
     interval_s: float = Field(default=2.0, gt=0)
 
 
-class Success(_Strict):
-    """How to tell an action worked: the trigger resolved, and/or an HTTP check passes."""
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number of seconds or a duration string: `60s`, `2m`, `1h`, `500ms`, `1m30s`.
+
+    >>> parse_duration(60), parse_duration("60s"), parse_duration("2m"), parse_duration("1m30s")
+    (60.0, 60.0, 120.0, 90.0)
+    >>> parse_duration("soon")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'soon' is not a duration: use seconds or a string like 60s, 2m, 1h, 500ms
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = str(value).strip()
+        parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
+        if not text or "".join(n + u for n, u in parts) != text:
+            try:
+                seconds = float(text)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a duration: use seconds or a string like "
+                                 "60s, 2m, 1h, 500ms") from None
+        else:
+            seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ValueError(f"{value!r}: a duration is a finite number of seconds >= 0")
+    return seconds
+
+
+class Verify(_Strict):
+    """How to tell an action worked (a rung's `verify:`, formerly `success:`): the trigger
+    resolved (`resolved`, the default), an HTTP check passes, or a PromQL condition holds for
+    `for` (probed every `interval`). Any one of those asked for is enough."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     resolved: bool = True
     http: HttpCheck | None = None
+    # Holds when the instant query returns a non-empty vector (as an alerting rule fires): a
+    # comparison such as `rate(x[30s]) < 0.1` filters to empty when false; a scalar result holds
+    # when non-zero.
+    promql: str | None = Field(default=None, min_length=1)
+    for_s: float = Field(default=0.0, alias="for", ge=0)
+    interval_s: float = Field(default=5.0, alias="interval", gt=0)
+
+    @field_validator("for_s", "interval_s", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float:
+        return parse_duration(v)
+
+    @model_validator(mode="after")
+    def _needs_promql(self) -> Verify:
+        given = self.model_fields_set & {"for_s", "interval_s"}
+        if given and self.promql is None:
+            names = " and ".join(sorted(type(self).model_fields[f].alias or f for f in given))
+            raise ValueError(f"{names} {'apply' if len(given) > 1 else 'applies'} to a promql "
+                             "condition, and there is no promql")
+        return self
+
+    @property
+    def live(self) -> bool:
+        """Whether it asks a live service (the HTTP check, Prometheus), not only the trigger."""
+        return self.http is not None or self.promql is not None
+
+
+Success = Verify  # the old name of `verify:`
+
+
+class PrometheusSettings(_Strict):
+    """Where `verify.promql` conditions are queried (`/api/v1/query`); the URL is literal."""
+
+    url: str
+    timeout_s: float = Field(default=5.0, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _literal(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if "${" in v or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{v!r}: an http(s) URL with a literal host (no ${{...}})")
+        return v.rstrip("/")
 
 
 class Rung(_Strict):
@@ -194,7 +280,7 @@ class Rung(_Strict):
     restart: bool = False  # counts towards restart-loop protection
     timeout_s: float = Field(default=30.0, gt=0, le=3600)
     wait_s: float = Field(default=120.0, ge=0, le=86_400)
-    success: Success = Field(default_factory=Success)
+    verify: Verify = Field(default_factory=Verify)  # `success:` is its old name
     secrets: list[str] = Field(default_factory=list)
     # A command whose argv runs a shell or inline code is refused unless this says otherwise
     # (and then warned about): trigger data in its VIGIL_* variables is one `eval` from code.
@@ -203,6 +289,29 @@ class Rung(_Strict):
     # retry if its hook says the step is idempotent (log; http GET/PUT/DELETE; kubernetes scale
     # and throttle), else escalate.
     on_interrupt: Literal["retry", "escalate"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _success_is_verify(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "success" in data:
+            if "verify" in data:
+                raise PydanticCustomError(
+                    "verify_and_success", "give verify (or its old name success), not both")
+            data = {("verify" if k == "success" else k): v for k, v in data.items()}
+        return data
+
+    @model_validator(mode="after")
+    def _for_within_wait(self) -> Rung:
+        if self.verify.for_s > self.wait_s:
+            raise PydanticCustomError(
+                "for_beyond_wait", f"{self.verify.for_s:g}s is longer than the rung's wait_s "
+                f"({self.wait_s:g}s): the condition could never hold that long within it")
+        return self
+
+    @property
+    def success(self) -> Verify:
+        """The old name of `verify`."""
+        return self.verify
 
 
 class Approval(_Strict):
@@ -255,6 +364,7 @@ class Policy(_Strict):
     rules: list[Rule] = Field(default_factory=list)
     guards: Guards = Field(default_factory=Guards)
     page: Page | None = None
+    prometheus: PrometheusSettings | None = None  # where verify.promql conditions are queried
     # Credentials by name, referenced as ${credentials.NAME} (from files or the environment).
     credentials: dict[str, Credential] = Field(default_factory=dict)
     # Alert fields redacted before anything stores or uses them, besides those whose names look
@@ -364,6 +474,12 @@ def parse_policy(text: str, name: str = "<policy>", hooks: HookRegistry | None =
             loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x in (
                 "function-after[_one(), LabelMatch]",)))
             loc = tuple("in" if x == "in_" else x for x in loc)
+            loc = tuple(_ALIASES.get(x, x) if isinstance(x, str) else x for x in loc)
+            loc = (*loc, *_POINT_AT.get(e["type"], ()))
+            if "verify" in loc:  # said as the policy spells it (`success:`, the old name)
+                k = loc.index("verify")
+                if (*loc[:k], "success") in lines:
+                    loc = (*loc[:k], "success", *loc[k + 1:])
             problems.append(f"{at(loc)}: {_dotted(loc)}: {e['msg']}")
         raise PolicyError(problems) from exc
     problems = []
@@ -401,6 +517,22 @@ def parse_policy(text: str, name: str = "<policy>", hooks: HookRegistry | None =
                     problems.append(f"{at((*loc, 'params'))}: {_dotted(loc)}: {exc}")
             for keys, problem in _secret_problems(policy, rung.params, frozenset(rung.secrets)):
                 problems.append(f"{at((*loc, 'params', *keys))}: {_dotted(loc)}: {problem}")
+            if rung.verify.promql is not None:
+                vloc = (*loc, "success" if (*loc, "success") in lines else "verify")
+                if policy.prometheus is None:
+                    problems.append(f"{at((*vloc, 'promql'))}: {_dotted(vloc)}.promql: no "
+                                    "Prometheus to ask: set prometheus: {url: http://HOST:9090} "
+                                    "at the top of the policy")
+                try:
+                    check_promql(rung.verify.promql)
+                except TemplateError as exc:
+                    problems.append(f"{at((*vloc, 'promql'))}: {_dotted(vloc)}.promql: {exc}")
+                for ref in references(rung.verify.promql):
+                    scope, _, field = ref.partition(".")
+                    if policy.is_secret_field(scope, field):
+                        problems.append(f"{at((*vloc, 'promql'))}: {_dotted(vloc)}.promql: "
+                                        f"${{{ref}}} is a secret field: it is redacted when the "
+                                        "alert arrives")
             if references(rung.target) and any(r.startswith("credentials.")
                                                for r in references(rung.target)):
                 problems.append(f"{at((*loc, 'target'))}: {_dotted(loc)}.target: a credential "

@@ -149,3 +149,86 @@ def references(value: Any) -> list[str]:
     if isinstance(value, list):
         return [r for v in value for r in references(v)]
     return []
+
+
+def promql_string(value: str) -> str:
+    r"""`value` escaped for the inside of a double-quoted PromQL string (a label value): a
+    backslash, a double quote and line breaks are escaped, so the value stays one string.
+
+    >>> print(promql_string('cart"} or vector(1) #'))
+    cart\"} or vector(1) #
+    >>> print(promql_string("a\\b\nc"))
+    a\\b\nc
+    """
+    return (value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+            .replace("\r", "\\r"))
+
+
+def _promql_refs_outside_strings(query: str) -> list[str]:
+    """The `${...}` references of `query` that are not inside a double-quoted string (PromQL's
+    single-quoted and backtick strings do not escape a double quote, so they do not count; a
+    quote in a `#` comment opens nothing)."""
+    outside: list[str] = []
+    i, n, quote_char = 0, len(query), ""
+    while i < n:
+        c = query[i]
+        if quote_char:
+            if c == "\\" and quote_char != "`":
+                i += 2
+                continue
+            if c == quote_char:
+                quote_char = ""
+            elif quote_char != '"' and (m := _REF.match(query, i)):
+                outside.append(m.group(0))
+                i = m.end()
+                continue
+        elif c in "\"'`":
+            quote_char = c
+        elif c == "#":  # a comment, to the end of the line
+            end = query.find("\n", i)
+            end = n if end < 0 else end
+            outside += [m.group(0) for m in _REF.finditer(query, i, end)]
+            i = end
+            continue
+        elif m := _REF.match(query, i):
+            outside.append(m.group(0))
+            i = m.end()
+            continue
+        i += 1
+    return outside
+
+
+def check_promql(query: str) -> None:
+    """Raise TemplateError unless every `${...}` in a PromQL query sits inside a double-quoted
+    string (a label value), where `render_promql` escapes it: alert data then cannot change the
+    query's shape, only the value it compares.
+
+    >>> check_promql('rate(http_errors_total{service="${trigger.service}"}[30s]) < 0.1')
+    >>> try:
+    ...     check_promql('${labels.metric} > 0')
+    ... except TemplateError as exc:
+    ...     print(exc)  # doctest: +ELLIPSIS
+    ${labels.metric} is outside a double-quoted label value: alert data may only fill ...
+    """
+    if outside := _promql_refs_outside_strings(query):
+        raise TemplateError(f"{outside[0]} is outside a double-quoted label value: alert data "
+                            'may only fill a value, like {service="${trigger.service}"}')
+    for ref in references(query):
+        scope, _, name = ref.partition(".")
+        check_reference(scope, name)
+        if scope == "credentials":
+            raise TemplateError(f"${{{ref}}}: a credential cannot go into a query (queries are "
+                                "audited)")
+
+
+def render_promql(query: str, trigger: Trigger) -> str:
+    """`query` with references filled, each value escaped as PromQL string content
+    (`promql_string`); TemplateError if a reference is outside a double-quoted string or the
+    trigger cannot fill it.
+
+    >>> t = Trigger("manual", "f", "firing", 0.0, labels={"service": 'cart"} or vector(1) #'})
+    >>> print(render_promql('up{service="${trigger.service}"} == 0', t))
+    up{service="cart\\"} or vector(1) #"} == 0
+    """
+    check_promql(query)
+    return _REF.sub(lambda m: promql_string(lookup(trigger, m.group(1), m.group(2))), query)

@@ -100,7 +100,10 @@ def policy_check(file: Annotated[Path, typer.Argument(help="policy YAML")]) -> N
         err.print(line, markup=False, highlight=False, style="bold yellow")
     rungs = sum(len(r.ladder) for r in policy.rules)
     warned = f", {len(policy.warnings)} warning(s)" if policy.warnings else ""
-    out.print(f"{file}: ok, {len(policy.rules)} rules, {rungs} rungs{warned}", markup=False)
+    checks = sum(r.verify.promql is not None for rule in policy.rules for r in rule.ladder)
+    prom = (f", {checks} promql check(s) against {policy.prometheus.url}"
+            if checks and policy.prometheus else "")
+    out.print(f"{file}: ok, {len(policy.rules)} rules, {rungs} rungs{prom}{warned}", markup=False)
 
 
 def policy_test(
@@ -208,10 +211,7 @@ def _show_plan(policy: Any, t: Any, guard: Any) -> None:
             target = action.target
             d = guard.check(action)
             verdict = "allowed" if d else f"suppressed by {d.guard}: {d.detail}"
-            success = " or ".join(x for x in (
-                "the alert resolves" if rung.success.resolved else "",
-                f"{rung.success.http.field} < {rung.success.http.below:g} at {rung.success.http.url}"
-                if rung.success.http else "") if x) or "nothing (climbs at once)"
+            success = _verify_text(policy, rung, t)
             out.print(f"  {i + 1}. {rung.name}: hook {rung.hook} on {target} "
                       f"(timeout {rung.timeout_s:g}s) - guard: {verdict}", markup=False)
             out.print(f"     params: {orjson.dumps(params).decode()}", markup=False)
@@ -219,6 +219,26 @@ def _show_plan(policy: Any, t: Any, guard: Any) -> None:
                       "step", markup=False)
         out.print(f"  then: {'page ' + policy.page.url if policy.page else 'escalate (no page set)'}",
                   markup=False)
+
+
+def _verify_text(policy: Any, rung: Any, t: Any) -> str:
+    """What a rung waits for, in words: `vigil policy test`'s 'then waits Ns for ...'."""
+    from remediation.templating import TemplateError, render_promql
+
+    v = rung.verify
+    promql = ""
+    if v.promql is not None:
+        try:
+            query = render_promql(v.promql, t)
+        except TemplateError as exc:
+            query = f"{v.promql} (would fail: {exc})"
+        held = f" for {v.for_s:g}s" if v.for_s else ""
+        promql = (f"promql {query} to hold{held} (every {v.interval_s:g}s at "
+                  f"{policy.prometheus.url if policy.prometheus else '?'})")
+    return " or ".join(x for x in (
+        "the alert resolves" if v.resolved else "",
+        f"{v.http.field} < {v.http.below:g} at {v.http.url}" if v.http else "",
+        promql) if x) or "nothing (climbs at once)"
 
 
 def audit_cmd(

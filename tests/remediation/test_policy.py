@@ -198,3 +198,102 @@ def test_the_documented_policy_loads() -> None:
     assert pol.warnings == [] and set(pol.credentials) == {"gateway", "pager"}
     assert [r.name for r in pol.rules[0].ladder] == ["throttle", "restart", "rollback"]
     assert pol.is_secret_field("annotations", "session_id")
+
+
+# ---- verify: (success: is its old name), promql conditions ----------------------------------------
+PROM = 'prometheus: {url: "http://127.0.0.1:9090"}\n'
+ERRORS = 'rate(http_errors_total{service="${trigger.service}"}[30s]) < 0.1'
+
+
+def one_rung(rung: str, top: str = PROM) -> str:
+    """A policy of one rung (its `rung` keys from line 8 on), after `top` (one line)."""
+    return top + ("rules:\n  - name: r\n    ladder:\n      - name: throttle\n        hook: log\n"
+                  "        wait_s: 120\n") + textwrap.indent(rung, "        ")
+
+
+def test_verify_is_the_new_name_of_success_and_both_is_an_error_at_the_line() -> None:
+    old = parse_policy(one_rung("success: {resolved: false}")).rules[0].ladder[0]
+    new = parse_policy(one_rung("verify: {resolved: false}")).rules[0].ladder[0]
+    assert old.verify == new.verify and not new.verify.resolved and old.success is old.verify
+    assert parse_policy(one_rung("")).rules[0].ladder[0].verify.resolved  # the default
+    got = problems(one_rung("verify: {resolved: true}\nsuccess: {resolved: false}"))
+    assert got == ["p.yaml:9: rules[0].ladder[0].success: give verify (or its old name success), "
+                   "not both"]
+    # a problem inside the old spelling is said with it
+    got = problems(one_rung("success: {resolved: maybe}"))
+    assert got[0].startswith("p.yaml:8: rules[0].ladder[0].success.resolved: ")
+
+
+@pytest.mark.parametrize(("given", "seconds"), [
+    ("60", 60.0), ("60s", 60.0), ("2m", 120.0), ("1m30s", 90.0), ("1.5s", 1.5), ("500ms", 0.5)])
+def test_for_and_interval_take_seconds_or_a_duration(given: str, seconds: float) -> None:
+    rung = parse_policy(one_rung(f"verify: {{promql: 'up == 1', for: {given}, interval: {given}}}")
+                        ).rules[0].ladder[0]
+    assert rung.verify.for_s == seconds and rung.verify.interval_s == seconds
+
+
+def test_a_verify_with_promql_parses_with_its_defaults() -> None:
+    pol = parse_policy(one_rung(f"verify: {{promql: '{ERRORS}', for: 60s}}",
+                                top='prometheus: {url: "http://127.0.0.1:9090/", timeout_s: 2}\n'))
+    v = pol.rules[0].ladder[0].verify
+    assert (v.resolved, v.promql, v.for_s, v.interval_s) == (True, ERRORS, 60.0, 5.0)
+    assert pol.prometheus is not None and pol.prometheus.url == "http://127.0.0.1:9090"
+    assert pol.prometheus.timeout_s == 2
+
+
+@pytest.mark.parametrize(("rung", "top", "expect"), [
+    ("verify:\n  promql: 'up == 1'\n  for: 3m", PROM,
+     "p.yaml:10: rules[0].ladder[0].verify.for: 180s is longer than the rung's wait_s (120s)"),
+    ("success: {promql: 'up == 1', for: 3m}", PROM,
+     "p.yaml:8: rules[0].ladder[0].success.for: 180s is longer than the rung's wait_s (120s)"),
+    ("verify: {promql: 'up == 1', for: soon}", PROM,
+     "p.yaml:8: rules[0].ladder[0].verify.for: Value error, 'soon' is not a duration"),
+    ("verify: {promql: 'up == 1', interval: 0}", PROM,
+     "p.yaml:8: rules[0].ladder[0].verify.interval: Input should be greater than 0"),
+    ("verify: {for: 60s}", PROM,
+     "p.yaml:8: rules[0].ladder[0].verify: Value error, for applies to a promql condition"),
+    ("verify:\n  resolved: true\n  promql: 'up == 1'", "",
+     "p.yaml:9: rules[0].ladder[0].verify.promql: no Prometheus to ask: set prometheus: {url: "),
+    ("verify: {promql: '${labels.metric} > 0'}", PROM,
+     "p.yaml:8: rules[0].ladder[0].verify.promql: ${labels.metric} is outside a double-quoted "
+     "label value"),
+    ("verify: {promql: \"up{a='${labels.a}'}\"}", PROM,
+     "p.yaml:8: rules[0].ladder[0].verify.promql: ${labels.a} is outside a double-quoted"),
+    ("verify: {promql: 'up{t=\"${credentials.t}\"}'}", PROM,
+     "p.yaml:8: rules[0].ladder[0].verify.promql: ${credentials.t}: a credential cannot go "
+     "into a query"),
+    ("verify: {promql: 'up{t=\"${labels.api_token}\"}'}", PROM,
+     "p.yaml:8: rules[0].ladder[0].verify.promql: ${labels.api_token} is a secret field"),
+    ("verify: {promql: 'up{t=\"${trigger.bogus}\"}'}", PROM,
+     "p.yaml:8: rules[0].ladder[0].verify.promql: unknown reference ${trigger.bogus}"),
+    ("", 'prometheus: {url: "http://${labels.host}:9090"}\n',
+     "p.yaml:1: prometheus.url: Value error, 'http://${labels.host}:9090': an http(s) URL with "
+     "a literal host"),
+])
+def test_verify_problems_point_at_their_line(rung: str, top: str, expect: str) -> None:
+    got = problems(one_rung(rung, top))
+    assert any(p.startswith(expect) for p in got), got
+
+
+def test_alert_data_in_a_query_stays_a_label_value() -> None:
+    """A hostile service label cannot close the matcher and add `or vector(1)`: it is escaped
+    (backslash and double quote) and stays the value compared."""
+    from remediation.templating import render_promql
+
+    v = parse_policy(one_rung(f"verify: {{promql: '{ERRORS}'}}")).rules[0].ladder[0].verify
+    hostile = Trigger("alertmanager", "f", "firing", 0.0,
+                      labels={"service": 'cart"} or vector(1) #'})
+    assert render_promql(v.promql or "", hostile) == (
+        r'rate(http_errors_total{service="cart\"} or vector(1) #"}[30s]) < 0.1')
+    slashes = Trigger("alertmanager", "f", "firing", 0.0, labels={"service": 'a\\"\nb'})
+    assert render_promql(v.promql or "", slashes) == (
+        r'rate(http_errors_total{service="a\\\"\nb"}[30s]) < 0.1')
+
+
+def test_the_documented_verify_example_loads() -> None:
+    doc = (ROOT / "docs" / "remediation.md").read_text()
+    start = doc.index("```yaml\nprometheus:")
+    block = doc[start + len("```yaml\n"):doc.index("```", start + 7)]
+    v = parse_policy(block, "remediation.md").rules[0].ladder[0].verify
+    assert v.resolved and v.for_s == 60 and v.interval_s == 5 and v.http is not None
+    assert v.promql == 'rate(http_errors_total{service="${trigger.service}"}[30s]) < 0.1'

@@ -159,3 +159,36 @@ def test_audit_command_lists_and_filters(tmp_path: Path) -> None:
     assert line["guard"] == "cooldown"
     assert runner.invoke(app, ["audit", "--db", str(db), "--since", "1h"]).exit_code == 0
     assert runner.invoke(app, ["audit", "--db", str(tmp_path / "none.db")]).exit_code == 2
+
+
+def test_policy_check_and_test_show_a_promql_verify(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(textwrap.dedent("""
+        prometheus: {url: "http://127.0.0.1:9090"}
+        rules:
+          - name: cart-errors
+            ladder:
+              - name: throttle
+                hook: log
+                wait_s: 90
+                verify:
+                  resolved: false
+                  promql: 'rate(http_errors_total{service="${trigger.service}"}[30s]) < 0.1'
+                  for: 1m
+              - {name: restart, hook: log, success: {resolved: true}}
+    """))
+    res = runner.invoke(app, ["policy", "check", str(policy)])
+    assert res.exit_code == 0, res.output
+    assert "1 rules, 2 rungs, 1 promql check(s) against http://127.0.0.1:9090" in res.output
+    trig = tmp_path / "t.json"
+    trig.write_text(json.dumps({"source": "alertmanager", "fingerprint": "f", "status": "firing",
+                                "starts_at": 1, "labels": {"service": 'cart"}'}}))
+    res = runner.invoke(app, ["policy", "test", str(policy), "--trigger", str(trig)])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())  # rich wraps long lines
+    assert ('waits 90s for promql rate(http_errors_total{service="cart\\"}"}[30s]) < 0.1 to hold '
+            "for 60s (every 5s at http://127.0.0.1:9090)") in text
+    policy.write_text(policy.read_text().replace('prometheus: {url: "http://127.0.0.1:9090"}', ""))
+    res = runner.invoke(app, ["policy", "check", str(policy)])
+    assert res.exit_code == 2 and "policy.yaml:11: rules[0].ladder[0].verify.promql: no " \
+        "Prometheus to ask" in " ".join(res.output.split())
