@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from detector.cli import bench, eval, rca, remediation, run
+from detector.cli import bench, demo, eval, rca, remediation, run
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Vigil: log and metrics anomaly detection with root cause and guarded "
@@ -31,6 +31,7 @@ app.command("metrics")(run.metrics_cmd)
 app.command("simulate")(run.simulate)
 app.command("dead-letters")(run.dead_letters)
 app.command("rca")(rca.rca_cmd)
+app.command("demo")(demo.demo_cmd)
 config_app.command("show")(run.config_show)
 config_app.command("reference")(run.config_reference)
 # Remediation

@@ -11,6 +11,7 @@ not import the pipeline.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import math
@@ -51,6 +52,7 @@ CALL_TIMEOUT_S = 1.0  # a caller gives up on a downstream after this long
 BAD_DEPLOY_FAILURE_RATE = 0.6
 CRASH_EXIT_CODE = 3
 OVERLOAD_DELAY_S = 0.1  # what a request over capacity waits before its 503
+STATS_WINDOW_S = 10.0  # GET /stats counts the requests of the last this many seconds
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 _OPERATION = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _LOOPBACK = ("127.0.0.1", "::1")
@@ -172,6 +174,8 @@ class Service:
         self.set_throttle(opts.throttle)
         self._in_flight = 0
         self._lock = threading.Lock()
+        # (time, a server error?) of recent requests, for GET /stats (bounded)
+        self._recent: collections.deque[tuple[float, bool]] = collections.deque(maxlen=50_000)
         # Loopback calls must not go through an http_proxy from the environment.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         routes = ROUTES.get(opts.name)
@@ -255,8 +259,22 @@ class Service:
         m.latency.labels(self.opts.name, op).observe(ms / 1e3)
         if status >= 500:
             m.errors.labels(self.opts.name, op).inc()
+        with self._lock:
+            self._recent.append((start, status >= 500))
         return status, {"service": self.opts.name, "operation": op, "status": status,
                         "trace_id": trace, "span_id": span}
+
+    def stats(self, window_s: float = STATS_WINDOW_S) -> dict[str, Any]:
+        """Requests and server errors (5xx; a 429 of the throttle is not one) of the last
+        `window_s` seconds: what a remediation step's HTTP check reads."""
+        since = time.time() - window_s
+        with self._lock:
+            while self._recent and self._recent[0][0] < since:
+                self._recent.popleft()
+            n = len(self._recent)
+            errors = sum(1 for _, e in self._recent if e)
+        return {"service": self.opts.name, "window_s": window_s, "requests": n,
+                "server_errors": errors, "error_ratio": round(errors / n, 4) if n else 0.0}
 
     def _route(self, op: str) -> tuple[tuple[str, str], ...] | None:
         if not _OPERATION.match(op):
@@ -335,13 +353,15 @@ def _handler(service: Service) -> type[BaseHTTPRequestHandler]:
                 self._json(code, body)
             elif path == "/metrics":
                 self._reply(200, generate_latest(service.metrics.registry), CONTENT_TYPE_LATEST)
+            elif path == "/stats":
+                self._json(200, service.stats())
             elif path == "/healthz":
                 self._json(200, {"status": "ok", "service": service.opts.name,
                                  "version": service.opts.version, "pid": service.pid,
                                  "throttle_rps": service.throttle_rps})
             else:
                 self._json(404, {"error": f"no route {path}; try /api/<operation>, /metrics, "
-                                          "/healthz"})
+                                          "/stats, /healthz"})
 
         def do_POST(self) -> None:
             if urlsplit(self.path).path != "/admin/throttle":
