@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -71,10 +72,8 @@ class EngineHost:
         running is left claimed, and the next engine on this audit resolves it."""
         if self._thread.is_alive():
             if self.engine is not None:
-                try:
+                with contextlib.suppress(concurrent.futures.TimeoutError):
                     self._call(self.engine.drain()).result(timeout_s)
-                except concurrent.futures.TimeoutError:
-                    pass
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
         self._loop.close()
