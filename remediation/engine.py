@@ -20,7 +20,7 @@ import httpx
 from remediation.actions import Action, InputError, Outcome, Verdict, redact, scrub
 from remediation.audit import AuditRecord, AuditStore, Claim
 from remediation.engine_settings import EngineSettings
-from remediation.guard import Guard
+from remediation.guard import Guard, GuardDecision
 from remediation.hooks.base import HookParamError, HookRegistry
 from remediation.hooks.log import LogHook
 from remediation.planning import plan_action
@@ -318,14 +318,8 @@ class Engine:
                 continue
             decision = self.guard.check(action)
             if not decision:
-                await self._record(trigger, Verdict.SUPPRESSED, action=action, guard=decision.guard,
-                                   detail=decision.detail, closes_claim=closes)
-                if decision.escalate:
+                if await self._held(rule, rung, trigger, action, decision, acted, closes):
                     continue  # a restart loop: the next rung (or the page) instead
-                if acted:  # the ladder acted and it did not help: a person must know
-                    await self._page(rule, trigger, f"step {rung.name!r} of {rule.name!r} "
-                                     f"suppressed by {decision.guard} ({decision.detail}) after "
-                                     "earlier steps did not help")
                 return
             needs_approval = (rule.approval is not None and rule.approval.required and not closes
                               and not self.settings.dry_run)  # dry-run acts on nothing to approve
@@ -334,6 +328,13 @@ class Engine:
                 return
             lock = self._locks.setdefault(action.target, asyncio.Lock())
             async with lock:  # one ladder at a time per target: two triggers never race
+                # Asked again under the lock: another episode may have acted on this target
+                # while this one waited for the lock or an approval (two incidents at once).
+                decision = self.guard.check(action)
+                if not decision:
+                    if await self._held(rule, rung, trigger, action, decision, acted, closes):
+                        continue
+                    return
                 if not closes and not await self.store.aclaim(
                         trigger.episode, rule.name, i, self._trigger_json(trigger),
                         self.settings.dry_run):
@@ -362,6 +363,20 @@ class Engine:
                     await self._record(trigger, Verdict.NOT_BETTER, action=action,
                                        detail=self._why_not_better(rung, ep))
         await self._page(rule, trigger)
+
+    async def _held(self, rule: Rule, rung: Rung, trigger: Trigger, action: Action,
+                    decision: GuardDecision, acted: bool, closes: bool) -> bool:
+        """Audit a guard's refusal; True when the ladder goes on to its next rung (a restart
+        loop), False when it stops (paging first if earlier steps acted without helping)."""
+        await self._record(trigger, Verdict.SUPPRESSED, action=action, guard=decision.guard,
+                           detail=decision.detail, closes_claim=closes)
+        if decision.escalate:
+            return True
+        if acted:  # the ladder acted and it did not help: a person must know
+            await self._page(rule, trigger, f"step {rung.name!r} of {rule.name!r} "
+                             f"suppressed by {decision.guard} ({decision.detail}) after "
+                             "earlier steps did not help")
+        return False
 
     def _action(self, rule: Rule, i: int, rung: Rung, trigger: Trigger) -> Action:
         return plan_action(self.policy, rule, i, rung, trigger)

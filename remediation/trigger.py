@@ -79,6 +79,9 @@ class Trigger:
         for name, m in (("labels", labels), ("annotations", annotations)):
             if not isinstance(m, dict) or not all(isinstance(k, str) for k in m):
                 raise TriggerError(f"{name} must be an object of strings")
+        for name in ("root_cause", "kind"):
+            if d.get(name) is not None and not isinstance(d[name], str):
+                raise TriggerError(f"{name} must be a string or null")
         return cls(
             source=d["source"], fingerprint=str(d["fingerprint"]), status=d["status"],
             starts_at=starts, labels={k: str(v) for k, v in labels.items()},

@@ -36,6 +36,7 @@ config_app.command("show")(run.config_show)
 config_app.command("reference")(run.config_reference)
 # Remediation
 app.command("serve")(remediation.serve_cmd)
+app.command("remediate")(remediation.remediate_cmd)
 app.command("audit")(remediation.audit_cmd)
 policy_app.command("check")(remediation.policy_check)
 policy_app.command("test")(remediation.policy_test)

@@ -281,3 +281,79 @@ def audit_cmd(
         t.add_row(str(r.id), rfc3339(r.ts), r.episode, r.rule or "", r.rung_name or "",
                   r.hook or "", r.target or "", r.verdict, r.guard or "", r.detail[:80])
     out.print(t)
+
+
+def engine_host_or_exit(cfg: Any, policy_path: Path, audit_db: Path | None, act: bool) -> Any:
+    """The remediation engine of `vigil consume --policy` and `vigil remediate`, started: the
+    policy (problems printed, exit 2), the `serve.engine` settings with `--act` turning dry-run
+    off, the audit at `audit_db` or `serve.audit_db`. A claim an earlier run left unfinished is
+    resolved at start, as `vigil serve` does."""
+    from detector.runtime.engine_host import EngineHost
+    from remediation.policy import PolicyError, load_policy
+
+    try:
+        policy = load_policy(policy_path)
+    except PolicyError as exc:
+        for line in exc.problems:
+            err.print(line, markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+    for line in policy.warnings:
+        err.print(line, markup=False, highlight=False, style="bold yellow")
+    settings = cfg.serve.engine.model_copy(update={"dry_run": False}) if act else cfg.serve.engine
+    db = audit_db or cfg.serve.audit_db
+    mode = "dry-run (hooks are planned and audited, never run; --act runs them)" \
+        if settings.dry_run else "acting (hooks run)"
+    err.print(f"remediation: {mode}; policy {policy_path}; audit {db}", markup=False,
+              highlight=False)
+    return EngineHost(policy, db, settings).start()
+
+
+def remediate_cmd(
+    topic: Annotated[str, typer.Option(help="the triggers topic (`vigil consume "
+                                       "--triggers-topic`)")],
+    policy: Annotated[Path, typer.Option(help="remediation policy YAML")],
+    config: ConfigOpt = None,
+    group: Annotated[str, typer.Option(help="the consumer group (replicas of one group split "
+                                       "the partitions, so one engine owns a target at a time)")
+                     ] = "vigil-remediate",
+    audit_db: Annotated[Path | None, typer.Option(help="audit database (default serve.audit_db; "
+                                                  "replicas on one machine share it)")] = None,
+    act: Annotated[bool, typer.Option("--act", help="really run hooks (default: dry-run)")] = False,
+    http_port: Annotated[int | None, typer.Option(
+        help="/healthz /readyz /metrics on kafka.http_host:PORT (default kafka.http_port + 1; "
+        "0: any free port)")] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+) -> None:
+    """Act on the triggers `vigil consume --triggers-topic` produces: a Kafka consumer group
+    (bootstrap, security, timeouts and dead-letter topic from the `kafka` config) whose every
+    trigger goes through the policy, guards and audit; a partition's offsets are committed only
+    up to the first trigger whose decisions are not all audited. A record that is not a trigger
+    is dead-lettered. SIGTERM or SIGINT: no more polls, a bounded wait (kafka.drain_timeout_s) for
+    the decisions in flight, commit, exit 0."""
+    import logging
+    import signal
+    import threading
+
+    from detector.runtime.probes import serve
+    from detector.runtime.remediate import TriggerConsumer
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    cfg = load_or_exit(config)
+    host = engine_host_or_exit(cfg, policy, audit_db, act)
+    consumer = TriggerConsumer(cfg, topic, group, host)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    port = http_port if http_port is not None else (cfg.kafka.http_port + 1
+                                                    if cfg.kafka.http_port else 0)
+    server = serve(consumer, cfg.kafka.http_host, port)
+    bound = server.server_address[:2]
+    err.print(f"vigil remediate: {topic} as group {group}; /healthz /readyz /metrics on "
+              f"http://{bound[0]!s}:{bound[1]}", markup=False)
+    try:
+        code = consumer.run(stop)
+    finally:
+        host.stop(cfg.kafka.drain_timeout_s)
+        server.shutdown()
+    raise typer.Exit(code)

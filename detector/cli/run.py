@@ -241,8 +241,21 @@ def _simulate_rca_cases(out_dir: Path, per_kind: int, kinds: str | None, seed: i
               "{spans,logs}.jsonl.gz", markup=False, highlight=False)
 
 
-def consume(config: ConfigOpt = None,
-            log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO") -> None:
+def consume(
+    config: ConfigOpt = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+    policy: Annotated[Path | None, typer.Option(
+        help="also remediate in-process: each incident change, once the outputs are flushed, goes "
+        "to an engine with this policy (a trigger not yet claimed is lost on a crash; use "
+        "--triggers-topic and vigil remediate for at least once)")] = None,
+    audit_db: Annotated[Path | None, typer.Option(
+        help="with --policy: the audit database (default serve.audit_db)")] = None,
+    act: Annotated[bool, typer.Option("--act", help="with --policy: really run hooks (default: "
+                                      "dry-run)")] = False,
+    triggers_topic: Annotated[str | None, typer.Option(
+        help="instead: produce each incident change's trigger to this topic, keyed by its target "
+        "and flushed before the offsets are committed, for vigil remediate")] = None,
+) -> None:
     """Run the Kafka consumer group (topics, outputs and checkpoints from config / VIGIL_KAFKA__*).
     SIGTERM or SIGINT drains: the batch finishes, outputs are flushed, offsets committed, state
     checkpointed; then exit 0."""
@@ -253,18 +266,36 @@ def consume(config: ConfigOpt = None,
     from detector.runtime.consume import LogConsumer
     from detector.runtime.probes import serve
 
+    if policy is not None and triggers_topic is not None:
+        err.print("error: --policy acts in-process, --triggers-topic leaves it to vigil "
+                  "remediate: choose one", markup=False)
+        raise typer.Exit(2)
+    if (audit_db is not None or act) and policy is None:
+        err.print("error: --audit-db and --act go with --policy", markup=False)
+        raise typer.Exit(2)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     cfg = load_or_exit(config)
-    consumer = LogConsumer(cfg)
+    feed = None
+    if policy is not None:
+        from detector.cli.remediation import engine_host_or_exit
+        from detector.runtime.engine_feed import EngineFeed
+
+        feed = EngineFeed(engine_host_or_exit(cfg, policy, audit_db, act))
+    consumer = LogConsumer(cfg, on_incidents=feed, triggers_topic=triggers_topic)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     server = serve(consumer, cfg.kafka.http_host, cfg.kafka.http_port)
     host, port = server.server_address[:2]
-    err.print(f"vigil consume: /healthz /readyz /metrics on http://{host!s}:{port}", markup=False)
-    code = consumer.run(stop)
-    server.shutdown()
+    err.print(f"vigil consume: /healthz /readyz /metrics on http://{host!s}:{port}"
+              + (f"; triggers to {triggers_topic}" if triggers_topic else ""), markup=False)
+    try:
+        code = consumer.run(stop)
+    finally:
+        if feed is not None:
+            feed.close(cfg.kafka.drain_timeout_s)
+        server.shutdown()
     raise typer.Exit(code)
 
 

@@ -77,3 +77,19 @@ def incident_time(incident: dict[str, Any]) -> float:
     if not incident.get("revision"):
         return float(incident.get("detected_at") or incident["opened_at"])
     return float(incident.get("last_anomaly_at") or incident["opened_at"])
+
+
+def trigger_message(incident: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    """What `vigil consume --triggers-topic` produces for an incident record: the key (the
+    trigger's target service, so every trigger about one target lands on one partition, in
+    order) and the value (`Trigger.to_dict()` plus `event_time`, `incident_time` of the record),
+    which `Trigger.from_dict` reads back.
+
+    >>> key, value = trigger_message({"id": "inc-cart-1", "fingerprint": "root_cause=db",
+    ...     "service": "cart", "status": "open", "opened_at": 100.0, "detected_at": 110.0,
+    ...     "root_cause": [{"service": "db", "confidence": 0.9}]})
+    >>> key, value["fingerprint"], value["event_time"], Trigger.from_dict(value).episode
+    (b'db', 'inc-cart-1', 110.0, 'inc-cart-1@100.000')
+    """
+    trigger = incident_trigger(incident)
+    return trigger.service.encode(), {**trigger.to_dict(), "event_time": incident_time(incident)}

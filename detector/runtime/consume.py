@@ -7,6 +7,11 @@ flushed, and only then are the offsets committed (`sources/kafka.py`). On revoca
 partition's state is checkpointed; on assignment it is restored. A broker outage or a missing
 topic is retried with backoff; the process stays up and reports not ready. SIGTERM/SIGINT
 drain: finish the batch, flush, commit, checkpoint, exit 0.
+
+Remediation, either way after the flush: `on_incidents` (`vigil consume --policy`: an
+in-process engine, `runtime/engine_feed.py`) is handed the batch's incident records before the
+commit, or `triggers_topic` (`--triggers-topic`) gets each one's trigger through the same
+producer, flushed with the other outputs before the commit (for `vigil remediate`).
 """
 
 from __future__ import annotations
@@ -48,12 +53,18 @@ class ConsumerState:
 
 class LogConsumer:
     """The loop of `vigil consume`. `on_batch(records)`, when given, is called after each batch
-    is committed (the benchmark times batches with it)."""
+    is committed (the benchmark times batches with it); `on_incidents(records)` with the incident
+    records of a batch once its outputs are flushed; `triggers_topic` also gets their triggers."""
 
     def __init__(self, cfg: VigilConfig, metrics: ConsumerMetrics | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 on_batch: Callable[[Records], None] | None = None) -> None:
+                 on_batch: Callable[[Records], None] | None = None,
+                 on_incidents: Callable[[list[dict[str, Any]]], None] | None = None,
+                 triggers_topic: str | None = None) -> None:
         self.cfg = cfg
+        self.on_incidents = on_incidents
+        self.triggers_topic = triggers_topic
+        self._incidents: list[dict[str, Any]] = []  # of the batch, for on_incidents
         self.k = cfg.kafka
         self.metrics = metrics or ConsumerMetrics()
         self.clock = clock
@@ -120,7 +131,7 @@ class LogConsumer:
 
     def connect(self) -> None:
         """The producer, then the consumer group (a missing topic raises `KafkaError`)."""
-        self.outputs = KafkaOutputs(self.k)
+        self.outputs = KafkaOutputs(self.k, self.triggers_topic)
         self.source.connect()
         self.state.connected = True
         self.state.last_error = ""
@@ -142,6 +153,7 @@ class LogConsumer:
             log.debug("close failed", exc_info=True)
         self.outputs = None
         self.pipelines.clear()
+        self._incidents = []  # not flushed: their batch is processed again after reconnecting
         self.state.assigned = set()
 
     def poll_once(self) -> int:
@@ -196,8 +208,15 @@ class LogConsumer:
             self.metrics.events.labels(topic=tp.topic).inc(len(records))
             offsets[tp] = records[-1].offset + 1
         self.outputs.flush(timeout=30)
+        self._hand_incidents()
         self.source.commit(offsets)
         self.metrics.batches.inc()
+
+    def _hand_incidents(self) -> None:
+        """The flushed batch's incident records to `on_incidents` (it must not block)."""
+        found, self._incidents = self._incidents, []
+        if found and self.on_incidents is not None:
+            self.on_incidents(found)
 
     def _pipeline_failed(self, tp: TopicPartition, lines: list[bytes], records: list[Any],
                          exc: Exception) -> BatchOutcome:
@@ -227,6 +246,7 @@ class LogConsumer:
         for k, anomalies in route(found, pipes).items():
             self._send(tps[k], pipes[k].add_anomalies(anomalies), {})
         self.outputs.flush(timeout=30)
+        self._hand_incidents()
 
     def _send(self, tp: TopicPartition, out: BatchOutcome, keys: dict[int, bytes | None]) -> None:
         assert self.outputs is not None
@@ -234,6 +254,8 @@ class LogConsumer:
         self.metrics.anomalies.inc(len(out.anomalies))
         for inc in out.incidents:
             self.metrics.incidents.labels(status=inc.status).inc()
+            if self.on_incidents is not None:
+                self._incidents.append(inc.to_dict())
         for d in out.dead:
             self.metrics.dead.labels(reason=d.reason).inc()
 

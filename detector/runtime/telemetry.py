@@ -1,9 +1,9 @@
 """Vigil's own metrics (what its /metrics serves; not the Prometheus series it watches), through
 prometheus_client registries and collectors only: base units in the names, bounded label sets.
 
-`ConsumerMetrics`: `vigil consume`. `SourceCollector`: the Prometheus source's counters
-(`vigil_prometheus_*`), read from its stats when scraped, in `vigil metrics` and, with queries
-configured, in `vigil consume` too.
+`ConsumerMetrics`: `vigil consume`. `RemediatorMetrics`: `vigil remediate`. `SourceCollector`:
+the Prometheus source's counters (`vigil_prometheus_*`), read from its stats when scraped, in
+`vigil metrics` and, with queries configured, in `vigil consume` too.
 """
 
 from __future__ import annotations
@@ -77,3 +77,27 @@ class ConsumerMetrics:
             "stopped taking them from the Prometheus poller's queue", registry=r)
         self.batch_seconds = Histogram("vigil_pipeline_batch_seconds", "Time to process a batch",
                                        registry=r)
+
+
+class RemediatorMetrics:
+    """`vigil remediate`: triggers taken, dead-lettered or failed, decisions in flight."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.triggers = Counter("vigil_triggers_total", "Trigger records polled, by what became "
+                                "of them (submitted to the engine, dead_lettered)", ["outcome"],
+                                registry=r)
+        self.dead = Counter("vigil_dead_letters_total", "Records sent to the dead-letter topic",
+                            ["reason"], registry=r)
+        self.in_flight = Gauge("vigil_triggers_in_flight", "Submitted triggers whose decisions "
+                               "are not all audited yet (their offsets are not committed)",
+                               registry=r)
+        self.commits = Counter("vigil_trigger_commits_total", "Offset commits of the triggers "
+                               "topic", registry=r)
+        self.lag = Gauge("vigil_consumer_lag_messages", "High watermark minus position",
+                         ["topic", "partition"], registry=r)
+        self.assigned = Gauge("vigil_assigned_partitions", "Partitions this consumer owns",
+                              registry=r)
+        self.ready = Gauge("vigil_ready", "1 when connected and polling", registry=r)
+        self.broker_errors = Counter("vigil_broker_errors_total", "Broker or topic errors",
+                                     ["kind"], registry=r)

@@ -216,6 +216,27 @@ def test_cooldown_per_hook_and_target(tmp_path: Path) -> None:
     assert by["c@2000.000"].verdict == "dry_run"
 
 
+def test_cooldown_holds_a_second_episode_submitted_at_the_same_moment(tmp_path: Path) -> None:
+    """Two incidents on one target at once: the second's guard is asked again once it holds the
+    target's lock, so it does not act on the strength of a check made before the first acted."""
+    body = """
+    rules:
+      - {name: r, match: {}, ladder: [{name: note, hook: log, wait_s: 0}]}
+    guards: {cooldown_s: 600, retries: {attempts: 0}}
+    """
+    store = AuditStore(tmp_path / "a.db")
+
+    async def go() -> None:
+        e = Engine(policy(body), store)
+        e.submit(trig("a"))
+        e.submit(trig("b", starts=2000.0))  # same target, same loop iteration
+        await settle(e)
+    run(go())
+    verdicts = sorted((r.episode, r.verdict, r.guard) for r in store.query()
+                      if r.verdict in ("dry_run", "suppressed"))
+    assert [(v, g) for _, v, g in verdicts] == [("dry_run", None), ("suppressed", "cooldown")]
+
+
 def test_budgets_global_and_per_target(tmp_path: Path) -> None:
     body = """
     rules:
