@@ -283,22 +283,30 @@ def audit_cmd(
     out.print(t)
 
 
-def engine_host_or_exit(cfg: Any, policy_path: Path, audit_db: Path | None, act: bool) -> Any:
-    """The remediation engine of `vigil consume --policy` and `vigil remediate`, started: the
-    policy (problems printed, exit 2), the `serve.engine` settings with `--act` turning dry-run
-    off, the audit at `audit_db` or `serve.audit_db`. A claim an earlier run left unfinished is
-    resolved at start, as `vigil serve` does."""
-    from detector.runtime.engine_host import EngineHost
+def load_policy_or_exit(path: Path) -> Any:
+    """The policy at `path`; its problems printed (FILE:LINE: ...) and exit 2 when it has any;
+    its warnings printed."""
     from remediation.policy import PolicyError, load_policy
 
     try:
-        policy = load_policy(policy_path)
+        policy = load_policy(path)
     except PolicyError as exc:
         for line in exc.problems:
             err.print(line, markup=False, highlight=False)
         raise typer.Exit(2) from exc
     for line in policy.warnings:
         err.print(line, markup=False, highlight=False, style="bold yellow")
+    return policy
+
+
+def engine_host_or_exit(cfg: Any, policy_path: Path, audit_db: Path | None, act: bool) -> Any:
+    """The remediation engine of `vigil consume --policy` and `vigil remediate`, started: the
+    policy (problems printed, exit 2), the `serve.engine` settings with `--act` turning dry-run
+    off, the audit at `audit_db` or `serve.audit_db`. A claim an earlier run left unfinished is
+    resolved at start, as `vigil serve` does."""
+    from detector.runtime.engine_host import EngineHost
+
+    policy = load_policy_or_exit(policy_path)
     settings = cfg.serve.engine.model_copy(update={"dry_run": False}) if act else cfg.serve.engine
     db = audit_db or cfg.serve.audit_db
     mode = "dry-run (hooks are planned and audited, never run; --act runs them)" \

@@ -43,7 +43,9 @@ def replay(
 
     Exit 0, or 1 when not one line became an event (the summary says what the lines look like).
     """
-    pol = _load_policy_or_exit(policy) if policy is not None else None
+    from detector.cli.remediation import load_policy_or_exit
+
+    pol = load_policy_or_exit(policy) if policy is not None else None
     from detector.runtime.replay import InputError, input_hint
     from detector.runtime.replay import replay as run
 
@@ -77,17 +79,6 @@ def replay(
         raise typer.Exit(1)
 
 
-def _load_policy_or_exit(path: Path) -> Any:
-    from remediation.policy import PolicyError, load_policy
-
-    try:
-        return load_policy(path)
-    except PolicyError as exc:
-        for line in exc.problems:
-            err.print(line, markup=False, highlight=False)
-        raise typer.Exit(2) from exc
-
-
 def _what_if(policy: Any, target: Path) -> None:
     from detector.runtime.whatif import story, what_if
 
@@ -116,11 +107,20 @@ def follow(
     from_end: Annotated[bool, typer.Option(
         "--from-end", help="only lines written from now on (default: each file from its start)")
     ] = False,
+    policy: Annotated[Path | None, typer.Option(
+        help="also remediate: each incident change, once the outputs are flushed, goes to an "
+        "in-process engine with this policy (dry-run unless --act)")] = None,
+    audit_db: Annotated[Path | None, typer.Option(
+        help="with --policy: the audit database (default serve.audit_db)")] = None,
+    act: Annotated[bool, typer.Option("--act", help="with --policy: really run hooks (default: "
+                                      "dry-run)")] = False,
 ) -> None:
     """Follow growing JSON log files, like tail -F (rotation-safe), through the detector; write
-    anomalies, incidents and dead letters, flushed after every batch, until SIGINT or SIGTERM.
+    anomalies, incidents and dead letters, flushed after every batch, until SIGINT or SIGTERM;
+    with --policy, act on the incidents as `vigil consume --policy` does.
 
-    A stop processes what was read, closes every window, writes the open incidents and exits 0.
+    A stop processes what was read, closes every window, writes the open incidents, waits
+    (bounded) for started remediation steps, and exits 0.
     """
     import signal
     import threading
@@ -134,14 +134,30 @@ def follow(
             err.print(f"error: {f} is not a file to follow (`vigil replay -` reads stdin)",
                       markup=False, highlight=False)
             raise typer.Exit(2)
+    if (audit_db is not None or act) and policy is None:
+        err.print("error: --audit-db and --act go with --policy", markup=False)
+        raise typer.Exit(2)
     target = out_dir or cfg.output.dir
+    feed = None
+    if policy is not None:
+        from detector.cli.remediation import engine_host_or_exit
+        from detector.runtime.engine_feed import EngineFeed
+
+        feed = EngineFeed(engine_host_or_exit(cfg, policy, audit_db, act))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     names = ", ".join(str(f) for f in files)
     err.print(f"vigil follow: {names} from the {'end' if from_end else 'start'}, writing to "
-              f"{target}/; SIGINT or SIGTERM stops", markup=False, highlight=False)
-    result = run_follow(files, cfg, target, stop, from_end=from_end)
+              f"{target}/; SIGINT or SIGTERM stops"
+              + (f"; remediation {'acting' if act else 'dry-run'} with {policy}" if policy else ""),
+              markup=False, highlight=False)
+    try:
+        result = run_follow(files, cfg, target, stop, from_end=from_end, on_outcome=(
+            None if feed is None else lambda o: feed([i.to_dict() for i in o.incidents])))
+    finally:
+        if feed is not None:
+            feed.close(cfg.kafka.drain_timeout_s)
     print_replay_summary(result.stats.as_dict(), latest_incidents(target / "incidents.jsonl"),
                          target, title="Follow summary")
     err.print(f"vigil follow: stopped; {orjson.dumps(result.follow.as_dict()).decode()}",

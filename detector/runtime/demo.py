@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from detector.config import VigilConfig
-from detector.incidents.triggers import incident_trigger
 from detector.pipeline import BatchOutcome
 from detector.runtime.demo_scenarios import SCENARIOS, Scenario
+from detector.runtime.engine_feed import EngineFeed
 from detector.runtime.engine_host import EngineHost
 from detector.runtime.follow import run_follow
 from detector.simulate.live.control import start_fleet
@@ -78,17 +78,14 @@ def run_demo(run_dir: Path, scenario: str = "bad_deploy", dry_run: bool = False,
                                                str(fleet.token_file)))
         policy = load_policy(policy_path)
         host = EngineHost(policy, run_dir / "audit.db", EngineSettings(dry_run=dry_run)).start()
-        failures: list[str] = []
+        feed = EngineFeed(host)  # what `vigil consume --policy` hands incidents through
 
         def on_outcome(out: BatchOutcome) -> None:
             now = time.time()
-            for inc in out.incidents:
-                rec = inc.to_dict()
-                with seen.lock:
-                    seen.records.append((now, rec))
-                fut = host.submit(incident_trigger(rec))
-                fut.add_done_callback(lambda f: f.exception() and failures.append(
-                    repr(f.exception())))
+            records = [inc.to_dict() for inc in out.incidents]
+            with seen.lock:
+                seen.records.extend((now, rec) for rec in records)
+            feed(records)
 
         follower = threading.Thread(
             target=run_follow, name="vigil-follow",
@@ -109,11 +106,11 @@ def run_demo(run_dir: Path, scenario: str = "bad_deploy", dry_run: bool = False,
         finally:
             stop.set()
             follower.join(30)
-            host.stop(timeout_s=10)
+            feed.close(timeout_s=10)
     audit = _audit(run_dir / "audit.db")
     summary = _summary(sc, seen, audit, t_fault, dry_run)
     summary |= {"warmup_s": warmup_s, "run_s": round(time.time() - t_start, 1),
-                "engine_errors": failures}
+                "engine_errors": feed.failed}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     for line in _story(sc, seen, audit, t_fault, summary):
         say(line)

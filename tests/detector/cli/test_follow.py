@@ -42,3 +42,36 @@ def test_follow_writes_outputs_live_and_sigterm_exits_zero(tmp_path: Path) -> No
     assert "Follow summary" in stdout and "601" in stdout
     assert all((out / f).is_file() for f in ("anomalies.jsonl", "incidents.jsonl"))
     assert b'"source":"%s:601"' % str(log).encode() in (out / "dead_letter.jsonl").read_bytes()
+
+
+def test_follow_with_a_policy_hands_its_incidents_to_the_engine(tmp_path: Path) -> None:
+    from detector.simulate.scenarios import write_run
+    from remediation.audit import AuditStore
+
+    sim, log, out = tmp_path / "sim.jsonl", tmp_path / "app.jsonl", tmp_path / "out"
+    write_run(sim, "error_burst", 40_000, seed=3)
+    (tmp_path / "p.yaml").write_text("rules: [{name: errors, match: {kind: [error]}, ladder: "
+                                     "[{name: throttle, hook: log, wait_s: 1}]}]\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "detector", "follow", str(log), "--out", str(out),
+                             "--policy", str(tmp_path / "p.yaml"), "--audit-db",
+                             str(tmp_path / "audit.db")],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        log.write_bytes(sim.read_bytes())
+        deadline = time.monotonic() + 60
+        while b'"status":"open"' not in (out / "incidents.jsonl").read_bytes() if (
+                out / "incidents.jsonl").exists() else True:
+            assert proc.poll() is None and time.monotonic() < deadline, "no incident"
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "remediation dry-run with" in stderr
+    store = AuditStore(tmp_path / "audit.db")
+    try:
+        rows = store.query()
+    finally:
+        store.close()
+    assert ("dry_run", "payments") in {(r.verdict, r.target) for r in rows}

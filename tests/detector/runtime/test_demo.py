@@ -37,7 +37,7 @@ def test_a_bad_deploy_is_rolled_back_and_verified(tmp_path: Path) -> None:
     assert s["action"] == "rollback cart" and s["actions_total"] == 1
     assert s["verified"] and s["fault_to_recovery_s"] is not None
     assert s["fault_to_incident_s"] <= s["fault_to_action_s"] <= s["fault_to_recovery_s"]
-    assert s["incidents_before_fault"] == 0 and not s["engine_errors"]
+    assert s["incidents_before_fault"] == 0 and s["engine_errors"] == 0
     # The rollback really happened: the fleet's own record of cart says so.
     events = [json.loads(x) for x in (tmp_path / "demo" / "fleet" / "fleet-events.jsonl").open()]
     assert any(e["event"] == "rollback" and e["target"] == "cart" for e in events)
