@@ -72,7 +72,7 @@ class IncidentTracker:
             for inc in stale:
                 changes.append(self._resolve(inc, inc.last_anomaly_at + self.cfg.gap_seconds, keys))
             for a, key in zip(group, self._keys(group), strict=True):
-                found = self.open.get(key)
+                found = self.open.get(key) or self._rekey(a, key, start)
                 if found is not None:
                     inc = found
                 else:
@@ -100,6 +100,22 @@ class IncidentTracker:
                     inc.top_explanation = a.explanation
         open_keys = self._open_ids()
         return [self._snapshot(i, open_keys) if i.status == "open" else i for i in changes]
+
+    def _rekey(self, a: Anomaly, key: str, start: float) -> Incident | None:
+        """The open incident `a`'s service already belongs to, moved to `key`, when the
+        requests now name `key` as the cause and no incident is keyed there: the same fault,
+        its cause found deeper (the incident keeps its id, its episode). None otherwise."""
+        if key == a.service and key not in self.open:
+            return None  # an anomaly at the cause itself: its own incident, as before
+        for old, inc in self.open.items():
+            if (old != key and a.service in inc.services
+                    and start - inc.last_anomaly_at <= self.cfg.gap_seconds):
+                del self.open[old]
+                self.open[key] = inc
+                inc.service, inc.fingerprint = key, f"root_cause={key}"
+                self._evidence[inc.id].key = key
+                return inc
+        return None
 
     def refresh(self) -> list[Incident]:
         """Snapshots of open incidents whose top root-cause candidate changed since last told."""

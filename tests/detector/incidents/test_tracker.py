@@ -61,3 +61,34 @@ def test_a_fleet_wide_outage_keys_every_service_once() -> None:
     out = p.tracker.add(found)
     assert sorted(i.service for i in out) == sorted(names)
     assert p.tracker.opened == 2000
+
+
+class Scripted(IncidentTracker):
+    """A tracker whose keys (what the request evidence names) the test gives."""
+
+    def __init__(self, keys: dict[tuple[str, float], str]) -> None:
+        super().__init__(IncidentConfig(gap_seconds=30))
+        self.script = keys
+
+    def _keys(self, group: list[Anomaly]) -> list[str]:
+        return [self.script.get((a.service, a.window_start), a.service) for a in group]
+
+
+def test_a_cause_found_deeper_moves_the_open_incident_instead_of_opening_another() -> None:
+    """cart's errors first, keyed at cart; then its requests name payments (crashing) as the
+    cause: one fault, one incident (its id, the remediation episode, kept), now keyed payments."""
+    t = Scripted({("cart", 10.0): "payments", ("cart", 20.0): "payments"})
+    (first,) = t.add([anomaly("cart", 0)])
+    assert t.add([anomaly("cart", 10)]) == []
+    t.add([anomaly("cart", 20)])
+    (inc,) = t.snapshot_open()
+    assert (inc.id, inc.service, inc.fingerprint) == (first.id, "payments", "root_cause=payments")
+    assert inc.anomaly_count == 3 and t.opened == 1
+
+
+def test_an_unrelated_cause_still_opens_its_own_incident() -> None:
+    t = Scripted({("db", 10.0): "db", ("catalog", 10.0): "payments"})
+    t.add([anomaly("cart", 0)])
+    opened = t.add([anomaly("db", 10), anomaly("catalog", 10)])  # not members of cart's incident
+    assert sorted(i.service for i in opened) == ["db", "payments"]
+    assert sorted(i.service for i in t.snapshot_open()) == ["cart", "db", "payments"]
