@@ -17,10 +17,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Replays a generated incident (an error burst in payments) end to end and prints what it found.
+# The live loop on real processes: a local fleet of HTTP services under load, a bad deploy
+# injected, Vigil detecting it from the logs, rolling it back and verifying the recovery
+# (about a minute; writes demo/summary.json; leaves nothing running).
 demo: install
-	$(BIN)/vigil simulate --scenario error_burst --events 200000 --seed 1 --out demo/error_burst.jsonl
-	$(BIN)/vigil replay demo/error_burst.jsonl --out demo/out
+	$(BIN)/vigil demo --scenario bad_deploy --out demo
 
 # The tests start real Prometheus (and promtool) and Alertmanager, and make TLS certificates with
 # openssl (Debian packages; we run as root).
