@@ -88,16 +88,7 @@ def serve_cmd(
 
 def policy_check(file: Annotated[Path, typer.Argument(help="policy YAML")]) -> None:
     """Validate a policy file; problems are printed as FILE:LINE: field: message."""
-    from remediation.policy import PolicyError, load_policy
-
-    try:
-        policy = load_policy(file)
-    except PolicyError as exc:
-        for line in exc.problems:
-            err.print(line, markup=False, highlight=False)
-        raise typer.Exit(2) from exc
-    for line in policy.warnings:  # loud: on stderr, before the verdict
-        err.print(line, markup=False, highlight=False, style="bold yellow")
+    policy = load_policy_or_exit(file)  # warnings loud, on stderr, before the verdict
     rungs = sum(len(r.ladder) for r in policy.rules)
     warned = f", {len(policy.warnings)} warning(s)" if policy.warnings else ""
     checks = sum(r.verify.promql is not None for rule in policy.rules for r in rule.ladder)

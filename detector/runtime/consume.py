@@ -32,6 +32,7 @@ from detector.decode.deadletter import DeadLetter
 from detector.events import EventBatch
 from detector.pipeline import BatchOutcome, Pipeline
 from detector.runtime import checkpoint
+from detector.runtime.broker_trouble import BrokerTrouble
 from detector.runtime.metric_feed import MetricFeed, route
 from detector.runtime.telemetry import ConsumerMetrics, SourceCollector
 from detector.sinks.kafka import KafkaOutputs
@@ -76,7 +77,8 @@ class LogConsumer:
         self.outputs: KafkaOutputs | None = None
         self._last_checkpoint = clock()
         self.restored: dict[TopicPartition, int] = {}  # partition -> events in its checkpoint
-        self._lost_since: float | None = None
+        self.trouble = BrokerTrouble(self.state, self.metrics, self.k.session_timeout_ms,
+                                     clock, log)
         # Prometheus queries configured: their anomalies join these partitions' incidents.
         self.metric_feed = (MetricFeed(cfg, on_drop=self.metrics.metric_anomalies_dropped.inc)
                             if cfg.prometheus.queries else None)
@@ -137,20 +139,9 @@ class LogConsumer:
         self.state.last_error = ""
 
     def _broken(self, exc: BaseException) -> None:
-        kind = type(exc).__name__
-        self.metrics.broker_errors.labels(kind=kind).inc()
-        self.state.connected = False
-        self.state.last_error = f"{kind}: {exc}"
-        self.metrics.ready.set(0)
-        log.warning("broker trouble (%s); retrying", self.state.last_error)
         # Uncommitted work is redelivered after reconnecting (at least once): drop the clients
         # and the partitions' pipelines, keeping their last checkpoints.
-        try:
-            self.source.close()
-            if self.outputs is not None:
-                self.outputs.close(timeout=1)
-        except Exception:  # closing a broken client must not stop the retry loop
-            log.debug("close failed", exc_info=True)
+        self.trouble.broken(exc, self.source, self.outputs)
         self.outputs = None
         self.pipelines.clear()
         self._incidents = []  # not flushed: their batch is processed again after reconnecting
@@ -159,7 +150,7 @@ class LogConsumer:
     def poll_once(self) -> int:
         batch = self.source.poll()
         self.state.last_poll = self.clock()
-        self._watch_coordinator()
+        self.trouble.watch(self.source)  # a lost coordinator: not ready, then start over
         n = sum(len(v) for v in batch.values())
         if n:
             with self.metrics.batch_seconds.time():
@@ -173,24 +164,6 @@ class LogConsumer:
             self.checkpoint_all()
         self._update_lag()
         return n
-
-    def _watch_coordinator(self) -> None:
-        """kafka-python keeps retrying a lost broker inside `poll`; notice it, report not ready,
-        and after a while start over (new clients, topics checked again: a broker that lost its
-        state comes back without them)."""
-        if not self.source.coordinator_unknown():
-            self._lost_since = None
-            self.state.connected = True
-            return
-        now = self.clock()
-        if self._lost_since is None:
-            self._lost_since = now
-            self.metrics.broker_errors.labels(kind="coordinator_lost").inc()
-        self.state.connected = False
-        self.state.last_error = f"group coordinator unreachable for {now - self._lost_since:.0f}s"
-        if now - self._lost_since > 2 * self.k.session_timeout_ms / 1000:
-            self._lost_since = None
-            raise KafkaError(self.state.last_error)
 
     def handle(self, batch: Records) -> None:
         """Process, produce, flush, then commit: offsets never run ahead of their effects."""

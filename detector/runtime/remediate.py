@@ -37,6 +37,7 @@ from detector.config import VigilConfig
 from detector.decode.deadletter import DeadLetter
 from detector.events import EventBatch
 from detector.pipeline import BatchOutcome
+from detector.runtime.broker_trouble import BrokerTrouble
 from detector.runtime.consume import ConsumerState
 from detector.runtime.engine_host import EngineHost
 from detector.runtime.telemetry import RemediatorMetrics
@@ -75,7 +76,8 @@ class TriggerConsumer:
         self.pending: dict[TopicPartition, deque[_Taken]] = {}
         self.committed: dict[TopicPartition, int] = {}  # the last offset this replica committed
         self._unflushed = False  # dead letters sent since the last flush
-        self._lost_since: float | None = None
+        self.trouble = BrokerTrouble(self.state, self.metrics, self.k.session_timeout_ms,
+                                     clock, log)
 
     # ---- probes -------------------------------------------------------------------------
     @property
@@ -129,7 +131,7 @@ class TriggerConsumer:
         """One poll: submit its triggers, then commit each partition's finished prefix."""
         batch = self.source.poll()
         self.state.last_poll = self.clock()
-        self._watch_coordinator()
+        self.trouble.watch(self.source)  # a lost coordinator: not ready, then start over
         n = 0
         for tp, records in batch.items():
             if tp not in self.state.assigned:  # revoked inside this poll
@@ -202,37 +204,10 @@ class TriggerConsumer:
         self.metrics.commits.inc()
         return offsets
 
-    def _watch_coordinator(self) -> None:
-        """As `vigil consume`: a coordinator unreachable for two session timeouts starts over."""
-        if not self.source.coordinator_unknown():
-            self._lost_since = None
-            self.state.connected = True
-            return
-        now = self.clock()
-        if self._lost_since is None:
-            self._lost_since = now
-            self.metrics.broker_errors.labels(kind="coordinator_lost").inc()
-        self.state.connected = False
-        self.state.last_error = f"group coordinator unreachable for {now - self._lost_since:.0f}s"
-        if now - self._lost_since > 2 * self.k.session_timeout_ms / 1000:
-            self._lost_since = None
-            raise KafkaError(self.state.last_error)
-
     def _broken(self, exc: BaseException) -> None:
-        kind = type(exc).__name__
-        self.metrics.broker_errors.labels(kind=kind).inc()
-        self.state.connected = False
-        self.state.last_error = f"{kind}: {exc}"
-        self.metrics.ready.set(0)
-        log.warning("broker trouble (%s); retrying", self.state.last_error)
         # What was not committed comes again after reconnecting; the decisions in flight go on
         # in the engine, and its claims make the redelivered triggers' steps not run twice.
-        try:
-            self.source.close()
-            if self.outputs is not None:
-                self.outputs.close(timeout=1)
-        except Exception:  # closing a broken client must not stop the retry loop
-            log.debug("close failed", exc_info=True)
+        self.trouble.broken(exc, self.source, self.outputs)
         self.outputs = None
         self.pending.clear()
         self._unflushed = False

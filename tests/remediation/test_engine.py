@@ -195,12 +195,15 @@ def test_resolution_verifies_and_an_unresolved_ladder_climbs_then_pages(admin: A
 
 
 # ---- guards -------------------------------------------------------------------------------------
+COOLDOWN = """
+rules:
+  - {name: r, match: {}, ladder: [{name: note, hook: log, wait_s: 0}]}
+guards: {cooldown_s: 600, retries: {attempts: 0}}
+"""
+
+
 def test_cooldown_per_hook_and_target(tmp_path: Path) -> None:
-    body = """
-    rules:
-      - {name: r, match: {}, ladder: [{name: note, hook: log, wait_s: 0}]}
-    guards: {cooldown_s: 600, retries: {attempts: 0}}
-    """
+    body = COOLDOWN
     store = AuditStore(tmp_path / "a.db")
 
     async def go() -> None:
@@ -219,11 +222,7 @@ def test_cooldown_per_hook_and_target(tmp_path: Path) -> None:
 def test_cooldown_holds_a_second_episode_submitted_at_the_same_moment(tmp_path: Path) -> None:
     """Two incidents on one target at once: the second's guard is asked again once it holds the
     target's lock, so it does not act on the strength of a check made before the first acted."""
-    body = """
-    rules:
-      - {name: r, match: {}, ladder: [{name: note, hook: log, wait_s: 0}]}
-    guards: {cooldown_s: 600, retries: {attempts: 0}}
-    """
+    body = COOLDOWN
     store = AuditStore(tmp_path / "a.db")
 
     async def go() -> None:
