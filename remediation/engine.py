@@ -285,9 +285,21 @@ class Engine:
             # Rungs of this episode claimed before this engine started (a restart, or another
             # replica on the same database); claims made since are refused by the claim itself.
             last = max(done)
-            prior = self.store.query(episode=trigger.episode, limit=100_000)
-            climbed = any(r.rule == rule.name and r.rung == last and r.verdict in (
-                Verdict.NOT_BETTER, Verdict.FAILED) for r in prior)
+            prior = [r for r in self.store.query(episode=trigger.episode, limit=100_000)
+                     if r.rule == rule.name and r.rung == last]
+            climbed = any(r.verdict in (Verdict.NOT_BETTER, Verdict.FAILED) for r in prior)
+            ran = next((r for r in prior if r.verdict in (Verdict.ACTED, Verdict.DRY_RUN)), None)
+            judged = climbed or any(r.verdict in (Verdict.VERIFIED, Verdict.ESCALATED)
+                                    for r in prior)
+            if ran is not None and not judged and last < len(rule.ladder):
+                # The step ran, and the engine stopped while waiting to see whether it helped:
+                # that wait is finished now (what is left of it), not forgotten.
+                if not await self._finish_verification(rule, last, ep, ran):
+                    return
+                climbed = True
+                if last + 1 >= len(rule.ladder):
+                    await self._page(rule, trigger)
+                    return
             if not climbed or last + 1 >= len(rule.ladder):
                 await self._record(trigger, Verdict.SUPPRESSED, rule=rule, rung=last, guard="idempotency",
                              detail=f"rung {last} of this episode already ran")
@@ -378,6 +390,26 @@ class Engine:
                              "earlier steps did not help")
         return False
 
+    async def _finish_verification(self, rule: Rule, i: int, ep: _Episode, ran: AuditRecord
+                                   ) -> bool:
+        """Verify rung `i`, which ran (`ran`) before this engine started, for what is left of
+        its wait; audit the outcome. True when it did not help (the ladder climbs)."""
+        rung, trigger = rule.ladder[i], ep.trigger
+        try:
+            action: Action | None = self._action(rule, i, rung, trigger)
+        except (TemplateError, CredentialError):
+            action = None
+        left = max(0.0, ran.ts + rung.wait_s - self.clock())
+        note = (f" (the engine stopped while waiting; {rung.wait_s - left:.0f}s of the "
+                f"{rung.wait_s:g}s wait had passed)")
+        if await self._verified(rung, ep, wait_s=left):
+            await self._record(trigger, Verdict.VERIFIED, rule=rule, rung=i, action=action,
+                               detail=self._why_better(rung, ep) + note)
+            return False
+        await self._record(trigger, Verdict.NOT_BETTER, rule=rule, rung=i, action=action,
+                           detail=self._why_not_better(rung, ep) + note)
+        return True
+
     def _action(self, rule: Rule, i: int, rung: Rung, trigger: Trigger) -> Action:
         return plan_action(self.policy, rule, i, rung, trigger)
 
@@ -456,7 +488,7 @@ class Engine:
             return Outcome(False, f"{action.hook} returned {type(result).__name__}, not an Outcome")
         return result
 
-    async def _verified(self, rung: Rung, ep: _Episode) -> bool:
+    async def _verified(self, rung: Rung, ep: _Episode, wait_s: float | None = None) -> bool:
         """Within the rung's wait: did the trigger resolve (if asked), the HTTP check pass, or
         the PromQL condition hold for `for`? Each check is probed at its interval and once more at
         the deadline; a failed probe (Prometheus down, a bad query) is "not yet", never an
@@ -481,7 +513,8 @@ class Engine:
                 client = await stack.enter_async_context(httpx.AsyncClient(
                     base_url=self.policy.prometheus.url, timeout=self.policy.prometheus.timeout_s))
             start = self.clock()
-            deadline, due_http, due_prom = start + rung.wait_s, start, start
+            wait = rung.wait_s if wait_s is None else wait_s
+            deadline, due_http, due_prom = start + wait, start, start
             first = True
             while True:
                 if v.resolved and ep.resolved.is_set():

@@ -938,3 +938,48 @@ def test_finished_episodes_are_forgotten_and_a_late_resend_is_still_refused(tmp_
     old = store.query(episode="old@1.000")
     assert [r.verdict for r in old].count("dry_run") == 1
     assert any(r.guard == "idempotency" for r in old)  # refused by its durable claim
+
+
+@pytest.mark.parametrize("resolves", [True, False])
+def test_a_verification_cut_short_by_a_stop_is_finished_by_the_next_engine(
+        tmp_path: Path, resolves: bool) -> None:
+    """The engine acted on rung 0 and stopped while waiting to see whether it helped. The next
+    engine on the audit, given the episode again, finishes that wait (what is left of it): the
+    step is verified if the alert resolves, and otherwise the ladder climbs. Never forgotten."""
+    body = """
+    rules:
+      - name: r
+        match: {}
+        ladder:
+          - {name: restart, hook: log, wait_s: 1.5}
+          - {name: rollback, hook: log, wait_s: 0, success: {resolved: false}}
+    """ + NO_GUARDS
+    db = tmp_path / "audit.db"
+
+    async def first() -> None:
+        e = Engine(policy(body), AuditStore(db))
+        e.submit(trig("ep"))
+        for _ in range(100):  # until the step has run; then the process "dies" mid-wait
+            await asyncio.sleep(0.01)
+            if any(r.verdict == "dry_run" for r in e.store.query()):
+                return
+        raise AssertionError("rung 0 never ran")
+
+    async def second() -> None:
+        e = Engine(policy(body), AuditStore(db))
+        e.submit(trig("ep"))  # redelivered after the restart
+        if resolves:
+            await asyncio.sleep(0.2)
+            e.submit(trig("ep", status="resolved"))
+        await settle(e)
+    run(first())
+    run(second())
+    rows = sorted(AuditStore(db).query(), key=lambda r: r.id or 0)
+    steps = [(r.rung_name, r.verdict) for r in rows if r.rung_name]
+    if resolves:
+        assert steps == [("restart", "dry_run"), ("restart", "verified")]
+        assert any("the engine stopped while waiting" in r.detail for r in rows
+                   if r.verdict == "verified")
+    else:
+        assert steps == [("restart", "dry_run"), ("restart", "not_better"),
+                         ("rollback", "dry_run"), ("rollback", "verified")]
