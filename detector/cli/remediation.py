@@ -229,7 +229,9 @@ def _verify_text(policy: Any, rung: Any, t: Any) -> str:
     return " or ".join(x for x in (
         "the alert resolves" if v.resolved else "",
         f"{v.http.field} < {v.http.below:g} at {v.http.url}" if v.http else "",
-        promql) if x) or "nothing (climbs at once)"
+        promql) if x) or ("nothing (no check: the step counts as verified at once)"
+                          if rung.wait_s == 0 else
+                          "nothing (no check: after the wait the ladder climbs)")
 
 
 def audit_cmd(

@@ -192,3 +192,24 @@ def test_policy_check_and_test_show_a_promql_verify(tmp_path: Path) -> None:
     res = runner.invoke(app, ["policy", "check", str(policy)])
     assert res.exit_code == 2 and "policy.yaml:11: rules[0].ladder[0].verify.promql: no " \
         "Prometheus to ask" in " ".join(res.output.split())
+
+
+def test_policy_test_says_what_a_rung_without_a_check_does(tmp_path: Path) -> None:
+    """No check to wait for: with no wait the step counts as verified at once (the engine's
+    `verified`), with a wait the ladder climbs once it has passed (`not_better`)."""
+    pol = tmp_path / "p.yaml"
+    pol.write_text(textwrap.dedent("""
+        rules:
+          - name: r
+            ladder:
+              - {name: note, hook: log, wait_s: 0, verify: {resolved: false}}
+              - {name: wait, hook: log, wait_s: 30, verify: {resolved: false}}
+    """))
+    trig = tmp_path / "t.json"
+    trig.write_text(json.dumps({"source": "manual", "fingerprint": "f", "status": "firing",
+                                "starts_at": 1, "labels": {"service": "cart"}}))
+    res = runner.invoke(app, ["policy", "test", str(pol), "--trigger", str(trig)])
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.output.split())
+    assert "waits 0s for nothing (no check: the step counts as verified at once)" in out
+    assert "waits 30s for nothing (no check: after the wait the ladder climbs)" in out
