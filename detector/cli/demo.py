@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from detector.cli.common import choose, out
+from detector.cli.common import choose, err, out
 
 
 def demo_cmd(
@@ -34,10 +34,15 @@ def demo_cmd(
     went undetected."""
     from detector.runtime.demo import run_demo
     from detector.runtime.demo_scenarios import SCENARIOS
+    from detector.simulate.live.control import FleetControlError, FleetStartError
 
     choose("scenario", scenario, list(SCENARIOS))
-    summary = run_demo(out_dir, scenario, dry_run=dry_run, warmup_s=warmup, timeout_s=timeout,
-                       duration_s=duration, rps=rps, seed=seed,
-                       say=lambda s: out.print(s, markup=False, highlight=False))
+    try:
+        summary = run_demo(out_dir, scenario, dry_run=dry_run, warmup_s=warmup,
+                           timeout_s=timeout, duration_s=duration, rps=rps, seed=seed,
+                           say=lambda s: out.print(s, markup=False, highlight=False))
+    except (FleetStartError, FleetControlError, OSError) as exc:
+        err.print(f"error: the demo could not run: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from exc
     if summary["fault_service"] is not None and summary["fault_to_incident_s"] is None:
         raise typer.Exit(1)
