@@ -5,6 +5,7 @@ The runtime then reconnects with its backoff; uncommitted records come again (at
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -62,3 +63,20 @@ class BrokerTrouble:
                 outputs.close(timeout=1)
         except Exception:  # closing a broken client must not stop the retry loop
             self.log.debug("close failed", exc_info=True)
+
+
+def poll_until(stop: threading.Event, runtime: Any, reconnect: Any) -> None:
+    """The loop of a Kafka runtime: (re)connect when not connected, poll; a broker error is
+    handed to `runtime._broken` and retried after `reconnect.delay(consecutive failures)`, never
+    fatal. `runtime` has `source.connected`, `connect()`, `poll_once()` and `_broken(exc)`."""
+    failures = 0  # consecutive: the reconnect delay grows with them
+    while not stop.is_set():
+        try:
+            if not runtime.source.connected:
+                runtime.connect()
+                failures = 0
+            runtime.poll_once()
+        except (KafkaError, OSError) as exc:
+            runtime._broken(exc)
+            stop.wait(reconnect.delay(failures))
+            failures += 1

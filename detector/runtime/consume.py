@@ -32,7 +32,7 @@ from detector.decode.deadletter import DeadLetter
 from detector.events import EventBatch
 from detector.pipeline import BatchOutcome, Pipeline
 from detector.runtime import checkpoint
-from detector.runtime.broker_trouble import BrokerTrouble
+from detector.runtime.broker_trouble import BrokerTrouble, poll_until
 from detector.runtime.metric_feed import MetricFeed, route
 from detector.runtime.telemetry import ConsumerMetrics, SourceCollector
 from detector.sinks.kafka import KafkaOutputs
@@ -110,20 +110,10 @@ class LogConsumer:
 
     # ---- main loop ----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> int:
-        failures = 0  # consecutive: the reconnect delay grows with them (kafka.reconnect)
         if self.metric_feed is not None:
             self.metric_feed.start()
         try:
-            while not stop.is_set():
-                try:
-                    if not self.source.connected:
-                        self.connect()
-                        failures = 0
-                    self.poll_once()
-                except (KafkaError, OSError) as exc:
-                    self._broken(exc)
-                    stop.wait(self.k.reconnect.delay(failures))
-                    failures += 1
+            poll_until(stop, self, self.k.reconnect)
             self.drain()
             return 0
         finally:

@@ -37,7 +37,7 @@ from detector.config import VigilConfig
 from detector.decode.deadletter import DeadLetter
 from detector.events import EventBatch
 from detector.pipeline import BatchOutcome
-from detector.runtime.broker_trouble import BrokerTrouble
+from detector.runtime.broker_trouble import BrokerTrouble, poll_until
 from detector.runtime.consume import ConsumerState
 from detector.runtime.engine_host import EngineHost
 from detector.runtime.telemetry import RemediatorMetrics
@@ -104,18 +104,8 @@ class TriggerConsumer:
     # ---- main loop ----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> int:
         """Poll until `stop`, then drain; 0 (a broker outage is retried, never fatal)."""
-        failures = 0
         try:
-            while not stop.is_set():
-                try:
-                    if not self.source.connected:
-                        self.connect()
-                        failures = 0
-                    self.poll_once()
-                except (KafkaError, OSError) as exc:
-                    self._broken(exc)
-                    stop.wait(self.k.reconnect.delay(failures))
-                    failures += 1
+            poll_until(stop, self, self.k.reconnect)
             self.drain()
             return 0
         finally:
