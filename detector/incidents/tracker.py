@@ -71,8 +71,19 @@ class IncidentTracker:
             keys = set(self._open_ids()) if stale else set()
             for inc in stale:
                 changes.append(self._resolve(inc, inc.last_anomaly_at + self.cfg.gap_seconds, keys))
+            members: dict[str, str] | None = None  # service -> key of its open incident
             for a, key in zip(group, self._keys(group), strict=True):
-                found = self.open.get(key) or self._rekey(a, key, start)
+                found = self.open.get(key)
+                if found is None and key != a.service:
+                    if members is None:  # once a window: linear in the open incidents' members
+                        members = {}
+                        for k, i in self.open.items():  # the first opened wins, as in _keys
+                            if start - i.last_anomaly_at <= self.cfg.gap_seconds:
+                                for m in i.services:
+                                    members.setdefault(m, k)
+                    found = self._rekey(members.get(a.service), key)
+                    if found is not None:
+                        members.update(dict.fromkeys(found.services, key))
                 if found is not None:
                     inc = found
                 else:
@@ -101,21 +112,17 @@ class IncidentTracker:
         open_keys = self._open_ids()
         return [self._snapshot(i, open_keys) if i.status == "open" else i for i in changes]
 
-    def _rekey(self, a: Anomaly, key: str, start: float) -> Incident | None:
-        """The open incident `a`'s service already belongs to, moved to `key`, when the
-        requests now name `key` as the cause and no incident is keyed there: the same fault,
-        its cause found deeper (the incident keeps its id, its episode). None otherwise."""
-        if key == a.service and key not in self.open:
-            return None  # an anomaly at the cause itself: its own incident, as before
-        for old, inc in self.open.items():
-            if (old != key and a.service in inc.services
-                    and start - inc.last_anomaly_at <= self.cfg.gap_seconds):
-                del self.open[old]
-                self.open[key] = inc
-                inc.service, inc.fingerprint = key, f"root_cause={key}"
-                self._evidence[inc.id].key = key
-                return inc
-        return None
+    def _rekey(self, old: str | None, key: str) -> Incident | None:
+        """The open incident keyed `old` (which an anomalous service belongs to), moved to
+        `key`, when the requests now name `key` as the cause and no incident is keyed there:
+        the same fault, its cause found deeper (the incident keeps its id, its episode)."""
+        if old is None or old == key or old not in self.open:
+            return None
+        inc = self.open.pop(old)
+        self.open[key] = inc
+        inc.service, inc.fingerprint = key, f"root_cause={key}"
+        self._evidence[inc.id].key = key
+        return inc
 
     def refresh(self) -> list[Incident]:
         """Snapshots of open incidents whose top root-cause candidate changed since last told."""
