@@ -57,6 +57,7 @@ class PeriodicZScore:
     gate: the period model is used when its mean square residual is below gate x the variance
         around the level.
     warmup: residuals a series must have before its scores count.
+    name: what the member is called in verdicts and checkpoints ("weekly" for a week's period).
 
     Examples
     --------
@@ -79,9 +80,10 @@ class PeriodicZScore:
     needs_ts = True
 
     def __init__(self, period: float = 86_400.0, buckets: int = 288, alpha: float = 0.001,
-                 gate: float = 0.5, warmup: int = 12) -> None:
+                 gate: float = 0.5, warmup: int = 12, name: str = "periodic") -> None:
         if period <= 0 or buckets < 1 or not 0 < alpha <= 1 or gate <= 0:
             raise ValueError("need period > 0, buckets >= 1, 0 < alpha <= 1, gate > 0")
+        self.name = name  # "weekly" for a second instance a week long: what explanations say
         self.period = period
         self.buckets = buckets
         self.alpha = alpha
