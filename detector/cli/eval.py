@@ -17,8 +17,14 @@ def eval_nab(
     labels: Annotated[Path, typer.Option(help="NAB windows JSON (combined_windows.json)")],
     out_dir: Annotated[Path, typer.Option("--out", help="where NAB-format results go")],
     detector: Annotated[str, typer.Option(help="detector name")] = DEFAULT_DETECTOR,
+    quiet: Annotated[int, typer.Option(min=0, help="rows an alarm silences its file for (the "
+                                       "episode rule; 0: every crossing fires)")] = 100,
+    rest: Annotated[int, typer.Option(min=0, help="instead, the older rule: a score fires "
+                                      "only if it beats the file's last REST scores")] = 0,
 ) -> None:
-    """Run a detector over a NAB corpus, write NAB-format results, print the NAB scores."""
+    """Run a detector over a NAB corpus, write NAB-format results, print the NAB scores: at
+    each profile's best threshold, per corpus, and per corpus held out (its threshold chosen
+    on the other corpora)."""
     from detector.eval.nab.corpus import CorpusError, load_corpus
     from detector.eval.nab.run import DETECTORS, detect, evaluate, write_results
 
@@ -28,10 +34,13 @@ def eval_nab(
     except CorpusError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    scores = detect(series, detector)
-    write_results(out_dir, series, scores)
-    results = evaluate(series, scores)
-    t = Table(title=f"NAB scores of {detector!r} on {len(series)} files")
+    scores = detect(series, detector, rest=rest)
+    quiet = 0 if rest else quiet
+    results = evaluate(series, scores, quiet=quiet)
+    standard = next(r for r in results if r.profile == "standard")
+    write_results(out_dir, series, scores, standard.threshold, quiet)
+    rule = f"beat the last {rest}" if rest else f"quiet {quiet} rows after an alarm"
+    t = Table(title=f"NAB scores of {detector!r} on {len(series)} files ({rule})")
     corpora = sorted(results[0].by_corpus)
     for col in ("profile", "score", "threshold", "windows found", "false positives", *corpora):
         t.add_column(col)
@@ -41,6 +50,13 @@ def eval_nab(
     out.print(t)
     out.print("Per-corpus columns: the normalised score at the profile's threshold; for a corpus "
               "without anomaly windows, the raw false-positive cost (0 is best).")
+    held = sorted(results[0].held_out)
+    h = Table(title="Each corpus held out: scored at the threshold chosen on all the others")
+    for col in ("profile", "mean", *held):
+        h.add_column(col)
+    for r in results:
+        h.add_row(r.profile, f"{r.held_out_mean:.1f}", *[f"{r.held_out[c]:.1f}" for c in held])
+    out.print(h)
     out.print(f"Results in {out_dir}/<corpus>/<file>.csv")
 
 

@@ -13,7 +13,8 @@ import numpy.typing as npt
 
 from detector.eval.nab import DEFAULT_DETECTOR
 from detector.eval.nab.corpus import Series
-from detector.eval.nab.scoring import PROFILES, normalise, sweep, sweep_rows, total_at
+from detector.eval.nab.episodes import sweep_episodes
+from detector.eval.nab.scoring import PROFILES, normalise, sweep_rows
 from models import (
     AlarmDedup,
     Ensemble,
@@ -24,10 +25,12 @@ from models import (
     RobustZScore,
     SeasonalZScore,
     TailCalibrator,
-    surprise,
     tail_score,
 )
 from models.base import SeriesDetector, grow
+from models.calibrate import soft_surprise
+from models.default import ALPHA, CALIBRATION_K, QUIET, default_judge
+from models.episode import quiet_fires
 from models.likelihood import AnomalyLikelihood
 
 FloatArray = npt.NDArray[np.float64]
@@ -37,9 +40,6 @@ StepScorer = Callable[[IntArray, FloatArray, FloatArray, FloatArray], FloatArray
 
 _RANGE_FLOOR = 0.01  # spread below 1% of the range seen so far is not signal
 _WARMUP = 12
-ALPHA = 0.001  # the baseline remembers about 1,000 steps: 3.5 days of 5-minute samples
-REST = 50  # steps an alarm stays the episode's alarm unless the score beats it
-CALIBRATION_K = 25  # extreme past values that measure a series' tail (+/- 20% counting error)
 
 
 def _z_scorer(model: EwmaZScore | RobustZScore, calibrate: bool) -> StepScorer:
@@ -86,7 +86,18 @@ def _vector(det: IsolationForestDetector | HalfSpaceTreesDetector) -> StepScorer
     return step
 
 
+def _default() -> StepScorer:
+    """The default metric detector (`models.default`), as `vigil metrics` builds it for a
+    5-minute series."""
+    judge = default_judge(300.0)
+
+    def step(ids: IntArray, x: FloatArray, floor: FloatArray, ts: FloatArray) -> FloatArray:
+        return judge.score_learn(ids, x, floor=floor, ts=ts).p
+    return step
+
+
 DETECTORS: dict[str, Callable[[], StepScorer]] = {
+    "default": _default,
     "ewma-periodic": lambda: _ensemble(EwmaZScore(alpha=ALPHA, clip_z=np.inf, warmup=_WARMUP),
                                        PeriodicZScore(alpha=ALPHA, warmup=_WARMUP)),
     "ewma-calibrated": lambda: _z_scorer(EwmaZScore(alpha=ALPHA, clip_z=np.inf, warmup=_WARMUP), True),
@@ -101,18 +112,19 @@ DETECTORS: dict[str, Callable[[], StepScorer]] = {
 }
 
 
-def detect(series: list[Series], name: str = DEFAULT_DETECTOR) -> list[FloatArray]:
-    """Anomaly scores in [0, 1] for every row of every series, online: row t sees rows <= t.
+def detect(series: list[Series], name: str = DEFAULT_DETECTOR, rest: int = 0) -> list[FloatArray]:
+    """Anomaly scores in [0, 1) for every row of every series, online: row t sees rows <= t.
 
     All files advance together, one model call per time step (so the vector detectors' shared
     forest or trees learn from every file's past rows). Every detector yields p-values; they
-    become scores with `surprise` (p = 1e-5 -> 0.5) and pass `AlarmDedup`: NAB counts every
-    firing row outside a window as a false positive, so one episode should fire once.
+    become scores with `soft_surprise` (p = 1e-10 -> 0.5, never saturating). Which of them
+    alarm is the episode rule's business (`evaluate`); `rest` > 0 passes them through the older
+    `AlarmDedup` (beat the last `rest` scores) instead, for comparison.
     """
     if name not in DETECTORS:
         raise ValueError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
     scorer = DETECTORS[name]()
-    dedup = AlarmDedup(rest=REST)
+    dedup = AlarmDedup(rest=rest)
     lengths = np.array([len(s.values) for s in series])
     epoch = [np.array([t.timestamp() for t in s.timestamps]) for s in series]
     lo = np.full(len(series), np.inf)
@@ -125,7 +137,7 @@ def detect(series: list[Series], name: str = DEFAULT_DETECTOR) -> list[FloatArra
         lo[ids] = np.minimum(lo[ids], x)
         hi[ids] = np.maximum(hi[ids], x)
         p = scorer(ids, x, _RANGE_FLOOR * (hi[ids] - lo[ids]), ts)
-        ready = dedup.filter(ids, surprise(p))
+        ready = dedup.filter(ids, soft_surprise(p))
         for i, v in zip(ids.tolist(), ready.tolist(), strict=True):
             out[i][t] = v
     return out
@@ -141,41 +153,72 @@ class ProfileResult:
     tp: int
     fp: int
     fn: int
-    by_corpus: dict[str, float]
+    by_corpus: dict[str, float]  # each corpus at the profile's one threshold
+    held_out: dict[str, float]  # each corpus at the threshold chosen on the other corpora
+
+    @property
+    def held_out_mean(self) -> float:
+        """The leave-one-corpus-out mean: what a corpus never seen should expect."""
+        return float(np.mean(list(self.held_out.values()))) if self.held_out else float("nan")
 
 
-def evaluate(series: list[Series], scores: list[npt.NDArray[np.float64]]) -> list[ProfileResult]:
-    """Each profile's optimised threshold, normalised score and per-corpus breakdown."""
+def evaluate(series: list[Series], scores: list[npt.NDArray[np.float64]],
+             quiet: int = QUIET) -> list[ProfileResult]:
+    """Each profile's optimised threshold, normalised score and per-corpus breakdown, with the
+    rows that fire chosen by the episode rule (`EpisodeRule(quiet)`: an alarm silences its file
+    for `quiet` rows; 0 lets every crossing fire, as NAB's own sweeper does).
+
+    `held_out[c]` is corpus c scored at the threshold that is best on every other file: the
+    leave-one-corpus-out figure (corpora without anomaly windows are always in the choosing
+    part, and not scored alone).
+    """
+    names = [s.corpus for s in series]
+    files_of = {profile: [sweep_rows(s.name, s.timestamps, s.windows, tp, fp) for s in series]
+                for profile, (tp, fp, fn) in PROFILES.items()}
+    sweeps = sweep_episodes({p: (files_of[p], PROFILES[p][2]) for p in PROFILES}, scores, quiet)
     results = []
-    for profile, (tp, fp, fn) in PROFILES.items():
-        files = [sweep_rows(s.name, s.timestamps, s.windows, tp, fp) for s in series]
-        null = sweep(files, [np.zeros(len(s.values)) for s in series], fn).best_total
-        best = sweep(files, scores, fn)
+    for profile, (tp, _fp, fn) in PROFILES.items():
+        files, sw = files_of[profile], sweeps[profile]
         windows = sum(f.windows for f in files)
+        null = -fn * windows
+        a = sw.best()
         by_corpus: dict[str, float] = {}
-        for corpus in sorted({s.corpus for s in series}):
-            idx = [i for i, s in enumerate(series) if s.corpus == corpus]
-            part = [files[i] for i in idx]
-            raw = total_at(part, [scores[i] for i in idx], fn, best.best_threshold)
-            w = sum(f.windows for f in part)
+        held_out: dict[str, float] = {}
+        for corpus in sorted(set(names)):
+            idx = [i for i, c in enumerate(names) if c == corpus]
+            w = sum(files[i].windows for i in idx)
+            raw = float(sw.totals[a, idx].sum())
             # A corpus without windows has no scale: report its raw false-positive cost.
             by_corpus[corpus] = normalise(raw, -fn * w, w, tp) if w else raw
+            rest = [i for i, c in enumerate(names) if c != corpus]
+            if w and rest:
+                held_out[corpus] = normalise(float(sw.totals[sw.best(rest), idx].sum()), -fn * w, w, tp)
+        found = int(sw.tp[a].sum())
         results.append(ProfileResult(
-            profile=profile, score=normalise(best.best_total, null, windows, tp),
-            threshold=best.best_threshold, raw=best.best_total, null=null,
-            tp=best.counts["tp"], fp=best.counts["fp"], fn=best.counts["fn"], by_corpus=by_corpus,
+            profile=profile, score=normalise(float(sw.totals[a].sum()), null, windows, tp),
+            threshold=float(sw.thresholds[a]), raw=float(sw.totals[a].sum()), null=null,
+            tp=found, fp=int(sw.fp[a].sum()), fn=windows - found, by_corpus=by_corpus,
+            held_out=held_out,
         ))
     return results
 
 
 def write_results(out_dir: Path, series: list[Series], scores: list[npt.NDArray[np.float64]],
-                  ) -> None:
-    """NAB-format results: `out_dir/<corpus>/<file>.csv` with timestamp,value,anomaly_score."""
+                  threshold: float = np.inf, quiet: int = 0) -> None:
+    """NAB-format results: `out_dir/<corpus>/<file>.csv` with timestamp,value,anomaly_score and
+    `alarm`: 1 where the episode rule (`quiet`) fires at `threshold` (the standard profile's).
+
+    NAB's own sweeper reads `anomaly_score` and lets every crossing fire; `alarm` is what Vigil
+    would have paged.
+    """
     for s, sc in zip(series, scores, strict=True):
         path = out_dir / s.name
         path.parent.mkdir(parents=True, exist_ok=True)
+        alarm = np.zeros(len(sc), dtype=np.int64)
+        alarm[quiet_fires(sc, threshold, quiet)] = 1
         with path.open("w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["timestamp", "value", "anomaly_score"])
-            for ts, v, a in zip(s.raw_timestamps, s.values.tolist(), sc.tolist(), strict=True):
-                w.writerow([ts, repr(v) if not v.is_integer() else int(v), f"{a:.6f}"])
+            w.writerow(["timestamp", "value", "anomaly_score", "alarm"])
+            for ts, v, a, f in zip(s.raw_timestamps, s.values.tolist(), sc.tolist(),
+                                   alarm.tolist(), strict=True):
+                w.writerow([ts, repr(v) if not v.is_integer() else int(v), f"{a:.6f}", f])
