@@ -231,6 +231,15 @@ class ScoringConfig(_Section):
         default=True, description="also judge each series against its value one period earlier "
         "(models.PeriodicZScore), where that explains the series better than a flat level"
     )
+    members: list[Literal["weekly", "shift", "subsequence", "counts"]] = Field(
+        default=["shift"], description="members of the default metric detector (models.default) "
+        "judged beside the level and periodic ones: shift (the recent mean has moved: 40 bytes "
+        "and a 610-byte calibrator a series) by default; weekly (the value a week earlier, once "
+        "two weeks show a weekly shape: 5.4 KiB a series), subsequence (the recent windows' "
+        "shape is unlike any seen: 14.8 KiB) and counts (a negative-binomial tail, for features "
+        "whose values are counts; the window features are rates) on request. 2,000 services x 7 "
+        "features are 14,000 series, so the larger members cost hundreds of MB of state and "
+        "checkpoint")
     period_seconds: float = Field(default=86_400.0, gt=0, description="the period (a day)")
     period_buckets: int = Field(default=48, ge=1, le=100_000, description="phase slots per "
                                 "period (48: half-hour slots of a day, 768 bytes a series)")
@@ -364,13 +373,18 @@ class PromQuery(_Section):
                                       "series' service")
     series_labels: list[str] | None = Field(default=None, description="labels that identify a "
                                             "series (default: all of them)")
-    baseline: Literal["level", "periodic", "seasonal"] = Field(
-        default="periodic", description="level: EWMA only; periodic: EWMA plus the value a day "
-        "earlier where that explains the series better; seasonal: hour-of-week profile")
+    baseline: Literal["default", "level", "periodic", "seasonal"] = Field(
+        default="default", description="default: the default metric detector (models.default: "
+        "level, a day and a week earlier, level shift and shape, each where it explains the "
+        "series; its own settings, alpha 0.001); level: EWMA only; periodic: EWMA plus the value "
+        "a day earlier where that explains the series better; seasonal: hour-of-week profile")
     direction: Literal["up", "down", "both"] = Field(default="both", description="which way of "
                                                      "moving is anomalous")
-    alpha: float = Field(default=0.02, gt=0, le=1, description="EWMA weight of a new point")
+    alpha: float = Field(default=0.02, gt=0, le=1, description="EWMA weight of a new point "
+                         "(level, periodic and seasonal baselines)")
     warmup: int = Field(default=30, ge=2, description="points a series needs before it may alarm")
+    quiet_steps: int = Field(default=100, ge=0, description="points an alarm silences its series "
+                             "for: one anomaly per episode (0: every point over the threshold)")
     abs_floor: float = Field(default=0.0, ge=0, description="spread below this is noise")
     rel_floor: float = Field(default=0.01, ge=0, description="...or below this share of the level")
 

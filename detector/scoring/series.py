@@ -1,11 +1,12 @@
 """Judges the points of one Prometheus query: a baseline per series from `models/`, calibrated
 tails, and anomalies that carry the series' labels and a link back to Prometheus.
 
-Judges by `baseline`: `level` (EWMA z-score), `periodic` (the EWMA plus `PeriodicZScore`, the
+Judges by `baseline`: `default` (the default metric detector, `models.default`: the one
+`vigil eval nab` scores), `level` (EWMA z-score), `periodic` (the EWMA plus `PeriodicZScore`, the
 value a day earlier, taking part only where it explains the series better than a flat level;
 Bonferroni over the judges taking part), `seasonal` (`SeasonalZScore`, an hour-of-week profile).
 Every judge's tail is calibrated against the series' own history; all of it is one
-`models.Judge`.
+`models.Judge`. An alarm silences its series for `quiet_steps` points (`models.EpisodeRule`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from detector.config import PromQuery
 from detector.events import Anomaly
 from detector.scoring.windows import format_value
 from detector.sources.prometheus import IntArray, Points, SeriesIndex, graph_link
-from models import EwmaZScore, Judge, PeriodicZScore, SeasonalZScore, SeriesDetector
+from models import (
+    EpisodeRule,
+    EwmaZScore,
+    Judge,
+    PeriodicZScore,
+    SeasonalZScore,
+    SeriesDetector,
+    default_judge,
+)
 
 _DAY = 86_400.0
 
@@ -27,11 +36,13 @@ class MetricScorer:
         self.threshold = threshold
         self.url = prometheus_url
         self.judge = make_judge(query)
+        self.episodes = EpisodeRule(quiet=query.quiet_steps)
 
     def forget(self, series: IntArray) -> None:
         """Series that expired: their ids start afresh when reused."""
         if len(series):
             self.judge.forget(series)
+            self.episodes.forget(series)
 
     def score(self, pts: Points, index: SeriesIndex) -> list[Anomaly]:
         """Score and learn the points, one timestamp at a time (each model call is a batch of
@@ -53,7 +64,10 @@ class MetricScorer:
         verdict = self.judge.score_learn(ids, x, np.full(len(x), q.abs_floor), np.full(len(x), q.rel_floor),
                                    ts=np.full(len(x), ts))
         names = [m.name for m in self.judge.members]
-        hits = np.flatnonzero(verdict.ready & (verdict.score >= self.threshold))
+        # Every point goes through the episode rule (a not-ready one scores 0 and never fires),
+        # so the quiet period counts the series' own points.
+        fire = self.episodes.fire(ids, np.where(verdict.ready, verdict.score, 0.0), self.threshold)
+        hits = np.flatnonzero(fire)
         out = []
         for k in hits.tolist():
             sid = int(ids[k])
@@ -65,15 +79,36 @@ class MetricScorer:
                 window_start=ts - q.step_seconds, window_end=ts, value=float(x[k]),
                 baseline_mean=mean, baseline_std=std, score=float(verdict.score[k]),
                 model=names[verdict.speaker[k]],
-                explanation=f"{q.name}{{{shown}}} {format_value(float(x[k]))} vs baseline "
-                            f"{format_value(mean)} ± {format_value(std)}",
+                explanation=f"{q.name}{{{shown}}} {format_value(float(x[k]))} "
+                            f"{saw(names[verdict.speaker[k]], mean, std)}",
                 events=0, labels=dict(labels), link=graph_link(self.url, q.query, ts)))
         return out
 
 
+_SAW = {  # what each member of the default compares a point with, in an explanation
+    "periodic": "vs a day earlier",
+    "weekly": "vs a week earlier",
+    "shift": "moved the recent mean away from baseline",
+    "subsequence": "ends a recent shape unlike any seen; level",
+    "counts": "vs the count baseline",
+}
+
+
+def saw(member: str, mean: float, std: float) -> str:
+    """What the member that spoke saw, for the explanation.
+
+    >>> saw("weekly", 120.0, 4.0), saw("ewma", 5.0, 0.5)
+    ('vs a week earlier 120 ± 4.0', 'vs baseline 5.0 ± 0.50')
+    """
+    return f"{_SAW.get(member, 'vs baseline')} {format_value(mean)} ± {format_value(std)}"
+
+
 def make_judge(q: PromQuery) -> Judge:
-    """The query's level model (EWMA, or the hour-of-week profile) and, for `periodic`, the
-    value a day earlier; p-value arithmetic, unready members abstaining (see `Judge`)."""
+    """The default metric detector for `default`; otherwise the query's level model (EWMA, or
+    the hour-of-week profile) and, for `periodic`, the value a day earlier; p-value arithmetic,
+    unready members abstaining (see `Judge`)."""
+    if q.baseline == "default":
+        return default_judge(q.step_seconds, direction=q.direction, warmup=q.warmup)
     level: SeriesDetector = (SeasonalZScore(alpha=q.alpha, warmup=q.warmup) if q.baseline == "seasonal"
                              else EwmaZScore(alpha=q.alpha, clip_z=3.0, warmup=q.warmup))
     members = [level]

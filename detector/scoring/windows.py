@@ -17,14 +17,18 @@ from detector.config import ScoringConfig
 from detector.events import Anomaly
 from detector.windows.aggregate import FEATURES, WindowRows
 from models import (
+    CountTail,
     EwmaZScore,
     Judge,
     PeriodicZScore,
     RobustZScore,
     SeriesDetector,
+    ShiftZScore,
+    SubsequenceKnn,
     TailCalibrator,
 )
 from models.base import state_part
+from models.default import SHIFT_SHORT, WEEK, buckets
 
 _LABELS = {
     "rate": ("rate", "/s"),
@@ -95,7 +99,7 @@ class WindowScorer:
     def periodic(self) -> PeriodicZScore | None:
         """The one-period-earlier model, when `scoring.periodic` is on."""
         m = self.judge.members[1] if len(self.judge.members) > 1 else None
-        return m if isinstance(m, PeriodicZScore) else None
+        return m if isinstance(m, PeriodicZScore) and m.name == "periodic" else None
 
     @property
     def calibrator(self) -> TailCalibrator | None:
@@ -103,7 +107,7 @@ class WindowScorer:
 
     @property
     def periodic_calibrator(self) -> TailCalibrator | None:
-        return self.judge.calibrators[1] if len(self.judge.calibrators) > 1 else None
+        return self.judge.calibrators[1] if self.periodic is not None and self.judge.calibrators else None
 
     @property
     def series_count(self) -> int:
@@ -144,20 +148,33 @@ class WindowScorer:
             ))
         return out
 
+    def _others(self) -> dict[str, tuple[SeriesDetector, TailCalibrator | None]]:
+        """The members beyond the level and periodic ones (`scoring.members`), by name, each
+        with its calibrator."""
+        first = 2 if self.periodic is not None else 1
+        cals = self.judge.calibrators
+        return {m.name: (m, cals[first + i] if cals else None)
+                for i, m in enumerate(self.judge.members[first:])}
+
     def state_dict(self) -> dict[str, Any]:
         """The index and every model's state as plain JSON data (what a checkpoint keeps under
-        "scorer")."""
+        "scorer"): the level and periodic parts as checkpoints have always held them, and the
+        other members under "others"."""
         parts = {name: (part.state_dict() if (part := getattr(self, name)) is not None else None)
                  for name in ("periodic", "calibrator", "periodic_calibrator")}
+        others = {name: {"member": m.state_dict(),
+                         "calibrator": cal.state_dict() if cal is not None else None}
+                  for name, (m, cal) in self._others().items()}
         return {"series": [[svc, feat, sid] for (svc, feat), sid in self._series.items()],
-                "model": self.model.state_dict(), **parts}
+                "model": self.model.state_dict(), **parts, "others": others}
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Load `state_dict` output written with the same scoring configuration.
 
         A state that cannot be trusted (ids not 0..n-1 each once, a (service, feature) twice,
         wrong types, a model of another configuration) raises ValueError and leaves the scorer
-        as it was. An optional part the state lacks (null) starts cold; a part this
+        as it was. An optional part the state lacks (null, or a member absent from "others", as
+        in checkpoints written before those members existed) starts cold; a part this
         configuration does not use (periodic off) is ignored.
         """
         if not isinstance(state, dict):
@@ -169,6 +186,18 @@ class WindowScorer:
             part, st = getattr(fresh, name), state.get(name)
             if part is not None and st is not None:
                 part.load_state(st)
+        others = state.get("others") or {}
+        if not isinstance(others, dict):
+            raise ValueError(f"scorer 'others' is {type(others).__name__}, not an object")
+        for name, (member, cal) in fresh._others().items():
+            st = others.get(name)
+            if st is None:
+                continue
+            if not isinstance(st, dict):
+                raise ValueError(f"scorer member {name!r} is {type(st).__name__}, not an object")
+            member.load_state(state_part(st, "member"))
+            if cal is not None and st.get("calibrator") is not None:
+                cal.load_state(st["calibrator"])
         self.judge, self._series = fresh.judge, series
 
     def _series_id(self, service: str, feature: str) -> int:
@@ -180,15 +209,28 @@ class WindowScorer:
 
 
 def make_judge(cfg: ScoringConfig) -> Judge:
-    """The level model and, with `cfg.periodic`, the periodic one, each calibrated.
+    """The level model, with `cfg.periodic` the periodic one, and `cfg.members` (the default
+    metric detector's others: a week earlier, a level shift, the shape), each calibrated.
 
     "score" arithmetic and unready members abstaining: this scorer's verdicts as they always
     were (see `Judge`).
     """
     members = [make_model(cfg)]
+    slow = min(cfg.alpha, 0.01)  # the baselines a period or a shift is judged against
     if cfg.periodic:
         members.append(PeriodicZScore(period=cfg.period_seconds, buckets=cfg.period_buckets,
-                                      alpha=min(cfg.alpha, 0.01), warmup=cfg.warmup))
+                                      alpha=slow, warmup=cfg.warmup))
+    step = cfg.period_seconds / cfg.period_buckets
+    for name in dict.fromkeys(cfg.members):  # the default detector's other members, in order
+        if name == "weekly":
+            members.append(PeriodicZScore(period=WEEK, buckets=buckets(WEEK, step, 336),
+                                          alpha=slow, warmup=cfg.warmup, name="weekly"))
+        elif name == "shift":
+            members.append(ShiftZScore(alpha=slow, short=SHIFT_SHORT, warmup=cfg.warmup))
+        elif name == "counts":
+            members.append(CountTail(alpha=slow, warmup=cfg.warmup))
+        else:
+            members.append(SubsequenceKnn(warmup=cfg.warmup))
     return Judge(members, warmup=cfg.warmup, calibrate=cfg.calibrate,
                  calibration_history=cfg.calibration_history, calibration_k=cfg.calibration_k,
                  combine_in="score")

@@ -84,10 +84,23 @@ def test_window_scorer_state_keeps_the_shape_checkpoints_have_always_written() -
         "periodic_calibrator": (a.periodic_calibrator.state_dict()
                                 if a.periodic_calibrator is not None else None),
     }
-    assert a.state_dict() == legacy
+    state = a.state_dict()
+    assert {k: v for k, v in state.items() if k != "others"} == legacy
+    assert set(state["others"]) == {"shift"}
     b = WindowScorer(a.cfg)
-    b.load_state(json.loads(json.dumps(legacy)))
-    assert b.state_dict() == legacy
+    b.load_state(json.loads(json.dumps(legacy)))  # written before the other members existed
+    assert {k: v for k, v in b.state_dict().items() if k != "others"} == legacy
+    assert all(m.nbytes() == 0 for m in b.judge.members[2:])  # they start cold
+
+
+def test_window_scorer_refuses_a_broken_member_of_the_others() -> None:
+    a, _ = _warmed()
+    state = json.loads(json.dumps(a.state_dict()))
+    state["others"]["shift"]["member"]["gap_ms"] = "wide"  # a member of the others, broken
+    before = a.state_dict()
+    with pytest.raises(ValueError):
+        a.load_state(state)
+    assert a.state_dict() == before
 
 
 def _tampered(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -132,3 +145,14 @@ def test_window_scorer_starts_absent_optional_parts_cold_and_ignores_unused_ones
     c = WindowScorer(ScoringConfig(alpha=0.001, clip_z=1e9, periodic=False))
     c.load_state(state)
     assert c.periodic is None and c.series_count == a.series_count
+
+
+def test_every_member_of_the_default_can_judge_windows_and_round_trips() -> None:
+    cfg = ScoringConfig(alpha=0.001, clip_z=1e9, members=["weekly", "shift", "subsequence", "counts"])
+    a, x = _warmed(cfg)
+    assert [m.name for m in a.judge.members] == ["ewma", "periodic", "weekly", "shift",
+                                                  "subsequence", "counts"]
+    b = WindowScorer(cfg)
+    b.load_state(json.loads(json.dumps(a.state_dict(), allow_nan=False)))
+    rows = _windows(x[3 * DAY:3 * DAY + 200], ["api", "db"], start=3 * DAY)
+    assert [an for r in rows for an in a.score(r)] == [an for r in rows for an in b.score(r)]
