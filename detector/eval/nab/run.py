@@ -29,7 +29,7 @@ from models import (
 )
 from models.base import SeriesDetector, grow
 from models.calibrate import soft_surprise
-from models.default import ALPHA, CALIBRATION_K, QUIET, default_judge
+from models.default import ALPHA, QUIET, default_judge
 from models.episode import quiet_fires
 from models.likelihood import AnomalyLikelihood
 
@@ -40,6 +40,7 @@ StepScorer = Callable[[IntArray, FloatArray, FloatArray, FloatArray], FloatArray
 
 _RANGE_FLOOR = 0.01  # spread below 1% of the range seen so far is not signal
 _WARMUP = 12
+CALIBRATION_K = 25  # the other detectors' calibration, as they were measured (the default's is 20)
 
 
 def _z_scorer(model: EwmaZScore | RobustZScore, calibrate: bool) -> StepScorer:
