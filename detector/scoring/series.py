@@ -54,19 +54,22 @@ class MetricScorer:
         cuts = np.flatnonzero(np.diff(pts.ts)) + 1
         for lo, hi in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [len(pts.ts)])),
                           strict=True):
-            found = self._step(pts.series[lo:hi], pts.values[lo:hi], float(pts.ts[lo]), index)
-            if not pts.warmup:
-                out.extend(found)
+            found = self._step(pts.series[lo:hi], pts.values[lo:hi], float(pts.ts[lo]), index,
+                               report=not pts.warmup)
+            out.extend(found)
         return out
 
-    def _step(self, ids: IntArray, x: np.ndarray, ts: float, index: SeriesIndex) -> list[Anomaly]:
+    def _step(self, ids: IntArray, x: np.ndarray, ts: float, index: SeriesIndex,
+              report: bool = True) -> list[Anomaly]:
         q = self.q
         verdict = self.judge.score_learn(ids, x, np.full(len(x), q.abs_floor), np.full(len(x), q.rel_floor),
                                    ts=np.full(len(x), ts))
         names = [m.name for m in self.judge.members]
-        # Every point goes through the episode rule (a not-ready one scores 0 and never fires),
-        # so the quiet period counts the series' own points.
-        fire = self.episodes.fire(ids, np.where(verdict.ready, verdict.score, 0.0), self.threshold)
+        # Every point goes through the episode rule (a not-ready one, or one of the warm-up read,
+        # scores 0 and never fires: an alarm nobody saw silences nothing), so the quiet period
+        # counts the series' own points.
+        fire = self.episodes.fire(ids, np.where(verdict.ready & report, verdict.score, 0.0),
+                                  self.threshold)
         hits = np.flatnonzero(fire)
         out = []
         for k in hits.tolist():
