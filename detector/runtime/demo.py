@@ -159,8 +159,8 @@ def _summary(sc: Scenario, seen: _Seen, audit: list[AuditRecord], t_fault: float
     if opened is not None:
         ranked = latest[opened[1]["id"]].get("root_cause") or []
         cause = ranked[0]["service"] if ranked else opened[1]["service"]
-    if first is not None and first.trigger_json:  # the cause the action was taken for
-        cause = json.loads(first.trigger_json).get("root_cause") or cause
+    if first is not None and first.target:  # the cause the action was taken for: its target
+        cause = first.target
     verified = next((r for r in audit if r.verdict == Verdict.VERIFIED), None)
     return {
         "scenario": sc.name, "fault_service": sc.service, "incident_root_cause": cause,
