@@ -1,4 +1,5 @@
-"""Raw-line parsers for the Loghub HDFS and BGL layouts (for `vigil eval lines`)."""
+"""Raw-line parsers for the Loghub HDFS and BGL layouts (for `vigil eval lines`); the layouts
+themselves are `detector.decode.layouts`', which `parsing.preset` reads too."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from detector.decode.layouts import BGL, HDFS
 from detector.events import LEVEL_NAMES, LEVEL_UNKNOWN
 
 BLOCK_RE = re.compile(r"blk_-?\d+")
-_HDFS_RE = re.compile(r"^(\d{6}) (\d{6}) (\d+) (\w+) ([^:]+): (.*)$")
-_BGL_RE = re.compile(r"^(\d+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) ?(.*)$")
 
 
 @dataclass(slots=True)
@@ -34,12 +34,13 @@ def parse_hdfs(line: str, line_id: int) -> LogLine:
     >>> p.level, p.component, p.sessions, p.ts
     (9, 'dfs.DataNode$DataXceiver', ['blk_-1608999687919862906'], 1226262918.0)
     """
-    m = _HDFS_RE.match(line)
+    m = HDFS.regex.match(line)
     if m is None:
         return LogLine(line_id, 0.0, LEVEL_UNKNOWN, "", line, BLOCK_RE.findall(line), parsed=False)
-    date, time, _pid, level, component, content = m.groups()
+    stamp, level, component, content = m.group("timestamp", "level", "service", "message")
     try:
-        ts = datetime.strptime(date + time, "%y%m%d%H%M%S").replace(tzinfo=UTC).timestamp()
+        assert HDFS.ts_format is not None
+        ts = datetime.strptime(stamp, HDFS.ts_format).replace(tzinfo=UTC).timestamp()
     except ValueError:
         ts = 0.0
     return LogLine(line_id, ts, LEVEL_NAMES.get(level.lower(), LEVEL_UNKNOWN), component, content,
@@ -55,14 +56,10 @@ def parse_bgl(line: str, line_id: int) -> LogLine:
     >>> p.level, p.component, p.content, p.ts
     (9, 'KERNEL', 'instruction cache parity error corrected', 1117838570.0)
     """
-    text = line
-    first = text.split(" ", 1)[0]
-    if first and not first.isdigit():  # a labeled line: "- 1117838570 ..." or "KERNDTLB ..."
-        text = text.split(" ", 1)[1] if " " in text else ""
-    m = _BGL_RE.match(text)
+    m = BGL.regex.match(line)  # a labeled line ("- 1117838570 ...", "KERNDTLB ...") too
     if m is None:
         return LogLine(line_id, 0.0, LEVEL_UNKNOWN, "", line, parsed=False)
-    epoch, _date, _node, _time, _repeat, _type, component, level, content = m.groups()
+    epoch, component, level, content = m.group("timestamp", "service", "level", "message")
     return LogLine(line_id, float(epoch), LEVEL_NAMES.get(level.lower(), LEVEL_UNKNOWN), component,
                    content)
 
