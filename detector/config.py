@@ -6,11 +6,19 @@ Environment overrides use `__` between levels: `VIGIL_WINDOW__SECONDS=5`,
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -94,7 +102,37 @@ class FieldMapping(_Section):
     )
 
 
+# The ready layouts of `parsing.preset` (defined in `detector/decode/layouts.py`).
+PresetName = Literal["syslog-rfc5424", "syslog-rfc3164", "nginx-combined", "hdfs", "bgl"]
+
+
 class ParsingConfig(_Section):
+    """How a line becomes an event: JSON objects (the default), logfmt `key=value` pairs, or
+    raw text matched by a regex with named groups (your own `pattern` or a `preset`).
+
+    Logfmt keys and named groups map onto Vigil's fields through `fields` as JSON keys do (a
+    group or key named after a field, such as `service` or `latency_ms`, always maps to it).
+    """
+
+    format: Literal["json", "logfmt", "regex"] = Field(default="json", description=(
+        "json: one JSON object a line; logfmt: key=value pairs; regex: raw text matched by "
+        "pattern or preset (a line that does not match is a dead letter, no_match)"))
+    pattern: str | None = Field(default=None, description=(
+        "with format regex: a Python regex whose named groups are field names or keys of "
+        "fields (e.g. (?P<timestamp>\\S+) (?P<service>\\w+): (?P<message>.*)); a group "
+        "latency_s is a latency in seconds, pri a syslog priority (its severity is the level)"))
+    preset: PresetName | None = Field(
+        default=None, description="with format regex, instead of pattern: a ready layout "
+        "(see docs/input.md for how each maps onto the fields)")
+    timestamp_format: str | None = Field(default=None, description=(
+        "with logfmt or a pattern: a strftime format of the timestamp (e.g. %Y-%m-%d "
+        "%H:%M:%S,%3f; no offset means UTC); unset, RFC 3339 or epoch numbers"))
+    default_service: str | None = Field(default=None, description=(
+        "with logfmt or regex: the service of lines that name none (the nginx-combined preset "
+        "uses nginx when unset)"))
+    year: int | None = Field(default=None, ge=1970, le=9999, description=(
+        "the year of timestamps written without one (syslog-rfc3164); unset, the current "
+        "year, or the previous one for a date more than a day ahead of this machine's clock"))
     fields: FieldMapping = Field(default_factory=FieldMapping)
     required: list[Literal["timestamp", "service", "message"]] = Field(
         default=["timestamp", "service"],
@@ -105,6 +143,24 @@ class ParsingConfig(_Section):
     max_message_chars: int = Field(
         default=8192, gt=0, description="longer messages are truncated before template mining"
     )
+
+    @model_validator(mode="after")
+    def _format_needs(self) -> ParsingConfig:
+        if self.format != "regex" and (self.pattern is not None or self.preset is not None):
+            raise ValueError("parsing.pattern and parsing.preset need parsing.format: regex")
+        if self.format == "regex":
+            if (self.pattern is None) == (self.preset is None):
+                raise ValueError("parsing.format regex needs one of parsing.pattern (a regex "
+                                 "with named groups) or parsing.preset, not both")
+            if self.pattern is not None:
+                try:
+                    rx = re.compile(self.pattern)
+                except re.error as exc:
+                    raise ValueError(f"parsing.pattern is not a valid regex: {exc}") from exc
+                if not rx.groupindex:
+                    raise ValueError("parsing.pattern has no named groups; name them after "
+                                     "fields, e.g. (?P<message>.*)")
+        return self
 
 
 class TemplatesConfig(_Section):

@@ -1,6 +1,7 @@
-"""JSON lines to `EventBatch`, a batch at a time, every bad record turned into a dead letter.
+"""Lines to `EventBatch`, a batch at a time, every bad record turned into a dead letter.
 
-The columnar decoder takes whole batches; where it cannot (a bad line, a nested shape), the batch
+Raw text (`parsing.format` logfmt or regex) goes to the text decoder. For JSON, the columnar
+decoder takes whole batches; where it cannot (a bad line, a nested shape), the batch
 is halved until the trouble is cornered in small pieces that the per-line decoder handles and
 explains. A source whose shape is nested goes straight to the per-line decoder for a while.
 """
@@ -20,6 +21,7 @@ from detector.decode.deadletter import DeadLetter
 from detector.decode.fields import FieldPlan
 from detector.decode.otlp import flatten_export, is_export
 from detector.decode.rows import RowDecoder, RowErrors
+from detector.decode.text import TextDecoder
 from detector.events import EventBatch
 
 _MIN_COLUMNAR = 64  # below this many lines the per-line decoder is as fast
@@ -37,10 +39,11 @@ class DecodeResult:
 class DecoderStats:
     columnar_lines: int = 0
     row_lines: int = 0
+    text_lines: int = 0
 
 
 class BatchDecoder:
-    """Decodes batches of JSON lines according to a `ParsingConfig`.
+    """Decodes batches of lines (JSON, or logfmt or regex) according to a `ParsingConfig`.
 
     >>> dec = BatchDecoder(ParsingConfig())
     >>> r = dec.decode([b'{"ts": 1795435200, "service": "cart", "level": "error", "msg": "boom"}',
@@ -54,6 +57,7 @@ class BatchDecoder:
         plan = FieldPlan.from_mapping(cfg.fields)
         self._columnar = ColumnarDecoder(cfg, plan)
         self._rows = RowDecoder(cfg, plan)
+        self._text = TextDecoder(cfg, plan) if cfg.format != "json" else None
         self._skip = 0
         self.stats = DecoderStats()
 
@@ -77,7 +81,10 @@ class BatchDecoder:
             todo = [lines[i] for i in index.tolist()]
         parts: list[EventBatch] = []
         kept: list[npt.NDArray[np.int64]] = []
-        self._decode_range(todo, 0, len(todo), parts, kept, bad, index)
+        if self._text is not None:
+            self._decode_text(todo, parts, kept, bad, index)
+        else:
+            self._decode_range(todo, 0, len(todo), parts, kept, bad, index)
         batch = EventBatch.concat(parts)
         line_index = np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
 
@@ -86,7 +93,8 @@ class BatchDecoder:
 
         # OTLP/JSON export requests fail as records (no timestamp or service at the top): only
         # those lines are looked at again, so the test costs nothing on ordinary input.
-        exports = [i for i, (r, _) in bad.items() if r != "oversize" and is_export(lines[i])]
+        exports = [i for i, (r, _) in bad.items()
+                   if r != "oversize" and self._text is None and is_export(lines[i])]
         if exports:
             batch, line_index = self._expand(lines, exports, at, source, bad, batch, line_index)
         dead = [
@@ -119,6 +127,17 @@ class BatchDecoder:
         owners = np.asarray(owner, dtype=np.int64)
         return (EventBatch.concat([batch, sub.batch]),
                 np.concatenate([line_index, owners[sub.line_index]]))
+
+    def _decode_text(self, lines: Sequence[bytes], parts: list[EventBatch],
+                     kept: list[npt.NDArray[np.int64]], bad: RowErrors,
+                     index: npt.NDArray[np.int64]) -> None:
+        assert self._text is not None
+        batch, errors, good = self._text.decode(lines)
+        self.stats.text_lines += len(lines)
+        parts.append(batch)
+        kept.append(index[good])
+        for i, err in errors.items():
+            bad[int(index[i])] = err
 
     def _decode_range(
         self,

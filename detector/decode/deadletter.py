@@ -18,7 +18,7 @@ import orjson
 # Every reason a record can be dead-lettered for; the counters always carry all of them.
 REASONS = (
     "undecodable", "not_object", "missing_field", "wrong_type", "oversize", "too_late",
-    "clock_skew", "decoder_error", "pipeline_error",
+    "clock_skew", "decoder_error", "pipeline_error", "no_match", "bad_timestamp",
 )
 
 
