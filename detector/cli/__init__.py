@@ -46,7 +46,8 @@ for _name, _fn in (("pipeline", bench.bench_pipeline_cmd), ("detection", bench.b
                    ("kafka", bench.bench_kafka_cmd), ("webhook", bench.bench_webhook_cmd),
                    ("prometheus", bench.bench_prometheus_cmd),
                    ("remediation", bench.bench_remediation_cmd),
-                   ("templates", bench.bench_templates_cmd)):
+                   ("templates", bench.bench_templates_cmd),
+                   ("formats", bench.bench_formats_cmd)):
     bench_app.command(_name)(_fn)
 eval_app.command("nab")(eval.eval_nab)
 eval_app.command("sessions")(eval.eval_sessions_cmd)

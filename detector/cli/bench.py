@@ -233,6 +233,25 @@ def bench_remediation_cmd(
     out.print(t)
 
 
+def bench_formats_cmd(
+    lines: Annotated[int, typer.Option(min=1000, help="lines per format")] = 500_000,
+    batch: Annotated[int, typer.Option(min=1, help="lines decoded a call")] = 65_536,
+) -> None:
+    """Decode lines/s of each parsing.format on the same generated events (~200 B a line):
+    JSON for the ratio, logfmt, and every regex preset (best of 3 runs)."""
+    from detector.bench.formats import bench_formats
+
+    figures = bench_formats(lines, batch)
+    json_rate = next(f.lines_per_s for f in figures if f.name == "json")
+    t = Table(title=f"vigil bench formats ({lines:,} lines each, {batch:,} a call)")
+    for col in ("format", "B/line", "lines/s", "MB/s", "ratio to json", "events"):
+        t.add_column(col, justify="right")
+    for f in figures:
+        t.add_row(f.name, f"{f.bytes_per_line:.0f}", f"{f.lines_per_s:,.0f}", f"{f.mb_per_s:.1f}",
+                  f"{f.lines_per_s / json_rate:.2f}", f"{f.events:,}")
+    out.print(t)
+
+
 def bench_templates_cmd(
     events: Annotated[int, typer.Option(min=1000, help="messages to mine")] = 200_000,
     distinct: Annotated[str, typer.Option(help="sizes of the all-distinct case, comma-separated "

@@ -61,7 +61,8 @@ BGL = Layout(
 SYSLOG_RFC5424 = Layout(
     "syslog-rfc5424",
     r"^<(?P<pri>\d{1,3})>\d{1,2} (?P<timestamp>\S+) (?P<host>\S+) (?P<service>\S+) "
-    r"(?P<procid>\S+) (?P<msgid>\S+) (?P<sd>-|(?:\[(?:[^\]\\]|\\.)*\])+)(?: \ufeff?(?P<message>.*))?$",
+    r"(?P<procid>\S+) (?P<msgid>\S+) (?P<sd>-|(?:\[[^\]\\]*(?:\\.[^\]\\]*)*\])+)"
+    r"(?: \ufeff?(?P<message>.*))?$",
     None,
     doc="`<PRI>1 TIMESTAMP HOST APP-NAME PROCID MSGID SD MSG`; APP-NAME is the service, the "
     "severity (PRI mod 8) the level, HOST an attr (`host`)",
@@ -77,9 +78,9 @@ SYSLOG_RFC3164 = Layout(
 )
 NGINX_COMBINED = Layout(
     "nginx-combined",
-    r'^(?P<host>\S+) \S+ (?P<user>\S+) \[(?P<timestamp>[^\]]+)\] "(?P<message>(?:[^"\\]|\\.)*)" '
-    r'(?P<status>\d{3}) (?P<bytes>\d+|-)(?: "(?P<referer>(?:[^"\\]|\\.)*)" '
-    r'"(?P<agent>(?:[^"\\]|\\.)*)")?(?: (?P<latency_s>\d+(?:\.\d+)?|-))?.*$',
+    r'^(?P<host>\S+) \S+ (?P<user>\S+) \[(?P<timestamp>[^\]]+)\] "(?P<message>[^"\\]*(?:\\.[^"\\]*)*)" '
+    r'(?P<status>\d{3}) (?P<bytes>\d+|-)(?: "(?P<referer>[^"\\]*(?:\\.[^"\\]*)*)" '
+    r'"(?P<agent>[^"\\]*(?:\\.[^"\\]*)*)")?(?: (?P<latency_s>\d+(?:\.\d+)?|-))?.*$',
     "%d/%b/%Y:%H:%M:%S %z",
     doc="nginx `combined` (= Apache combined, or common without the quoted referer and agent), "
     "optionally followed by `$request_time` in seconds: the request line is the message, the "

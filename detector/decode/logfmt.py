@@ -1,12 +1,17 @@
-"""Logfmt: `key=value key2="quoted \\"text\\"" flag` lines to flat dicts of text, as Go's logfmt
-and Heroku write them. Only splits lines; which key is which field is `decode.text`'s business."""
+"""Logfmt: `key=value key2="quoted \\"text\\""` lines to flat dicts of text, as Go's logfmt and
+Heroku write them. Only splits lines; which key is which field is `decode.text`'s business.
+
+A line is split by one C-level `findall` into a dict; quoted values keep their quotes there and
+are unquoted by `unquote` a column at a time, only for the keys a field or attr reads. A bare key
+(`flag`, no `=`) has no value, so it reads as absent.
+"""
 
 from __future__ import annotations
 
 import re
 
-# key, then `=` and a quoted or bare value, or nothing (a bare key is a flag: "true").
-_PAIR = re.compile(r'([^\s="]+)(?:(=)("(?:[^"\\]|\\.)*"?|[^\s"]*))?')
+# key=value, the value quoted (escapes inside) or bare.
+_PAIR = re.compile(r'([^\s="]+)=("[^"\\]*(?:\\.[^"\\]*)*"|[^\s"]*)')
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 _ESCAPE = re.compile(r"\\(.)")
 
@@ -15,37 +20,40 @@ class LogfmtError(ValueError):
     """A line that is not logfmt (no key=value pair at all, or an unterminated quote)."""
 
 
-def parse_logfmt(line: str) -> dict[str, str]:
-    """The pairs of one logfmt line; the last of a repeated key wins.
+def split_logfmt(line: str) -> dict[str, str]:
+    """The pairs of one logfmt line, quoted values still quoted; the last of a repeated key wins.
 
-    >>> parse_logfmt('ts=2026-11-23T12:00:00Z level=warn msg="disk \\\\"sda\\\\" 91% full" ok')
-    {'ts': '2026-11-23T12:00:00Z', 'level': 'warn', 'msg': 'disk "sda" 91% full', 'ok': 'true'}
-    >>> parse_logfmt('a= b=""')
-    {'a': '', 'b': ''}
+    >>> split_logfmt('ts=2026-11-23T12:00:00Z level=warn msg="disk \\\\"sda\\\\" full" ok')
+    {'ts': '2026-11-23T12:00:00Z', 'level': 'warn', 'msg': '"disk \\\\"sda\\\\" full"'}
     """
-    out: dict[str, str] = {}
-    pairs = 0
-    for key, eq, value in _PAIR.findall(line):
-        if not eq:
-            out[key] = "true"
-            continue
-        pairs += 1
-        if value[:1] == '"':
-            if len(value) < 2 or value[-1] != '"' or _odd_backslashes(value):
-                raise LogfmtError(f"unterminated quoted value of {key!r}")
-            value = value[1:-1]
-            if "\\" in value:
-                value = _ESCAPE.sub(_unescape, value)
-        out[key] = value
+    pairs = dict(_PAIR.findall(line))
     if not pairs:
         raise LogfmtError("no key=value pair")
-    return out
+    if '"' in line and (line.count('"') - line.count('\\"')) % 2:
+        raise LogfmtError("an unterminated quoted value")
+    return pairs
 
 
-def _odd_backslashes(quoted: str) -> bool:
-    """Whether the closing quote of `"..."` is itself escaped (an odd run of backslashes)."""
-    n = len(quoted) - 1 - len(quoted[:-1].rstrip("\\"))
-    return n % 2 == 1
+def unquote(value: str) -> str:
+    """A value as written, without its quotes and escapes.
+
+    >>> unquote('"disk \\\\"sda\\\\"\\\\n full"'), unquote("bare")
+    ('disk "sda"\\n full', 'bare')
+    """
+    if value[:1] != '"':
+        return value
+    value = value[1:-1]
+    return _ESCAPE.sub(_unescape, value) if "\\" in value else value
+
+
+def parse_logfmt(line: str) -> dict[str, str]:
+    """The pairs of one logfmt line, unquoted (for tests and notebooks; the decoder unquotes
+    only the columns it reads).
+
+    >>> parse_logfmt('a= b="" c="x \\\\"y\\\\"" flag')
+    {'a': '', 'b': '', 'c': 'x "y"'}
+    """
+    return {k: unquote(v) for k, v in split_logfmt(line).items()}
 
 
 def _unescape(m: re.Match[str]) -> str:

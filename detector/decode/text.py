@@ -18,7 +18,7 @@ import polars as pl
 from detector.config import ParsingConfig
 from detector.decode.fields import LOGICAL_FIELDS, OTEL_STATUS, FieldPlan
 from detector.decode.layouts import DEFAULT_SERVICE, PRESETS, Layout
-from detector.decode.logfmt import LogfmtError, parse_logfmt
+from detector.decode.logfmt import LogfmtError, split_logfmt, unquote
 from detector.decode.rows import RowErrors
 from detector.decode.timestamps import TimestampError, epoch_seconds
 from detector.events import LEVEL_UNKNOWN, EventBatch, level_code
@@ -118,11 +118,12 @@ class TextDecoder:
                 ) -> tuple[list[int], Callable[[str], Column | None]]:
         records: list[dict[str, str]] = []
         rows: list[int] = []
+        split = split_logfmt
         for i, t in enumerate(texts):
             if t is None:
                 continue
             try:
-                records.append(parse_logfmt(t))
+                records.append(split(t))
                 rows.append(i)
             except LogfmtError as exc:
                 bad[i] = ("no_match", f"not logfmt: {exc}")
@@ -131,7 +132,8 @@ class TextDecoder:
         def get(key: str) -> Column | None:
             if key not in present:
                 return None
-            return [r.get(key) for r in records]
+            col: Column = [r.get(key) for r in records]
+            return [unquote(v) if v is not None and v[:1] == '"' else v for v in col]
 
         return rows, get
 
@@ -334,15 +336,17 @@ def _numbers(col: Column, bad: RowErrors, key: str, scale: float) -> npt.NDArray
 
 
 def _statuses(col: Column, bad: RowErrors) -> npt.NDArray[np.int32]:
-    out = np.full(len(col), -1, dtype=np.int32)
-    for j, v in enumerate(col):
-        if v is None:
-            continue
-        if v.isdigit() and int(v) <= 999:
-            out[j] = int(v)
-        elif v.upper() in OTEL_STATUS:
+    s = pl.Series("status", col, dtype=pl.String)
+    num = s.cast(pl.Int64, strict=False)
+    out: npt.NDArray[np.int32] = num.fill_null(-1).to_numpy().astype(np.int32)
+    odd = (num.is_null() & s.is_not_null()) | (num < 0).fill_null(False) \
+        | (num > 999).fill_null(False)
+    for j in np.flatnonzero(odd.to_numpy()).tolist():
+        v = col[j] or ""
+        if v.upper() in OTEL_STATUS:  # an OpenTelemetry status name: ERROR is 500
             out[j] = OTEL_STATUS[v.upper()]
         else:
+            out[j] = -1
             bad.setdefault(j, ("wrong_type", "field 'status' must be an integer status code "
                                f"0-999, got {v[:40]!r}"))
     return out
