@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -12,6 +12,9 @@ from rich.table import Table
 
 from detector.cli.common import ConfigOpt, choose, err, load_or_exit, out, write_json
 from detector.cli.tables import print_replay_summary
+
+if TYPE_CHECKING:
+    from detector.config import VigilConfig
 
 
 def config_reference() -> None:
@@ -31,6 +34,14 @@ def config_show(config: ConfigOpt = None) -> None:
 def replay(
     files: Annotated[list[str], typer.Argument(help="JSONL files (.gz too), or - for stdin")],
     config: ConfigOpt = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="parsing.format for this run: "
+                                            "json, logfmt or regex")] = None,
+    preset: Annotated[str | None, typer.Option(help="parsing.preset for this run (implies "
+                                               "--format regex): syslog-rfc5424, "
+                                               "syslog-rfc3164, nginx-combined, hdfs, bgl")] = None,
+    pattern: Annotated[str | None, typer.Option(help="parsing.pattern for this run (implies "
+                                                "--format regex): a regex with named groups")
+                       ] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="output directory")] = None,
     summary: Annotated[Path | None, typer.Option(help="also write the run's figures to this "
                                                  "file as JSON")] = None,
@@ -39,7 +50,8 @@ def replay(
         "dry-run and print what Vigil would have done and when (audit: OUT/whatif.db, "
         "decisions: OUT/whatif.jsonl)")] = None,
 ) -> None:
-    """Replay JSON logs through the detector; write anomalies, incidents and dead letters.
+    """Replay logs (JSON lines, or logfmt or raw text: see --format) through the detector; write
+    anomalies, incidents and dead letters.
 
     Exit 0, or 1 when not one line became an event (the summary says what the lines look like).
     """
@@ -49,7 +61,7 @@ def replay(
     from detector.runtime.replay import InputError, input_hint
     from detector.runtime.replay import replay as run
 
-    cfg = load_or_exit(config)
+    cfg = _with_parsing(load_or_exit(config), fmt, preset, pattern)
     target = out_dir or cfg.output.dir
     show_bar = sys.stderr.isatty()
     try:
@@ -77,6 +89,33 @@ def replay(
         err.print(f"[yellow]warning:[/yellow] {hint}", markup=True, highlight=False)
     if result.stats.lines and not result.stats.events:
         raise typer.Exit(1)
+
+
+def _with_parsing(cfg: VigilConfig, fmt: str | None, preset: str | None,
+                  pattern: str | None) -> VigilConfig:
+    """`cfg` with the command line's parsing options over the file's (exit 2 if invalid)."""
+    from pydantic import ValidationError
+
+    from detector.config import ParsingConfig
+
+    if fmt is None and preset is None and pattern is None:
+        return cfg
+    update: dict[str, Any] = {"format": fmt or ("regex" if preset or pattern else None)}
+    if preset is not None or pattern is not None:  # one replaces the other
+        update |= {"preset": preset, "pattern": pattern}
+    elif update["format"] != "regex":
+        update |= {"preset": None, "pattern": None}
+    data = cfg.parsing.model_dump() | {k: v for k, v in update.items()
+                                       if v is not None or k != "format"}
+    try:
+        parsing = ParsingConfig.model_validate(data)
+    except ValidationError as exc:
+        for e in exc.errors():
+            where = ".".join(map(str, e["loc"]))
+            err.print(f"[red]error:[/red] {'parsing.' + where + ': ' if where else ''}"
+                      f"{e['msg'].removeprefix('Value error, ')}", markup=True, highlight=False)
+        raise typer.Exit(2) from exc
+    return cfg.model_copy(update={"parsing": parsing})
 
 
 def _what_if(policy: Any, target: Path) -> None:

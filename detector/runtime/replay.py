@@ -78,7 +78,8 @@ def input_hint(stats: PipelineStats) -> str | None:
     >>> print(input_hint(st))  # doctest: +NORMALIZE_WHITESPACE
     2000 of 2000 lines are not JSON (undecodable). Vigil reads JSON lines, one object a line;
     the first (app.log:1) reads: '081109 203518 143 INFO dfs.DataNode: Receiving block'.
-    Raw text logs in the HDFS or BGL layouts are read by `vigil eval lines --format hdfs|bgl`.
+    For raw text logs set parsing.format (logfmt, or regex with parsing.pattern or a preset), e.g.
+    `vigil replay --preset hdfs|bgl|syslog-rfc5424|syslog-rfc3164|nginx-combined FILE`.
     """
     total = stats.dead.total
     if stats.lines == 0 or 2 * total < stats.lines:
@@ -98,12 +99,25 @@ def input_hint(stats: PipelineStats) -> str | None:
         "clock_skew": "have event times far from the stream's (clock_skew); see window.* clock "
                       "settings",
         "decoder_error": "hit a decoder bug (decoder_error); please report one of them",
+        "no_match": "do not match the layout (no_match); check parsing.pattern or "
+                    "parsing.preset (or the logfmt)",
+        "bad_timestamp": "have a timestamp that does not read (bad_timestamp); see "
+                         "parsing.timestamp_format",
     }.get(reason, f"were dead-lettered ({reason})")
     text = (f"{n} of {stats.lines} lines {what}; the first{where} reads: {shown!r}.")
-    if reason == "undecodable":
-        text += ("\nRaw text logs in the HDFS or BGL layouts are read by "
-                 "`vigil eval lines --format hdfs|bgl`.")
+    if reason == "undecodable" and sample is not None and _is_utf8(sample.raw):
+        text += ("\nFor raw text logs set parsing.format (logfmt, or regex with parsing.pattern or "
+                 "a preset), e.g.\n`vigil replay --preset hdfs|bgl|syslog-rfc5424|syslog-rfc3164|"
+                 "nginx-combined FILE`.")
     return text.replace("; the first", ";\nthe first")
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class InputError(ValueError):

@@ -175,4 +175,24 @@ def test_a_file_of_raw_text_logs_says_what_was_expected(tmp_path: Path) -> None:
     res = runner.invoke(app, ["replay", str(logs), "--out", str(tmp_path / "o")])
     assert res.exit_code == 1
     assert "2000 of 2000 lines are not JSON (undecodable)" in res.output
-    assert "081109 2035" in res.output and "vigil eval lines --format" in res.output
+    assert "081109 2035" in res.output and "vigil replay --preset hdfs" in res.output
+
+
+def test_replay_with_a_preset_reads_raw_text_logs(tmp_path: Path) -> None:
+    logs = tmp_path / "hdfs.log"
+    logs.write_text("".join(f"081109 2035{i % 60:02d} 143 INFO dfs.DataNode: Receiving block "
+                            f"blk_{i}\n" for i in range(2000)) + "not an hdfs line\n")
+    figures = tmp_path / "summary.json"
+    res = runner.invoke(app, ["replay", str(logs), "--preset", "hdfs", "--out",
+                              str(tmp_path / "o"), "--summary", str(figures)])
+    assert res.exit_code == 0, res.output
+    data = orjson.loads(figures.read_bytes())
+    assert (data["events"], data["dead_letters"]["no_match"]) == (2000, 1)
+
+
+def test_replay_refuses_an_unknown_preset_naming_the_option(tmp_path: Path) -> None:
+    logs = tmp_path / "x.log"
+    logs.write_text("x\n")
+    res = runner.invoke(app, ["replay", str(logs), "--preset", "hfds", "--out", str(tmp_path)])
+    assert res.exit_code == 2
+    assert "parsing.preset" in res.output
