@@ -119,7 +119,7 @@ class ParsingConfig(_Section):
         "pattern or preset (a line that does not match is a dead letter, no_match)"))
     pattern: str | None = Field(default=None, description=(
         "with format regex: a Python regex whose named groups are field names or keys of "
-        "fields (e.g. (?P<timestamp>\\S+) (?P<service>\\w+): (?P<message>.*)); a group "
+        "fields, e.g. `(?P<timestamp>\\S+) (?P<service>\\w+): (?P<message>.*)`; a group "
         "latency_s is a latency in seconds, pri a syslog priority (its severity is the level)"))
     preset: PresetName | None = Field(
         default=None, description="with format regex, instead of pattern: a ready layout "

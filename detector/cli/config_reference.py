@@ -53,7 +53,7 @@ def _section(path: str, model: type[BaseModel], out: list[str]) -> None:
             subs.append((f"{path}.{name}", sub))
         else:
             rows.append((name, info))
-    doc = (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+    doc = " ".join((model.__doc__ or "").strip().split("\n\n")[0].split())
     out.append(_table(path, rows, doc))
     for sub_path, sub in subs:
         _section(sub_path, sub, out)

@@ -269,6 +269,8 @@ class TextDecoder:
 # ---- helpers ------------------------------------------------------------------------------
 def _texts(lines: Sequence[bytes], bad: RowErrors) -> list[str | None]:
     """The lines as text (None where not UTF-8, with its dead letter); a BOM is dropped."""
+    if not lines:
+        return []
     try:
         texts: list[str | None] = list(b"\n".join(lines).decode("utf-8").split("\n"))
         if len(texts) != len(lines):  # a record holding a newline (Kafka): line by line

@@ -227,3 +227,21 @@ def test_replay_of_hdfs_head2000_makes_events_and_no_undecodable_letters(loghub:
     result = replay([loghub / "HDFS" / "HDFS_head2000.log"], cfg, tmp_path / "out")
     assert (result.stats.lines, result.stats.events, result.stats.dead.total) == (2000, 2000, 0)
     assert (tmp_path / "out" / "dead_letter.jsonl").read_bytes() == b""
+
+
+@pytest.mark.parametrize("kw", [{"format": "logfmt"}, {"format": "regex", "preset": "hdfs"},
+                                {"format": "regex", "preset": "nginx-combined"},
+                                {"format": "regex", "preset": "syslog-rfc3164"}])
+def test_every_line_of_random_text_is_an_event_or_a_dead_letter(kw: dict[str, str]) -> None:
+    import random
+
+    r = random.Random(19)
+    pieces = [b"081109 203518 143 INFO dfs.X: m", b"ts=1795435200 service=a msg=", b'"', b"\\",
+              b"=", b" ", b"\xff", b"\xef\xbb\xbf", b"-", b"Oct 11 22:14:15 h s: ", b"[", b"]",
+              b'1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 1', b"status=x",
+              b"latency_ms=-1", b"\r", b"\t", b"99999999999999999999"]
+    lines = [b"".join(r.choices(pieces, k=r.randint(1, 6))) for _ in range(5000)]
+    res = decode(lines, **kw)
+    assert len(res.batch) + len(res.dead) == len(lines)
+    assert sorted([*res.line_index.tolist(), *[(d.position or 0) - 1 for d in res.dead]]) == list(
+        range(len(lines)))
