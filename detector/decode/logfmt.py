@@ -20,18 +20,22 @@ class LogfmtError(ValueError):
     """A line that is not logfmt (no key=value pair at all, or an unterminated quote)."""
 
 
-def split_logfmt(line: str) -> dict[str, str]:
-    """The pairs of one logfmt line, quoted values still quoted; the last of a repeated key wins.
+def split_logfmt(line: str) -> dict[str, str] | None:
+    """The pairs of one logfmt line, quoted values still quoted, or None when it is not logfmt
+    (`not_logfmt` says why); the last of a repeated key wins.
 
     >>> split_logfmt('ts=2026-11-23T12:00:00Z level=warn msg="disk \\\\"sda\\\\" full" ok')
     {'ts': '2026-11-23T12:00:00Z', 'level': 'warn', 'msg': '"disk \\\\"sda\\\\" full"'}
     """
     pairs = dict(_PAIR.findall(line))
-    if not pairs:
-        raise LogfmtError("no key=value pair")
-    if '"' in line and (line.count('"') - line.count('\\"')) % 2:
-        raise LogfmtError("an unterminated quoted value")
+    if not pairs or ('"' in line and (line.count('"') - line.count('\\"')) % 2):
+        return None
     return pairs
+
+
+def not_logfmt(line: str) -> str:
+    """Why `split_logfmt` refused a line."""
+    return "no key=value pair" if not _PAIR.search(line) else "an unterminated quoted value"
 
 
 def unquote(value: str) -> str:
@@ -53,7 +57,10 @@ def parse_logfmt(line: str) -> dict[str, str]:
     >>> parse_logfmt('a= b="" c="x \\\\"y\\\\"" flag')
     {'a': '', 'b': '', 'c': 'x "y"'}
     """
-    return {k: unquote(v) for k, v in split_logfmt(line).items()}
+    pairs = split_logfmt(line)
+    if pairs is None:
+        raise LogfmtError(not_logfmt(line))
+    return {k: unquote(v) for k, v in pairs.items()}
 
 
 def _unescape(m: re.Match[str]) -> str:

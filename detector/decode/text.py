@@ -18,7 +18,7 @@ import polars as pl
 from detector.config import ParsingConfig
 from detector.decode.fields import LOGICAL_FIELDS, OTEL_STATUS, FieldPlan
 from detector.decode.layouts import DEFAULT_SERVICE, PRESETS, Layout
-from detector.decode.logfmt import LogfmtError, split_logfmt, unquote
+from detector.decode.logfmt import not_logfmt, split_logfmt, unquote
 from detector.decode.rows import RowErrors
 from detector.decode.timestamps import TimestampError, epoch_seconds
 from detector.events import LEVEL_UNKNOWN, EventBatch, level_code
@@ -91,18 +91,10 @@ class TextDecoder:
     def _match(self, texts: list[str | None], bad: RowErrors
                ) -> tuple[list[int], Callable[[str], Column | None]]:
         assert self._layout is not None
-        match = self._layout.regex.match
-        groups: list[tuple[str | None, ...]] = []
-        rows: list[int] = []
-        for i, t in enumerate(texts):
-            if t is None:
-                continue
-            m = match(t)
-            if m is None:
-                bad[i] = ("no_match", f"the line does not match {self._what}")
-            else:
-                groups.append(m.groups())
-                rows.append(i)
+        found = _each(self._layout.regex.match, texts)
+        groups = [m.groups() for m in found if m is not None]
+        rows = _rows(found, len(groups), texts, bad, lambda t: f"the line does not match "
+                     f"{self._what}")
         index = self._layout.regex.groupindex
         by_group = list(zip(*groups, strict=True)) if groups else []
 
@@ -116,17 +108,9 @@ class TextDecoder:
 
     def _logfmt(self, texts: list[str | None], bad: RowErrors
                 ) -> tuple[list[int], Callable[[str], Column | None]]:
-        records: list[dict[str, str]] = []
-        rows: list[int] = []
-        split = split_logfmt
-        for i, t in enumerate(texts):
-            if t is None:
-                continue
-            try:
-                records.append(split(t))
-                rows.append(i)
-            except LogfmtError as exc:
-                bad[i] = ("no_match", f"not logfmt: {exc}")
+        found = _each(split_logfmt, texts)
+        records = [r for r in found if r is not None]
+        rows = _rows(found, len(records), texts, bad, lambda t: f"not logfmt: {not_logfmt(t)}")
         present = set().union(*records) if records else set()
 
         def get(key: str) -> Column | None:
@@ -250,19 +234,16 @@ class TextDecoder:
 
     def _attrs(self, get: Callable[[str], Column | None], n: int
                ) -> tuple[list[dict[str, str] | None], dict[str, pl.Series]]:
-        out: list[dict[str, str] | None] = [None] * n
-        columns: dict[str, pl.Series] = {}
-        for key in self._attr_keys:
-            col = get(key)
-            if col is None:
-                continue
-            columns[key] = pl.Series(key, col, dtype=pl.String)
-            for j, v in enumerate(col):
-                if v is not None:
-                    d = out[j]
-                    if d is None:
-                        d = out[j] = {}
-                    d[key] = v
+        found = [(key, col) for key in self._attr_keys if (col := get(key)) is not None]
+        columns = {key: pl.Series(key, col, dtype=pl.String) for key, col in found}
+        if not found:
+            return [None] * n, columns
+        if len(found) == 1:  # the common case (a host), one comprehension
+            key, col = found[0]
+            return [None if v is None else {key: v} for v in col], columns
+        names = [key for key, _ in found]
+        out = [{k: v for k, v in zip(names, values, strict=True) if v is not None} or None
+               for values in zip(*(col for _, col in found), strict=True)]
         return out, columns
 
 
@@ -285,6 +266,27 @@ def _texts(lines: Sequence[bytes], bad: RowErrors) -> list[str | None]:
                           f"offset {err.start}); text lines must be UTF-8")
                 texts.append(None)
     return [t[1:] if t is not None and t[:1] == _BOM else t for t in texts]
+
+
+def _each(parse: Callable[[str], Any], texts: list[str | None]) -> list[Any]:
+    """`parse` of every text (None where there is no text), without a Python loop when all are."""
+    if None in texts:
+        return [None if t is None else parse(t) for t in texts]
+    return list(map(parse, texts))
+
+
+def _rows(found: list[Any], n_found: int, texts: list[str | None], bad: RowErrors,
+          why: Callable[[str], str]) -> list[int]:
+    """The lines `found` something for; the others with text are no_match letters."""
+    if n_found == len(found):
+        return list(range(n_found))
+    rows = []
+    for i, r in enumerate(found):
+        if r is not None:
+            rows.append(i)
+        elif (t := texts[i]) is not None:
+            bad[i] = ("no_match", why(t))
+    return rows
 
 
 def _missing(bad: RowErrors, j: int, field: str) -> None:
