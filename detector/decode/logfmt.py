@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 
-# key=value, the value quoted (escapes inside) or bare.
+# key=value, the value quoted (escapes inside) or bare; the decoder runs the same pattern in
+# Rust (polars), which reads it alike, without the groups.
+LOGFMT_PAIR = r'[^\s="]+=(?:"[^"\\]*(?:\\.[^"\\]*)*"|[^\s"]*)'
 _PAIR = re.compile(r'([^\s="]+)=("[^"\\]*(?:\\.[^"\\]*)*"|[^\s"]*)')
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 _ESCAPE = re.compile(r"\\(.)")

@@ -6,6 +6,7 @@ polars. It explains every bad line (no_match, bad_timestamp, ...); JSON is `colu
 from __future__ import annotations
 
 import contextlib
+import gc
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -18,12 +19,12 @@ import polars as pl
 from detector.config import ParsingConfig
 from detector.decode.fields import LOGICAL_FIELDS, OTEL_STATUS, FieldPlan
 from detector.decode.layouts import DEFAULT_SERVICE, PRESETS, Layout
-from detector.decode.logfmt import not_logfmt, split_logfmt, unquote
+from detector.decode.logfmt import LOGFMT_PAIR, not_logfmt, unquote
 from detector.decode.rows import RowErrors
 from detector.decode.timestamps import TimestampError, epoch_seconds
 from detector.events import LEVEL_UNKNOWN, EventBatch, level_code
 
-Column = list[str | None]
+Getter = Callable[[str], "pl.Series | None"]  # a key's text column over the matched lines
 # Syslog severities 0-7 (emerg .. debug) as OpenTelemetry severity numbers.
 _SYSLOG_LEVELS = (21, 21, 21, 17, 13, 10, 9, 5)
 _ABSENT = ("", "-")  # a value that means "none" in raw text layouts (Apache, syslog NILVALUE)
@@ -69,17 +70,29 @@ class TextDecoder:
         self._attr_keys = list(plan.attr_keys)
         self._service = cfg.default_service or DEFAULT_SERVICE.get(cfg.preset or "")
         self._level_cache: dict[str, int] = {}
+        # The logfmt keys worth a column: every field's and attr's, and the special groups.
+        self._wanted = sorted({k for ks in self._keys.values() for k in ks}
+                              | set(self._attr_keys) | {"pri", "latency_s"})
 
     # ---- public -------------------------------------------------------------------------
     def decode(self, lines: Sequence[bytes]) -> tuple[EventBatch, RowErrors,
                                                       npt.NDArray[np.int64]]:
         """(good events, errors by line index, line index of each good event)."""
         bad: RowErrors = {}
-        texts = _texts(lines, bad)
-        rows, get = (self._match(texts, bad) if self._layout is not None
-                     else self._logfmt(texts, bad))
         row_bad: RowErrors = {}
-        cols = self._columns(get, len(rows), row_bad)
+        # A batch makes a tuple or dict a line, which the cycle collector would scan over and
+        # over while the batch is built (most of the time, at 65,536 lines); none can form a
+        # cycle, so it waits for the batch.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            texts = _texts(lines, bad)
+            rows, get = (self._match(texts, bad) if self._layout is not None
+                         else self._logfmt(texts, bad))
+            cols = self._columns(get, len(rows), row_bad)
+        finally:
+            if was_enabled:
+                gc.enable()
         keep = np.ones(len(rows), dtype=bool)
         for j, err in row_bad.items():
             keep[j] = False
@@ -89,7 +102,7 @@ class TextDecoder:
 
     # ---- lines to text columns ----------------------------------------------------------
     def _match(self, texts: list[str | None], bad: RowErrors
-               ) -> tuple[list[int], Callable[[str], Column | None]]:
+               ) -> tuple[list[int], Getter]:
         assert self._layout is not None
         found = _each(self._layout.regex.match, texts)
         groups = [m.groups() for m in found if m is not None]
@@ -98,70 +111,86 @@ class TextDecoder:
         index = self._layout.regex.groupindex
         by_group = list(zip(*groups, strict=True)) if groups else []
 
-        def get(key: str) -> Column | None:
+        def get(key: str) -> pl.Series | None:
             j = index.get(key)
             if j is None:
                 return None
-            return list(by_group[j - 1]) if by_group else []
+            return pl.Series(key, by_group[j - 1] if by_group else [], dtype=pl.String)
 
         return rows, get
 
-    def _logfmt(self, texts: list[str | None], bad: RowErrors
-                ) -> tuple[list[int], Callable[[str], Column | None]]:
-        found = _each(split_logfmt, texts)
-        records = [r for r in found if r is not None]
-        rows = _rows(found, len(records), texts, bad, lambda t: f"not logfmt: {not_logfmt(t)}")
-        present = set().union(*records) if records else set()
+    def _logfmt(self, texts: list[str | None], bad: RowErrors) -> tuple[list[int], Getter]:
+        """Every line's pairs by one Rust regex pass (polars), as `logfmt.split_logfmt` reads
+        them, then one column per key the fields read (the last of a repeated key wins)."""
+        lines = pl.Series("line", texts, dtype=pl.String)
+        pairs = lines.str.extract_all(LOGFMT_PAIR)
+        count = pairs.list.len().fill_null(0)
+        quotes = lines.str.count_matches('"', literal=True) \
+            - lines.str.count_matches('\\"', literal=True)
+        ok = ((count > 0) & (quotes % 2 == 0).fill_null(False)).to_numpy()
+        rows = np.flatnonzero(ok).tolist()
+        if len(rows) != len(texts):
+            for i in np.flatnonzero(~ok).tolist():
+                if texts[i] is not None:
+                    bad[i] = ("no_match", f"not logfmt: {not_logfmt(texts[i] or '')}")
+        long = (pl.DataFrame({"p": pairs.filter(pl.Series(ok))}).with_row_index("row")
+                .explode("p").drop_nulls("p")
+                .select("row", pl.col("p").str.splitn("=", 2).struct.rename_fields(["k", "v"])
+                        .alias("kv")).unnest("kv")
+                .filter(pl.col("k").is_in(self._wanted)))
+        by_key = long.partition_by("k", as_dict=True, include_key=False)
+        n = len(rows)
 
-        def get(key: str) -> Column | None:
-            if key not in present:
+        def get(key: str) -> pl.Series | None:
+            part = by_key.get((key,))
+            if part is None:
                 return None
-            col: Column = [r.get(key) for r in records]
-            return [unquote(v) if v is not None and v[:1] == '"' else v for v in col]
+            part = part.unique("row", keep="last")
+            v = part["v"].str.strip_prefix('"').str.strip_suffix('"')  # bare values hold none
+            if v.str.contains("\\", literal=True).any():
+                v = pl.Series("v", [None if x is None else unquote(f'"{x}"') if "\\" in x else x
+                                    for x in v.to_list()], dtype=pl.String)
+            return pl.Series(key, [None] * n, dtype=pl.String).scatter(part["row"], v)
 
         return rows, get
 
     # ---- text columns to typed columns --------------------------------------------------
-    def _field(self, get: Callable[[str], Column | None], f: str, n: int) -> Column:
+    def _field(self, get: Getter, f: str, n: int) -> pl.Series:
         """The first present value of each row among the field's keys ("" and "-" are none,
         except in the message)."""
-        out: Column | None = None
+        out: pl.Series | None = None
         for key in self._keys[f]:
             col = get(key)
             if col is None:
                 continue
             if f != "message":
-                col = [None if v in _ABSENT else v for v in col]
-            out = col if out is None else [a if a is not None else b
-                                           for a, b in zip(out, col, strict=True)]
-        return out if out is not None else [None] * n
+                col = _absent_as_null(col)
+            out = col if out is None else out.fill_null(col)
+        return (out if out is not None else _nulls(n)).alias(f)
 
-    def _columns(self, get: Callable[[str], Column | None], n: int, bad: RowErrors
-                 ) -> dict[str, Any]:
+    def _columns(self, get: Getter, n: int, bad: RowErrors) -> dict[str, Any]:
         required = set(self.cfg.required)
         raw = {f: self._field(get, f, n) for f in LOGICAL_FIELDS}
         cols: dict[str, Any] = {}
         cols["ts"] = self._timestamps(raw["timestamp"], bad, "timestamp" in required)
         service = raw["service"]
-        if None in service:
+        if service.null_count():
             fallback = self._service or ("unknown" if "service" not in required else None)
-            for j, v in enumerate(service):
-                if v is None:
-                    if fallback is None:
-                        _missing(bad, j, "service")
-                    service[j] = fallback or "unknown"
+            if fallback is None:
+                for j in np.flatnonzero(service.is_null().to_numpy()).tolist():
+                    _missing(bad, j, "service")
+            service = service.fill_null(fallback or "unknown")
         cols["service"] = service
         cols["level"] = self._levels(raw["level"], get("pri"))
         message = raw["message"]
-        if None in message:
-            for j, v in enumerate(message):
-                if v is None:
-                    if "message" in required:
-                        _missing(bad, j, "message")
-                    message[j] = ""
+        if message.null_count():
+            if "message" in required:
+                for j in np.flatnonzero(message.is_null().to_numpy()).tolist():
+                    _missing(bad, j, "message")
+            message = message.fill_null("")
         cap = self.cfg.max_message_chars
-        if message and max(map(len, message)) > cap:  # type: ignore[arg-type]
-            message = [m if m is None or len(m) <= cap else m[:cap] for m in message]
+        if n and (message.str.len_chars().max() or 0) > cap:  # type: ignore[operator]
+            message = message.str.slice(0, cap)
         cols["message"] = message
         for f in ("request_id", "span_id", "parent_id"):
             cols[f] = raw[f]
@@ -170,9 +199,8 @@ class TextDecoder:
         cols["attrs"], cols["attr_columns"] = self._attrs(get, n)
         return cols
 
-    def _timestamps(self, col: Column, bad: RowErrors, required: bool
+    def _timestamps(self, s: pl.Series, bad: RowErrors, required: bool
                     ) -> npt.NDArray[np.float64]:
-        s = pl.Series("ts", col, dtype=pl.String)
         fmt = self._ts_format
         if fmt is None:
             epoch = _auto_epoch(s)
@@ -185,7 +213,7 @@ class TextDecoder:
         if failed.any() or s.null_count():
             how = f"does not read as {fmt}" if fmt else "is neither RFC 3339 nor an epoch number"
             for j in np.flatnonzero(failed.to_numpy()).tolist():
-                bad.setdefault(j, ("bad_timestamp", f"timestamp {col[j]!r} {how}"))
+                bad.setdefault(j, ("bad_timestamp", f"timestamp {s[j]!r} {how}"))
             if required:
                 for j in np.flatnonzero(s.is_null().to_numpy()).tolist():
                     _missing(bad, j, "timestamp")
@@ -203,47 +231,50 @@ class TextDecoder:
                                   .otherwise(epoch)).to_series()
         return epoch
 
-    def _levels(self, col: Column, pri: Column | None) -> npt.NDArray[np.int16]:
+    def _levels(self, s: pl.Series, pri: pl.Series | None) -> npt.NDArray[np.int16]:
         cache = self._level_cache
-        out = np.empty(len(col), dtype=np.int16)
-        for j, v in enumerate(col):
-            if v is None:
-                code = LEVEL_UNKNOWN
-                p = pri[j] if pri is not None else None
-                if p is not None and p.isdigit():
-                    code = _SYSLOG_LEVELS[int(p) % 8]
-            else:
-                c = cache.get(v)
-                if c is None:
-                    c = level_code(v)
-                    c = LEVEL_UNKNOWN if c is None else c
-                    if len(cache) < 10_000:
-                        cache[v] = c
-                code = c
-            out[j] = code
+        distinct = s.drop_nulls().unique().to_list()  # a handful: map them in Python
+        codes = []
+        for v in distinct:
+            c = cache.get(v)
+            if c is None:
+                c = level_code(v)
+                c = LEVEL_UNKNOWN if c is None else c
+                if len(cache) < 10_000:
+                    cache[v] = c
+            codes.append(c)
+        out: npt.NDArray[np.int16] = (
+            s.replace_strict(distinct, codes, default=LEVEL_UNKNOWN, return_dtype=pl.Int16)
+            .to_numpy().astype(np.int16))
+        if s.null_count():
+            out[s.is_null().to_numpy()] = -1
+        if pri is not None and (out == -1).any():  # a syslog priority where no level is
+            sev = (pri.cast(pl.Int64, strict=False) % 8).fill_null(-1).to_numpy()
+            use = (out == -1) & (sev >= 0)
+            out[use] = np.asarray(_SYSLOG_LEVELS, dtype=np.int16)[sev[use]]
+        out[out == -1] = LEVEL_UNKNOWN
         return out
 
-    def _latencies(self, ms: Column, seconds: Column | None, bad: RowErrors
+    def _latencies(self, ms: pl.Series, seconds: pl.Series | None, bad: RowErrors
                    ) -> npt.NDArray[np.float64]:
         out = _numbers(ms, bad, "latency_ms", 1.0)
         if seconds is not None:
-            secs = [None if v in _ABSENT else v for v in seconds]
-            from_s = _numbers(secs, bad, "latency_s", 1000.0)
+            from_s = _numbers(_absent_as_null(seconds), bad, "latency_s", 1000.0)
             out = np.where(np.isnan(out), from_s, out)
         return out
 
-    def _attrs(self, get: Callable[[str], Column | None], n: int
+    def _attrs(self, get: Getter, n: int
                ) -> tuple[list[dict[str, str] | None], dict[str, pl.Series]]:
-        found = [(key, col) for key in self._attr_keys if (col := get(key)) is not None]
-        columns = {key: pl.Series(key, col, dtype=pl.String) for key, col in found}
-        if not found:
+        columns = {key: col for key in self._attr_keys if (col := get(key)) is not None}
+        if not columns:
             return [None] * n, columns
+        found = [(key, col.to_list()) for key, col in columns.items()]
         if len(found) == 1:  # the common case (a host), one comprehension
-            key, col = found[0]
-            return [None if v is None else {key: v} for v in col], columns
+            key, values = found[0]
+            return [None if v is None else {key: v} for v in values], columns
         names = [key for key, _ in found]
-        out = [{k: v for k, v in zip(names, values, strict=True) if v is not None} or None
-               for values in zip(*(col for _, col in found), strict=True)]
+        out = [{k: v for k, v in zip(names, row, strict=True) if v is not None} or None
+               for row in zip(*(values for _, values in found), strict=True)]
         return out, columns
 
 
@@ -289,6 +320,17 @@ def _rows(found: list[Any], n_found: int, texts: list[str | None], bad: RowError
     return rows
 
 
+def _nulls(n: int) -> pl.Series:
+    return pl.Series("", [None] * n, dtype=pl.String)
+
+
+def _absent_as_null(s: pl.Series) -> pl.Series:
+    absent = s.is_in(_ABSENT)
+    if not absent.any():
+        return s
+    return s.zip_with(~absent, _nulls(len(s)))
+
+
 def _missing(bad: RowErrors, j: int, field: str) -> None:
     bad.setdefault(j, ("missing_field", f"field {field!r} is missing; name a group or key "
                        f"{field!r} (or one of parsing.fields.{field})"))
@@ -325,28 +367,26 @@ def _auto_epoch(s: pl.Series) -> pl.Series:
     return epoch.fill_nan(None)
 
 
-def _numbers(col: Column, bad: RowErrors, key: str, scale: float) -> npt.NDArray[np.float64]:
-    s = pl.Series(key, col, dtype=pl.String)
+def _numbers(s: pl.Series, bad: RowErrors, key: str, scale: float) -> npt.NDArray[np.float64]:
     num = s.cast(pl.Float64, strict=False)
     wrong = (num.is_null() & s.is_not_null()) | (num < 0).fill_null(False) \
         | num.is_infinite().fill_null(False) | num.is_nan().fill_null(False)
     if wrong.any():
         for j in np.flatnonzero(wrong.to_numpy()).tolist():
             bad.setdefault(j, ("wrong_type", f"field 'latency_ms' ({key}) must be a "
-                               f"non-negative number, got {col[j]!r}"))
-        num = pl.select(pl.when(wrong).then(None).otherwise(num)).to_series()
+                               f"non-negative number, got {s[j]!r}"))
+        num = num.zip_with(~wrong, pl.Series([None] * len(num), dtype=pl.Float64))
     arr: npt.NDArray[np.float64] = num.fill_null(float("nan")).to_numpy().astype(np.float64)
     return arr * scale if scale != 1.0 else arr
 
 
-def _statuses(col: Column, bad: RowErrors) -> npt.NDArray[np.int32]:
-    s = pl.Series("status", col, dtype=pl.String)
+def _statuses(s: pl.Series, bad: RowErrors) -> npt.NDArray[np.int32]:
     num = s.cast(pl.Int64, strict=False)
     out: npt.NDArray[np.int32] = num.fill_null(-1).to_numpy().astype(np.int32)
     odd = (num.is_null() & s.is_not_null()) | (num < 0).fill_null(False) \
         | (num > 999).fill_null(False)
     for j in np.flatnonzero(odd.to_numpy()).tolist():
-        v = col[j] or ""
+        v = s[j] or ""
         if v.upper() in OTEL_STATUS:  # an OpenTelemetry status name: ERROR is 500
             out[j] = OTEL_STATUS[v.upper()]
         else:
@@ -358,17 +398,21 @@ def _statuses(col: Column, bad: RowErrors) -> npt.NDArray[np.int32]:
 
 def _batch(cols: dict[str, Any], keep: npt.NDArray[np.bool_] | None) -> EventBatch:
     if keep is not None:
+        mask = pl.Series(keep)
         sel = np.flatnonzero(keep).tolist()
         for name, v in list(cols.items()):
             if isinstance(v, np.ndarray):
                 cols[name] = v[keep]
+            elif isinstance(v, pl.Series):
+                cols[name] = v.filter(mask)
             elif isinstance(v, dict):
-                cols[name] = {k: s.gather(sel) for k, s in v.items()}
+                cols[name] = {k: s.filter(mask) for k, s in v.items()}
             else:
                 cols[name] = [v[i] for i in sel]
 
     def text(name: str) -> pl.Series:
-        return pl.Series(name, cols[name], dtype=pl.String)
+        col: pl.Series = cols[name]
+        return col.alias(name)
 
     return EventBatch(
         ts=cols["ts"], service=text("service"), level=cols["level"], message=text("message"),
