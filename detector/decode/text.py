@@ -122,22 +122,26 @@ class TextDecoder:
     def _logfmt(self, texts: list[str | None], bad: RowErrors) -> tuple[list[int], Getter]:
         """Every line's pairs by one Rust regex pass (polars), as `logfmt.split_logfmt` reads
         them, then one column per key the fields read (the last of a repeated key wins)."""
-        lines = pl.Series("line", texts, dtype=pl.String)
-        pairs = lines.str.extract_all(LOGFMT_PAIR)
-        count = pairs.list.len().fill_null(0)
-        quotes = lines.str.count_matches('"', literal=True) \
-            - lines.str.count_matches('\\"', literal=True)
-        ok = ((count > 0) & (quotes % 2 == 0).fill_null(False)).to_numpy()
+        line = pl.col("line")
+        split = _in_parallel(pl.DataFrame({"line": pl.Series(texts, dtype=pl.String)}),
+                             lambda lf: lf.select(
+                                 line.str.extract_all(LOGFMT_PAIR).alias("p"),
+                                 (line.str.count_matches('"', literal=True)
+                                  - line.str.count_matches('\\"', literal=True)).alias("q")))
+        pairs = split["p"]
+        ok = ((pairs.list.len().fill_null(0) > 0) & (split["q"] % 2 == 0).fill_null(False)
+              ).to_numpy()
         rows = np.flatnonzero(ok).tolist()
         if len(rows) != len(texts):
             for i in np.flatnonzero(~ok).tolist():
                 if texts[i] is not None:
                     bad[i] = ("no_match", f"not logfmt: {not_logfmt(texts[i] or '')}")
-        long = (pl.DataFrame({"p": pairs.filter(pl.Series(ok))}).with_row_index("row")
-                .explode("p").drop_nulls("p")
-                .select("row", pl.col("p").str.splitn("=", 2).struct.rename_fields(["k", "v"])
-                        .alias("kv")).unnest("kv")
-                .filter(pl.col("k").is_in(self._wanted)))
+        wanted = self._wanted
+        long = _in_parallel(
+            pl.DataFrame({"p": pairs.filter(pl.Series(ok))}).with_row_index("row"),
+            lambda lf: lf.explode("p").drop_nulls("p")
+            .select("row", pl.col("p").str.splitn("=", 2).struct.rename_fields(["k", "v"])
+                    .alias("kv")).unnest("kv").filter(pl.col("k").is_in(wanted)))
         by_key = long.partition_by("k", as_dict=True, include_key=False)
         n = len(rows)
 
@@ -318,6 +322,18 @@ def _rows(found: list[Any], n_found: int, texts: list[str | None], bad: RowError
         elif (t := texts[i]) is not None:
             bad[i] = ("no_match", why(t))
     return rows
+
+
+def _in_parallel(df: pl.DataFrame, query: Callable[[pl.LazyFrame], pl.LazyFrame]
+                 ) -> pl.DataFrame:
+    """`query` over slices of `df` at once, one per polars thread (string functions on one
+    column run on one thread), in order."""
+    k = min(pl.thread_pool_size(), max(1, df.height // 16_384))
+    if k == 1:
+        return query(df.lazy()).collect()
+    step = -(-df.height // k)
+    return pl.concat([query(df.slice(i, step).lazy()) for i in range(0, df.height, step)],
+                     parallel=True).collect()
 
 
 def _nulls(n: int) -> pl.Series:
