@@ -30,9 +30,18 @@ def split_logfmt(line: str) -> dict[str, str] | None:
     {'ts': '2026-11-23T12:00:00Z', 'level': 'warn', 'msg': '"disk \\\\"sda\\\\" full"'}
     """
     pairs = dict(_PAIR.findall(line))
-    if not pairs or ('"' in line and (line.count('"') - line.count('\\"')) % 2):
+    if not pairs:
+        return None
+    if '"' in line and not quotes_balanced(line):
         return None
     return pairs
+
+
+def quotes_balanced(line: str) -> bool:
+    """Whether every quoted value is closed: an even count of quotes not escaped (`\\\\"` is an
+    escaped backslash and a quote)."""
+    plain = line.replace("\\\\", "") if "\\\\" in line else line
+    return (plain.count('"') - plain.count('\\"')) % 2 == 0
 
 
 def not_logfmt(line: str) -> str:

@@ -1,6 +1,6 @@
-"""The raw-text decoder (`parsing.format` logfmt or regex): lines to text columns, one compiled
-regex or logfmt split per line, then every field converted a column at a time, timestamps in
-polars. It explains every bad line (no_match, bad_timestamp, ...); JSON is `columns`/`rows`'.
+"""The raw-text decoder (`parsing.format` logfmt or regex): one compiled regex `match` a line, or
+logfmt split by one Rust regex pass over the batch (polars), then every field converted as a
+polars column. It explains every bad line (no_match, bad_timestamp, ...); JSON is `columns`/`rows`'.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import gc
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +19,7 @@ import polars as pl
 from detector.config import ParsingConfig
 from detector.decode.fields import LOGICAL_FIELDS, OTEL_STATUS, FieldPlan
 from detector.decode.layouts import DEFAULT_SERVICE, PRESETS, Layout
-from detector.decode.logfmt import LOGFMT_PAIR, not_logfmt, unquote
+from detector.decode.logfmt import LOGFMT_PAIR, not_logfmt, quotes_balanced, unquote
 from detector.decode.rows import RowErrors
 from detector.decode.timestamps import TimestampError, epoch_seconds
 from detector.events import LEVEL_UNKNOWN, EventBatch, level_code
@@ -127,10 +127,14 @@ class TextDecoder:
                              lambda lf: lf.select(
                                  line.str.extract_all(LOGFMT_PAIR).alias("p"),
                                  (line.str.count_matches('"', literal=True)
-                                  - line.str.count_matches('\\"', literal=True)).alias("q")))
+                                  - line.str.count_matches('\\"', literal=True)).alias("q"),
+                                 line.str.contains("\\\\", literal=True).alias("bs")))
         pairs = split["p"]
-        ok = ((pairs.list.len().fill_null(0) > 0) & (split["q"] % 2 == 0).fill_null(False)
-              ).to_numpy()
+        even = (split["q"] % 2 == 0).fill_null(False).to_numpy()
+        # An escaped backslash before a quote does not escape it: such lines are counted again.
+        for i in np.flatnonzero(split["bs"].fill_null(False).to_numpy()).tolist():
+            even[i] = quotes_balanced(texts[i] or "")
+        ok = (pairs.list.len().fill_null(0) > 0).to_numpy() & even
         rows = np.flatnonzero(ok).tolist()
         if len(rows) != len(texts):
             for i in np.flatnonzero(~ok).tolist():
@@ -307,7 +311,7 @@ def _each(parse: Callable[[str], Any], texts: list[str | None]) -> list[Any]:
     """`parse` of every text (None where there is no text), without a Python loop when all are."""
     if None in texts:
         return [None if t is None else parse(t) for t in texts]
-    return list(map(parse, texts))
+    return list(map(parse, cast(list[str], texts)))
 
 
 def _rows(found: list[Any], n_found: int, texts: list[str | None], bad: RowErrors,

@@ -245,3 +245,21 @@ def test_every_line_of_random_text_is_an_event_or_a_dead_letter(kw: dict[str, st
     assert len(res.batch) + len(res.dead) == len(lines)
     assert sorted([*res.line_index.tolist(), *[(d.position or 0) - 1 for d in res.dead]]) == list(
         range(len(lines)))
+
+
+def test_the_batch_logfmt_split_reads_lines_as_the_one_line_parser_does() -> None:
+    msgs = ['plain', 'a "quoted" word', "tab\\there", 'ends with \\\\', "k=v inside", "", "ü ∑ 😀"]
+    lines = [f'ts=1795435200 service=s{i} msg="{m.replace(chr(34), chr(92) + chr(34))}" '
+             f"service=last{i}".encode() for i, m in enumerate(msgs)]
+    evs = events(lines, format="logfmt")
+    assert [(e.message, e.service) for e in evs] == [
+        (parse_logfmt(x.decode())["msg"], parse_logfmt(x.decode())["service"]) for x in lines]
+    assert evs[2].message == "tab\there" and evs[3].message == "ends with \\"
+
+
+def test_bench_formats_renders_lines_every_format_reads() -> None:
+    from detector.bench.formats import bench_formats
+
+    figures = bench_formats(3000, 1024, runs=1)
+    assert {f.name for f in figures} == {"json", "logfmt", *PRESETS}
+    assert all(f.events == f.lines == 3000 and f.lines_per_s > 0 for f in figures)
