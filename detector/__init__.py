@@ -23,6 +23,7 @@ _API = {
     "Incident": "detector.events",
     "replay": "detector.runtime.replay", "replay_lines": "detector.runtime.replay",
     "simulated_lines": "detector.simulate.runs", "Outputs": "detector.sinks.base",
+    "analyze": "detector.analysis", "Analysis": "detector.analysis",
 }
 __all__ = sorted(_API)
 

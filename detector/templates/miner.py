@@ -123,6 +123,11 @@ class TemplateMiner:
         out = [(t.id, t.text, int(self._count[s])) for s, t in self._templates.items()]
         return sorted(out, key=lambda x: -x[2])
 
+    def table(self) -> list[tuple[int, str, int, float]]:
+        """(id, text, count, first seen) of every live template, most frequent first."""
+        out = [(t.id, t.text, int(self._count[s]), t.first_seen) for s, t in self._templates.items()]
+        return sorted(out, key=lambda x: -x[2])
+
     def state_dict(self) -> dict[str, Any]:
         """Templates (id, tokens, first seen, count) in id order, for a checkpoint (plain data)."""
         rows = sorted(((t.id, t.tokens, t.first_seen, int(self._count[s]))

@@ -1,0 +1,230 @@
+"""`analyze`: what Vigil saw in a log, as polars DataFrames a notebook can filter and plot.
+
+It runs the pipeline `vigil replay` runs (the same batches, the same `Pipeline`), over a file, a
+list of lines or a DataFrame of records, and keeps what each stage produced instead of writing
+JSON lines: a sample of the events, every window's features, the anomalies, the incidents (their
+last state, root-cause ranking included), the templates and the dead letters; its `plot_*`
+methods draw them (`detector.plots`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+import polars as pl
+
+from detector.config import VigilConfig, load_config
+from detector.pipeline import BatchOutcome, Pipeline, PipelineStats
+from detector.sources.files import iter_batches
+from detector.windows.aggregate import FEATURES
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+Source = str | Path | Sequence[str] | Sequence[bytes] | Any  # Any: a polars or pandas DataFrame
+
+_EVENT_COLUMNS = ("ts", "service", "level", "message", "template_id", "request_id",
+                  "latency_ms", "status")
+
+
+@dataclass
+class Analysis:
+    """What one `analyze` run saw; every table a polars DataFrame (`to_pandas()` for pandas).
+
+    - `events`: a sample of the decoded events (every k-th, at most `max_events`), with their
+      template ids; `events_seen` says how many there were.
+    - `windows`: one row per closed window and service: start, end, service, events and every
+      window feature (null where a window had too few events to judge).
+    - `anomalies`: value, baseline mean and spread, score, the model that spoke, explanation.
+    - `incidents`: the last state of each incident: id, service, status, opened and resolved
+      times, anomaly count, the top root cause, and the features and whole ranking (score,
+      confidence and evidence of each service) as JSON text:
+      `pl.col("ranking").str.json_decode()` opens it.
+    - `templates`: id, text, count and first seen of every live template, most frequent first.
+    - `dead_letters`: reason, detail and where (file:line), for every line that was not an event.
+    """
+
+    events: pl.DataFrame
+    windows: pl.DataFrame
+    anomalies: pl.DataFrame
+    incidents: pl.DataFrame
+    templates: pl.DataFrame
+    dead_letters: pl.DataFrame
+    stats: PipelineStats
+    config: VigilConfig = field(default_factory=VigilConfig)
+    events_seen: int = 0
+    sample_every: int = 1  # the events table holds every k-th event
+    tables: tuple[str, ...] = field(default=("events", "windows", "anomalies", "incidents",
+                                              "templates", "dead_letters"))
+
+    def to_pandas(self) -> dict[str, Any]:
+        """Every table as a pandas DataFrame, by name (needs pandas and pyarrow installed: Vigil
+        itself does not depend on them)."""
+        return {name: getattr(self, name).to_pandas() for name in self.tables}
+
+    def plot_series(self, service: str, feature: str) -> Figure:
+        """A window feature of a service, its baseline band and its anomalies
+        (`detector.plots.plot_series`)."""
+        from detector.plots import plot_series
+        return plot_series(self, service, feature)
+
+    def plot_incidents(self) -> Figure:
+        """The incident timeline per service (`detector.plots.plot_incidents`)."""
+        from detector.plots import plot_incidents
+        return plot_incidents(self)
+
+    def plot_templates(self, at: float | None = None, top: int = 6) -> Figure:
+        """The templates that changed most around a moment (`detector.plots.plot_templates`)."""
+        from detector.plots import plot_templates
+        return plot_templates(self, at, top)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{name} {len(getattr(self, name)):,}" for name in self.tables)
+        return f"Analysis({sizes}; {self.events_seen:,} events seen)"
+
+
+def analyze(source: Source, config: VigilConfig | str | Path | None = None,
+            baseline: Source | None = None, max_events: int = 100_000) -> Analysis:
+    """Run Vigil's pipeline over `source` and return what it saw.
+
+    `source` is a path (JSON lines, or raw text with `parsing.format`; `.gz` too), a list of
+    lines (text or bytes) or a DataFrame (polars or pandas) of records, one row an event, whose
+    columns the field mapping reads as it reads JSON keys. `config` is a `VigilConfig` or the
+    path of a YAML file (default: the built-in defaults). `baseline`, of the same kinds and
+    earlier in time, is learned first and not reported: what normal looks like.
+
+    >>> from detector.simulate.runs import simulated_lines
+    >>> lines, truth = simulated_lines(60_000, seed=3, scenario="error_burst")
+    >>> a = analyze(lines)
+    >>> truth.faults[0].service, a.incidents["root_cause"].to_list()
+    ('payments', ['payments'])
+    >>> sorted(set(a.anomalies["feature"])), len(a.dead_letters), a.events_seen
+    (['error_ratio'], 0, 60000)
+    """
+    cfg = config if isinstance(config, VigilConfig) else (
+        VigilConfig() if config is None else load_config(Path(config)))
+    pipe = Pipeline(cfg)
+    if baseline is not None:
+        for lines, where, numbers in _batches(baseline, cfg.batch_size):
+            pipe.process(lines, where, numbers)
+        pipe.stats = PipelineStats()  # what the baseline did is not this run's
+    keep = _Keep(max_events)
+    for lines, where, numbers in _batches(source, cfg.batch_size):
+        keep.add(pipe.process(lines, where, numbers))
+    keep.add(pipe.finish())
+    return keep.analysis(pipe, cfg)
+
+
+def _batches(source: Source, size: int
+             ) -> Iterator[tuple[list[bytes], str, Sequence[int] | None]]:
+    """(lines, source name, line numbers) batches of any source kind."""
+    if isinstance(source, str | Path):
+        for batch in iter_batches(source, size):
+            yield batch.lines, batch.source, batch.line_numbers
+        return
+    frame: Any = source
+    if hasattr(frame, "to_dicts") or hasattr(frame, "to_dict"):  # polars or pandas
+        rows: Iterable[dict[str, Any]] = (frame.to_dicts() if hasattr(frame, "to_dicts")
+                                          else frame.to_dict(orient="records"))
+        lines = [orjson.dumps(r, default=str, option=orjson.OPT_SERIALIZE_NUMPY) for r in rows]
+        where = "dataframe"
+    elif isinstance(source, Sequence):
+        lines = [x.encode("utf-8", "surrogateescape") if isinstance(x, str) else bytes(x)
+                 for x in source]
+        where = "lines"
+    else:
+        raise TypeError(f"analyze reads a path, a list of lines or a DataFrame, not "
+                        f"{type(source).__name__}")
+    for i in range(0, len(lines), size):
+        yield lines[i:i + size], where, list(range(i + 1, i + 1 + len(lines[i:i + size])))
+
+
+class _Keep:
+    """Collects the outcomes of one run into tables (events sampled as they come)."""
+
+    def __init__(self, max_events: int) -> None:
+        self.max_events = max_events
+        self.every = 1
+        self.seen = 0
+        self.events: list[pl.DataFrame] = []
+        self.kept = 0
+        self.windows: list[pl.DataFrame] = []
+        self.anomalies: list[dict[str, Any]] = []
+        self.incidents: dict[str, dict[str, Any]] = {}
+        self.dead: list[dict[str, Any]] = []
+
+    def add(self, out: BatchOutcome) -> None:
+        ev = out.events
+        if len(ev):
+            # every k-th event, k doubling whenever the sample would pass max_events
+            pos = np.arange(self.seen, self.seen + len(ev))
+            while self.kept + int((pos % self.every == 0).sum()) > self.max_events:
+                self.every *= 2
+                self.events = [f.filter(pl.col("_n") % self.every == 0) for f in self.events]
+                self.kept = sum(len(f) for f in self.events)
+            take = np.flatnonzero(pos % self.every == 0)
+            if len(take):
+                tid = ev.template_id if len(ev.template_id) == len(ev) else np.full(len(ev), -1)
+                self.events.append(pl.DataFrame({
+                    "_n": pos[take], "ts": ev.ts[take], "service": ev.service.gather(take),
+                    "level": ev.level[take], "message": ev.message.gather(take),
+                    "template_id": tid[take], "request_id": ev.request_id.gather(take),
+                    "latency_ms": ev.latency_ms[take], "status": ev.status[take]}))
+                self.kept += len(take)
+            self.seen += len(ev)
+        for w in out.windows:
+            if w.services:
+                self.windows.append(pl.DataFrame({
+                    "window_start": [w.start] * len(w.services),
+                    "window_end": [w.end] * len(w.services), "service": w.services,
+                    "events": w.counts.tolist(),
+                    **{f: pl.Series(f, w.values[:, j], dtype=pl.Float64).fill_nan(None)
+                       for j, f in enumerate(FEATURES)}}))
+        self.anomalies.extend(a.to_dict() for a in out.anomalies)
+        for inc in out.incidents:
+            self.incidents[inc.id] = inc.to_dict()
+        self.dead.extend(d.to_dict() for d in out.dead)
+
+    def analysis(self, pipe: Pipeline, cfg: VigilConfig) -> Analysis:
+        events = (pl.concat(self.events).drop("_n") if self.events
+                  else pl.DataFrame(schema=dict.fromkeys(_EVENT_COLUMNS, pl.Float64)))
+        templates = pl.DataFrame(pipe.miner.table(), orient="row", schema={
+            "id": pl.Int64, "text": pl.String, "count": pl.Int64, "first_seen": pl.Float64})
+        return Analysis(
+            events=events,
+            windows=pl.concat(self.windows) if self.windows else pl.DataFrame(),
+            anomalies=_frame(self.anomalies), incidents=_incidents(self.incidents.values()),
+            templates=templates, dead_letters=_frame(self.dead, ("reason", "detail", "source")),
+            stats=pipe.stats, config=cfg, events_seen=self.seen, sample_every=self.every)
+
+
+def _frame(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> pl.DataFrame:
+    if not rows:
+        return pl.DataFrame(schema=dict.fromkeys(columns or (), pl.String))
+    keep = columns or list(rows[0])
+    return pl.DataFrame([{k: r.get(k) for k in keep} for r in rows], infer_schema_length=None)
+
+
+def _incidents(rows: Iterable[dict[str, Any]]) -> pl.DataFrame:
+    """One row per incident, the ranking kept as a list of structs and its top as a column."""
+    out = []
+    for r in rows:
+        ranking = r.get("root_cause") or []
+        out.append({
+            "id": r["id"], "service": r["service"], "status": r["status"],
+            "opened_at": r["opened_at"], "resolved_at": r.get("resolved_at"),
+            "anomaly_count": r.get("anomaly_count"), "max_score": r.get("max_score"),
+            "root_cause": ranking[0]["service"] if ranking else r["service"],
+            "first_explanation": r.get("first_explanation"),
+            "features": orjson.dumps(r.get("features") or {}).decode(),
+            "ranking": orjson.dumps(ranking).decode(),
+        })
+    if not out:
+        return pl.DataFrame(schema={"id": pl.String, "service": pl.String, "status": pl.String,
+                                    "opened_at": pl.Float64, "root_cause": pl.String})
+    return pl.DataFrame(out, infer_schema_length=None)
