@@ -290,3 +290,18 @@ def bench_templates_cmd(
         t.add_row("drain3 templates", str(f.drain3_templates))
         t.add_row("speed-up", f"{f.ours_per_s / f.drain3_per_s:.1f}x")
     out.print(t)
+
+
+def bench_analyze_cmd(
+    events: Annotated[int, typer.Option(min=1000, help="simulated events in the file")] = 1_000_000,
+    rounds: Annotated[int, typer.Option(min=1, help="timed runs of each (best kept)")] = 2,
+) -> None:
+    """`analyze` (the notebook API) against `vigil replay` on the same file, alternately."""
+    from detector.bench.analysis import bench_analyze
+
+    f = bench_analyze(events, rounds)
+    t = Table(title=f"vigil bench analyze ({f.events:,} events, best of {rounds})", show_header=False)
+    t.add_row("vigil replay (s)", f"{f.replay_s:.2f}")
+    t.add_row("analyze (s)", f"{f.analyze_s:.2f}")
+    t.add_row("ratio analyze / replay (target <= 1.2)", f"{f.ratio:.2f}")
+    out.print(t)
