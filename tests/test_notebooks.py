@@ -51,8 +51,28 @@ def _walkthrough(cells: list[tuple[str, Any]]) -> None:
     assert scores[1][0] < 0.99 and scores[1][1] > 0.999  # 10.5 is usual, 700 is not
 
 
+def _investigate(cells: list[tuple[str, Any]]) -> None:
+    from matplotlib.figure import Figure
+
+    run_, incidents, ranking, timeline, series, templates, changed, hdfs, hdfs_templates, \
+        hdfs_services = cells
+    assert run_[0].startswith("error_burst payments -> Analysis(events 80,000")
+    assert incidents[1]["root_cause"].to_list() == ["payments"]  # the injected fault's service
+    assert ranking[1]["service"][0] == "payments" and len(ranking[1]) == 4
+    for fig in (timeline[1], series[1], templates[1]):
+        assert isinstance(fig, Figure) and fig.axes and fig.axes[0].has_data()
+    assert len(series[1].axes[0].collections[-1].get_offsets()) > 0  # the anomalies, marked
+    assert any("fail" in line.get_label() for line in templates[1].axes[0].lines)
+    assert changed[1]["service"][0] == "payments" and set(changed[1]["feature"]) == {"error_ratio"}
+    if hdfs[1] is None and "absent" in hdfs[0]:
+        return  # the shared Loghub sample is not beside the repository
+    assert "events 2,000" in hdfs[0] and "dead_letters 0" in hdfs[0]
+    assert len(hdfs_templates[1]) == 8 and hdfs_services[1]["len"].sum() == 2000
+
+
 EXPECT: dict[str, Callable[[list[tuple[str, Any]]], None]] = {
     "replay_walkthrough.ipynb": _walkthrough,
+    "investigate_incident.ipynb": _investigate,
 }
 
 
