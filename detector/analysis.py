@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import orjson
@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
 Source = str | Path | Sequence[str] | Sequence[bytes] | Any  # Any: a polars or pandas DataFrame
 
-_EVENT_COLUMNS = ("ts", "service", "level", "message", "template_id", "request_id",
-                  "latency_ms", "status")
+_EVENT_SCHEMA = {"ts": pl.Float64, "service": pl.String, "level": pl.Int16, "message": pl.String,
+                 "template_id": pl.Int64, "request_id": pl.String, "latency_ms": pl.Float64,
+                 "status": pl.Int32}
 
 
 @dataclass
@@ -59,8 +60,8 @@ class Analysis:
     config: VigilConfig = field(default_factory=VigilConfig)
     events_seen: int = 0
     sample_every: int = 1  # the events table holds every k-th event
-    tables: tuple[str, ...] = field(default=("events", "windows", "anomalies", "incidents",
-                                              "templates", "dead_letters"))
+    tables: ClassVar[tuple[str, ...]] = ("events", "windows", "anomalies", "incidents",
+                                         "templates", "dead_letters")
 
     def to_pandas(self) -> dict[str, Any]:
         """Every table as a pandas DataFrame, by name (needs pandas and pyarrow installed: Vigil
@@ -192,7 +193,7 @@ class _Keep:
 
     def analysis(self, pipe: Pipeline, cfg: VigilConfig) -> Analysis:
         events = (pl.concat(self.events).drop("_n") if self.events
-                  else pl.DataFrame(schema=dict.fromkeys(_EVENT_COLUMNS, pl.Float64)))
+                  else pl.DataFrame(schema=_EVENT_SCHEMA))
         templates = pl.DataFrame(pipe.miner.table(), orient="row", schema={
             "id": pl.Int64, "text": pl.String, "count": pl.Int64, "first_seen": pl.Float64})
         return Analysis(

@@ -71,3 +71,10 @@ def test_a_raw_hdfs_log_through_its_preset(loghub: Path) -> None:
 def test_anything_else_is_refused() -> None:
     with pytest.raises(TypeError, match="a path, a list of lines or a DataFrame"):
         analyze(42)
+
+
+def test_nothing_but_bad_lines_gives_empty_tables_of_the_usual_types() -> None:
+    a = analyze([b"not json", b'{"ts": 1}'])
+    assert a.events_seen == 0 and len(a.dead_letters) == 2
+    assert a.events.schema["service"] == pl.String and a.events.schema["ts"] == pl.Float64
+    assert len(a.incidents) == len(a.anomalies) == 0
