@@ -7,6 +7,9 @@ notebook viewer and to files, with no display).
   of its root cause, and every anomaly on the row of its service;
 - `plot_templates`: counts per window of the templates that changed most around a moment (an
   incident's opening by default).
+
+Each is a `Plot`: a matplotlib `Figure` that renders itself as PNG wherever IPython displays it
+(`_repr_png_`), so a notebook shows it without `pyplot` or `%matplotlib inline`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,25 @@ from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
     from detector.analysis import Analysis
+
+
+class Plot(Figure):
+    """A `Figure` that IPython shows as a PNG (`_repr_png_`); `savefig` works as on any figure.
+
+    >>> fig = Plot(figsize=(2, 1))
+    >>> _ = fig.subplots().plot([0, 1], [1, 0])
+    >>> fig._repr_png_()[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+    True
+    """
+
+    def _repr_png_(self) -> bytes:
+        import io
+
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        out = io.BytesIO()
+        FigureCanvasAgg(self).print_png(out)
+        return out.getvalue()
 
 
 def plot_series(a: Analysis, service: str, feature: str) -> Figure:
@@ -41,7 +63,7 @@ def plot_series(a: Analysis, service: str, feature: str) -> Figure:
     t = rows["window_end"].to_numpy()
     x = rows[feature].to_numpy().astype(np.float64)
     mean, std = _ewma_band(x, a.config.scoring.alpha)
-    fig = Figure(figsize=(10, 3.2))
+    fig = Plot(figsize=(10, 3.2))
     ax = fig.subplots()
     ax.plot(t - t[0], x, lw=1, color="tab:blue", label=feature)
     ax.fill_between(t - t[0], mean - 3 * std, mean + 3 * std, color="tab:blue", alpha=0.15,
@@ -72,7 +94,7 @@ def plot_incidents(a: Analysis) -> Figure:
     row = {s: i for i, s in enumerate(services)}
     t0 = float(a.windows["window_start"].to_numpy().min()) if len(a.windows) else 0.0
     end = float(a.windows["window_end"].to_numpy().max()) if len(a.windows) else 1.0
-    fig = Figure(figsize=(10, 0.5 * max(len(services), 2) + 1.2))
+    fig = Plot(figsize=(10, 0.5 * max(len(services), 2) + 1.2))
     ax = fig.subplots()
     for inc in a.incidents.iter_rows(named=True):
         y = row.setdefault(inc["root_cause"], len(row))
@@ -123,7 +145,7 @@ def plot_templates(a: Analysis, at: float | None = None, top: int = 6,
     share = share.with_columns(change=(after - before).abs()).sort("change", descending=True)
     chosen = [int(t) for t in share["template_id"].head(top).to_list()]
     text = dict(zip(a.templates["id"].to_list(), a.templates["text"].to_list(), strict=True))
-    fig = Figure(figsize=(10, 3.6))
+    fig = Plot(figsize=(10, 3.6))
     ax = fig.subplots()
     edges = np.arange(at - span, at + span + width, width)
     for tid in chosen:
