@@ -3,8 +3,9 @@
 It runs the pipeline `vigil replay` runs (the same batches, the same `Pipeline`), over a file, a
 list of lines or a DataFrame of records, and keeps what each stage produced instead of writing
 JSON lines: a sample of the events, every window's features, the anomalies, the incidents (their
-last state, root-cause ranking included), the templates and the dead letters; its `plot_*`
-methods draw them (`detector.plots`).
+last state, root-cause ranking included), the anomalous requests and the call graph the
+correlator learned, the templates and the dead letters; its `plot_*` methods draw them
+(`detector.plots`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import orjson
 import polars as pl
 
 from detector.config import VigilConfig, load_config
+from detector.correlation.flags import kinds
 from detector.pipeline import BatchOutcome, Pipeline, PipelineStats
 from detector.sources.files import iter_batches
 from detector.windows.aggregate import FEATURES
@@ -26,8 +28,14 @@ from detector.windows.aggregate import FEATURES
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from detector.runtime.whatif import WhatIf
+    from remediation.policy import Policy
+
 Source = str | Path | Sequence[str] | Sequence[bytes] | Any  # Any: a polars or pandas DataFrame
 
+_REQUEST_SCHEMA: dict[str, Any] = {"request_id": pl.String, "onset": pl.Float64, "root": pl.String,
+                   "propagators": pl.List(pl.String), "kinds": pl.List(pl.String),
+                   "silent": pl.Boolean, "method": pl.String, "edges": pl.List(pl.String)}
 _EVENT_SCHEMA = {"ts": pl.Float64, "service": pl.String, "level": pl.Int16, "message": pl.String,
                  "template_id": pl.Int64, "request_id": pl.String, "latency_ms": pl.Float64,
                  "status": pl.Int32}
@@ -43,9 +51,17 @@ class Analysis:
       window feature (null where a window had too few events to judge).
     - `anomalies`: value, baseline mean and spread, score, the model that spoke, explanation.
     - `incidents`: the last state of each incident: id, service, status, opened and resolved
-      times, anomaly count, the top root cause, and the features and whole ranking (score,
-      confidence and evidence of each service) as JSON text:
-      `pl.col("ranking").str.json_decode()` opens it.
+      times, anomaly count, the top root cause (and the one named when it opened: what a
+      remediation trigger first saw), and the features and whole ranking (score, confidence
+      and evidence of each service) as JSON text: `pl.col("ranking").str.json_decode()` opens
+      it.
+    - `requests`: every anomalous request the correlator judged (the first `max_events`):
+      id, onset, the root-cause candidate it names, the services it only propagated through,
+      its anomaly kinds, whether the root was silent, how its chain was found, and its
+      caller -> callee edges.
+    - `call_graph`: caller, callee and calls of every edge learned from requests.
+    - `incident_log`: every incident update as `vigil replay` writes it to incidents.jsonl, in
+      order (what `what_if` replays through a remediation policy).
     - `templates`: id, text, count and first seen of every live template, most frequent first.
     - `dead_letters`: reason, detail and where (file:line), for every line that was not an event.
     """
@@ -57,11 +73,14 @@ class Analysis:
     templates: pl.DataFrame
     dead_letters: pl.DataFrame
     stats: PipelineStats
+    requests: pl.DataFrame = field(default_factory=pl.DataFrame)
+    call_graph: pl.DataFrame = field(default_factory=pl.DataFrame)
+    incident_log: list[dict[str, Any]] = field(default_factory=list)  # every update, in order
     config: VigilConfig = field(default_factory=VigilConfig)
     events_seen: int = 0
     sample_every: int = 1  # the events table holds every k-th event
     tables: ClassVar[tuple[str, ...]] = ("events", "windows", "anomalies", "incidents",
-                                         "templates", "dead_letters")
+                                         "requests", "call_graph", "templates", "dead_letters")
 
     def to_pandas(self) -> dict[str, Any]:
         """Every table as a pandas DataFrame, by name (needs pandas and pyarrow installed: Vigil
@@ -83,6 +102,34 @@ class Analysis:
         """The templates that changed most around a moment (`detector.plots.plot_templates`)."""
         from detector.plots import plot_templates
         return plot_templates(self, at, top)
+
+    def what_if(self, policy: Policy | str | Path, audit_db: str | Path | None = None) -> WhatIf:
+        """What the remediation engine would have done over this history: every incident
+        update, in event time, through `policy` (a `Policy`, or a YAML file's path) in dry-run
+        and virtual time (`detector.runtime.whatif.what_if`: nothing acts, no hook but the
+        log hook runs). `audit_db`: where its audit goes (default: a temporary file, replaced
+        on each call). `.table()` is the decisions as a DataFrame, `.story()` in words.
+        """
+        import tempfile
+
+        from detector.runtime.whatif import what_if
+        from remediation.policy import load_policy
+
+        pol = policy if not isinstance(policy, str | Path) else load_policy(policy)
+        db = Path(audit_db) if audit_db is not None else (
+            Path(tempfile.mkdtemp(prefix="vigil-whatif-")) / "whatif.db")
+        return what_if(self.incident_log, pol, db)
+
+    def plot_what_if(self, w: WhatIf) -> Figure:
+        """The decisions of a what-if on the incidents' timeline (`detector.plots.plot_what_if`)."""
+        from detector.plots import plot_what_if
+        return plot_what_if(self, w)
+
+    def plot_call_graph(self, incident: str | None = None) -> Figure:
+        """The call graph around an incident's root cause, evidence on its edges and nodes
+        (`detector.plots.plot_call_graph`)."""
+        from detector.plots import plot_call_graph
+        return plot_call_graph(self, incident)
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{name} {len(getattr(self, name)):,}" for name in self.tables)
@@ -114,7 +161,7 @@ def analyze(source: Source, config: VigilConfig | str | Path | None = None,
         for lines, where, numbers in _batches(baseline, cfg.batch_size):
             pipe.process(lines, where, numbers)
         pipe.stats = PipelineStats()  # what the baseline did is not this run's
-    keep = _Keep(max_events)
+    keep = _Keep(max_events, pipe.services.names)
     for lines, where, numbers in _batches(source, cfg.batch_size):
         keep.add(pipe.process(lines, where, numbers))
     keep.add(pipe.finish())
@@ -148,8 +195,11 @@ def _batches(source: Source, size: int
 class _Keep:
     """Collects the outcomes of one run into tables (events sampled as they come)."""
 
-    def __init__(self, max_events: int) -> None:
+    def __init__(self, max_events: int, names: Sequence[str]) -> None:
         self.max_events = max_events
+        self.names = names  # service id -> name (the pipeline's index: it only grows)
+        self.requests: list[dict[str, Any]] = []
+        self.log: list[dict[str, Any]] = []  # every incident update (what a what-if replays)
         self.every = 1
         self.seen = 0
         self.events: list[pl.DataFrame] = []
@@ -188,8 +238,21 @@ class _Keep:
                        for j, f in enumerate(FEATURES)}}))
         self.anomalies.extend(a.to_dict() for a in out.anomalies)
         for inc in out.incidents:
-            self.incidents[inc.id] = inc.to_dict()
+            record = inc.to_dict()
+            first = self.incidents.get(inc.id, {}).get("_first_root")
+            ranked = record.get("root_cause") or []
+            self.incidents[inc.id] = {**record, "_first_root": first or (
+                ranked[0]["service"] if ranked else record["service"])}
+            self.log.append(record)
         self.dead.extend(d.to_dict() for d in out.dead)
+        room = self.max_events - len(self.requests)
+        n = self.names
+        self.requests.extend({
+            "request_id": v.request_id, "onset": v.onset, "root": n[v.root],
+            "propagators": [n[p] for p in v.propagators], "kinds": kinds(v.kinds),
+            "silent": v.silent, "method": v.method,
+            "edges": [f"{n[a]} -> {n[b]}" for a, b in sorted(v.edges)],
+        } for v in out.verdicts[:max(room, 0)])
 
     def analysis(self, pipe: Pipeline, cfg: VigilConfig) -> Analysis:
         events = (pl.concat(self.events).drop("_n") if self.events
@@ -201,7 +264,18 @@ class _Keep:
             windows=pl.concat(self.windows) if self.windows else pl.DataFrame(),
             anomalies=_frame(self.anomalies), incidents=_incidents(self.incidents.values()),
             templates=templates, dead_letters=_frame(self.dead, ("reason", "detail", "source")),
-            stats=pipe.stats, config=cfg, events_seen=self.seen, sample_every=self.every)
+            requests=pl.DataFrame(self.requests, schema=_REQUEST_SCHEMA),
+            call_graph=_call_graph(pipe), incident_log=self.log, stats=pipe.stats, config=cfg,
+            events_seen=self.seen, sample_every=self.every)
+
+
+def _call_graph(pipe: Pipeline) -> pl.DataFrame:
+    """caller, callee, calls of the correlator's learned edges, busiest first."""
+    edges = pipe.ranker.edges if pipe.ranker is not None else {}
+    names = pipe.services.names
+    return pl.DataFrame([(names[a], names[b], n) for (a, b), n in edges.items()], orient="row",
+                        schema={"caller": pl.String, "callee": pl.String, "calls": pl.Int64}
+                        ).sort(["calls", "caller", "callee"], descending=[True, False, False])
 
 
 def _frame(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> pl.DataFrame:
@@ -221,11 +295,13 @@ def _incidents(rows: Iterable[dict[str, Any]]) -> pl.DataFrame:
             "opened_at": r["opened_at"], "resolved_at": r.get("resolved_at"),
             "anomaly_count": r.get("anomaly_count"), "max_score": r.get("max_score"),
             "root_cause": ranking[0]["service"] if ranking else r["service"],
+            "root_cause_at_open": r.get("_first_root", r["service"]),
             "first_explanation": r.get("first_explanation"),
             "features": orjson.dumps(r.get("features") or {}).decode(),
             "ranking": orjson.dumps(ranking).decode(),
         })
     if not out:
         return pl.DataFrame(schema={"id": pl.String, "service": pl.String, "status": pl.String,
-                                    "opened_at": pl.Float64, "root_cause": pl.String})
+                                    "opened_at": pl.Float64, "root_cause": pl.String,
+                                    "root_cause_at_open": pl.String})
     return pl.DataFrame(out, infer_schema_length=None)

@@ -49,6 +49,7 @@ class BatchOutcome:
     windows: list[WindowRows] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
     incidents: list[Incident] = field(default_factory=list)
+    verdicts: list[RequestVerdict] = field(default_factory=list)  # anomalous requests judged
 
 
 @dataclass
@@ -238,6 +239,7 @@ class Pipeline:
             else:
                 self.ranker.learn_edges(infer_chain(t).edges)
         self.ranker.observe(verdicts)
+        out.verdicts.extend(verdicts)
         out.incidents.extend(self.tracker.refresh())
         self.stats.correlation = self.correlator.stats.as_dict()
 

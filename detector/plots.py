@@ -6,7 +6,11 @@ notebook viewer and to files, with no display).
 - `plot_incidents`: a timeline per service: each incident from opening to resolution on the row
   of its root cause, and every anomaly on the row of its service;
 - `plot_templates`: counts per window of the templates that changed most around a moment (an
-  incident's opening by default).
+  incident's opening by default);
+- `plot_call_graph`: the learned call graph around an incident's root cause, the failing
+  requests' path and counts on its edges and the ranking's evidence on its nodes;
+- `plot_what_if`: a remediation what-if over the history: each incident as a bar, and on it
+  every decision the engine would have taken (steps, climbs, guards, pages, recoveries).
 
 Each is a `Plot`: a matplotlib `Figure` that renders itself as PNG wherever IPython displays it
 (`_repr_png_`), so a notebook shows it without `pyplot` or `%matplotlib inline`.
@@ -14,14 +18,17 @@ Each is a `Plot`: a matplotlib `Figure` that renders itself as PNG wherever IPyt
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections import Counter
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 import polars as pl
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
     from detector.analysis import Analysis
+    from detector.runtime.whatif import WhatIf
 
 
 class Plot(Figure):
@@ -39,7 +46,7 @@ class Plot(Figure):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
         out = io.BytesIO()
-        FigureCanvasAgg(self).print_png(out)
+        FigureCanvasAgg(self).print_png(out)  # type: ignore[no-untyped-call]
         return out.getvalue()
 
 
@@ -160,6 +167,217 @@ def plot_templates(a: Analysis, at: float | None = None, top: int = 6,
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
+
+
+def plot_call_graph(a: Analysis, incident: str | None = None) -> Figure:
+    """The call graph the correlator learned (callers above callees, every edge with its calls),
+    and an incident's evidence on it: the anomalous requests rooted in its root cause during
+    the incident, counted on each edge of their failing path (caller and callee both on it:
+    the services they propagated through, down to the root), the root cause in red with the
+    ranking's evidence, the services it propagated to in orange. `incident`: an id (default:
+    the first to open).
+
+    >>> from detector import analyze
+    >>> from detector.simulate.runs import simulated_lines
+    >>> a = analyze(simulated_lines(60_000, seed=3, scenario="error_burst")[0])
+    >>> fig = plot_call_graph(a)
+    >>> sorted(t.get_text() for t in fig.axes[0].texts if "failing" in t.get_text())
+    ['539 failing (error 538, latency 1)', '539 failing (error 538, latency 1)']
+    """
+    if not len(a.call_graph):
+        raise ValueError("no call graph: the input has no request ids to correlate")
+    inc = _incident(a, incident)
+    root = inc["root_cause"]
+    ranking = orjson.loads(inc["ranking"])
+    evidence: dict[str, Any] = next((r.get("evidence", {}) for r in ranking if r["service"] == root), {})
+    lo = inc["opened_at"] - a.config.correlation.explain_gap
+    hi = (inc["resolved_at"] or float("inf")) + a.config.correlation.explain_gap
+    mine = a.requests.filter((pl.col("root") == root) & pl.col("onset").is_between(lo, hi))
+    path: dict[tuple[str, ...], tuple[int, Counter[str]]] = {}
+    for row in mine.iter_rows(named=True):
+        calls = [tuple(e.split(" -> ")) for e in row["edges"]]
+        for caller, callee in _towards(root, calls):
+            n, k = path.get((caller, callee), (0, Counter()))
+            k.update(row["kinds"])
+            path[(caller, callee)] = (n + 1, k)
+    edges = list(a.call_graph.iter_rows())
+    pos = _layers([(c, d) for c, d, _ in edges])
+    fig = Plot(figsize=(12, 1.1 * (max(-y for _, y in pos.values()) + 1) + 1.0))
+    ax, side = fig.subplots(1, 2, width_ratios=[3, 1.2])
+    spread = set(evidence.get("propagated_to") or ())
+    for caller, callee, calls in edges:
+        hot = path.get((caller, callee))
+        (x0, y0), (x1, y1) = pos[caller], pos[callee]
+        level = y0 == y1  # a call within a layer: an arc, so it passes no node
+        ax.annotate("", xy=(x1, y1 + (0 if level else 0.12)), xytext=(x0, y0 - (0 if level else 0.12)),
+                    arrowprops={"arrowstyle": "-|>", "color": "tab:red" if hot else "0.6",
+                                "lw": 2.5 if hot else 1.0, "shrinkA": 12, "shrinkB": 12,
+                                "connectionstyle": f"arc3,rad={0.35 if level else 0.0}"})
+        label = (f"{hot[0]} failing ({', '.join(f'{k} {n}' for k, n in hot[1].most_common())})"
+                 if hot else f"{calls} calls")
+        bend = 0.35 if level else 0.0  # the label sits on the arc's middle
+        ax.text((x0 + x1) / 2 + bend / 2 * (y1 - y0), (y0 + y1) / 2 - bend / 2 * (x1 - x0),
+                label, fontsize=7, ha="center", color="tab:red" if hot else "0.35",
+                bbox={"boxstyle": "round", "fc": "white", "ec": "none", "alpha": 0.8})
+    for name, (x, y) in pos.items():
+        color = "tab:red" if name == root else "tab:orange" if name in spread else "0.85"
+        ax.text(x, y, name, ha="center", va="center", fontsize=9, color="black",
+                bbox={"boxstyle": "round", "fc": color, "ec": "0.3"})
+    ys = [y for _, y in pos.values()]
+    ax.set_xlim(-0.6, max(x for x, _ in pos.values()) + 0.6)
+    ax.set_ylim(min(ys) - 0.6, 0.5)
+    ax.axis("off")
+    ax.set_title(f"{inc['id']}: root cause {root} (red), the failing requests' path (red edges)",
+                 fontsize=9)
+    side.axis("off")
+    side.text(0.0, 1.0, _evidence_text(root, evidence), transform=side.transAxes, fontsize=7,
+              va="top", family="monospace", wrap=True)
+    side.set_title("the ranking's evidence", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+_MARKS = {  # verdict -> (marker, colour, legend)
+    "dry_run": ("^", "tab:green", "would act"),
+    "not_better": ("v", "tab:orange", "no better: climbs"),
+    "suppressed": ("X", "tab:red", "suppressed by a guard"),
+    "escalated": ("s", "tab:purple", "page"),
+    "verified": ("*", "tab:blue", "recovered"),
+}
+
+
+def plot_what_if(a: Analysis, w: WhatIf) -> Figure:
+    """Each incident as a bar (opened to resolved) on its own row, named by the root cause it
+    opened with; on it, at event time, every decision of the what-if `w` (`Analysis.what_if`):
+    a step that would have run (labelled with the step and target), a climb, a guard's
+    suppression (labelled with the guard), a page, a recovery.
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from detector import analyze
+    >>> from detector.simulate.runs import simulated_lines
+    >>> from remediation.policy import parse_policy
+    >>> a = analyze(simulated_lines(60_000, seed=3, scenario="error_burst")[0])
+    >>> w = a.what_if(parse_policy("rules: [{name: r, match: {kind: [error]}, "
+    ...                            "ladder: [{name: restart, hook: log, wait_s: 60}]}]"))
+    >>> fig = plot_what_if(a, w)
+    >>> sorted(t.get_text() for t in fig.axes[0].texts)
+    ['restart payments']
+    """
+    rows = a.incidents.sort("opened_at")
+    if not len(rows):
+        raise ValueError("no incident in this analysis: nothing for a policy to decide on")
+    t0 = float(rows["opened_at"].min())  # type: ignore[arg-type]
+    end = float(a.windows["window_end"].max()) if len(a.windows) else t0 + 1  # type: ignore[arg-type]
+    y = {r["id"]: i for i, r in enumerate(rows.iter_rows(named=True))}
+    fig = Plot(figsize=(11, 0.9 * len(y) + 1.6))
+    ax = fig.subplots()
+    for r in rows.iter_rows(named=True):
+        stop = r.get("resolved_at") or end
+        ax.barh(y[r["id"]], (stop - r["opened_at"]) / 60, left=(r["opened_at"] - t0) / 60,
+                height=0.5, color="0.85", edgecolor="0.5")
+    table = w.table()
+    for verdict, (marker, color, legend) in _MARKS.items():
+        part = table.filter((pl.col("verdict") == verdict) & pl.col("incident").is_in(list(y)))
+        if not len(part):
+            continue
+        xs = (part["ts"].to_numpy() - t0) / 60
+        ys = [y[i] for i in part["incident"].to_list()]
+        ax.scatter(xs, ys, marker=marker, color=color, s=60, zorder=3, label=legend)
+        for x, yy, row in zip(xs, ys, part.iter_rows(named=True), strict=True):
+            text = (f"{row['step']} {row['target']}" if verdict == "dry_run"
+                    else ("no rule matches" if row["guard"] == "policy" else row["guard"])
+                    if verdict == "suppressed" else None)
+            if text:  # steps above the bar, guards below, slanted so neighbours don't collide
+                up = verdict == "dry_run"
+                ax.text(x, yy + (-0.32 if up else 0.32), text, fontsize=7, color=color,
+                        rotation=20, ha="left", va="bottom" if up else "top")
+    ax.set_yticks(range(len(y)), [f"{r['root_cause_at_open']} ({r['id'][-6:]})"
+                                  for r in rows.iter_rows(named=True)])
+    ax.set_ylim(len(y) - 0.4, -0.8)
+    ax.set_xlabel("minutes from the first incident's opening")
+    ax.set_title(f"what-if: {len(w.actions)} step(s) would have run for {len(y)} incident(s)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_xlim(-0.5, (end - t0) / 60 + 1)
+    fig.tight_layout()
+    return fig
+
+
+def _incident(a: Analysis, incident: str | None) -> dict[str, Any]:
+    if not len(a.incidents):
+        raise ValueError("no incident in this analysis")
+    rows = a.incidents.sort("opened_at")
+    if incident is not None:
+        rows = rows.filter(pl.col("id") == incident)
+        if not len(rows):
+            raise ValueError(f"no incident {incident!r}; the incidents are "
+                             f"{', '.join(a.incidents['id'].to_list())}")
+    return rows.row(0, named=True)
+
+
+def _towards(root: str, edges: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """The edges of one request that lead to `root`: calls into it or into a service that
+    reaches it (its path from the entry), not the calls it or its healthy siblings made.
+
+    >>> _towards("b", [("a", "b"), ("a", "c"), ("b", "d"), ("e", "a")])
+    [('a', 'b'), ('e', 'a')]
+    """
+    up = {root}
+    grew = True
+    while grew:
+        grew = False
+        for caller, callee in edges:
+            if callee in up and caller not in up:
+                up.add(caller)
+                grew = True
+    return [e for e in edges if e[1] in up and e[0] in up and e[1] != e[0]]
+
+
+def _layers(edges: list[tuple[str, str]]) -> dict[str, tuple[float, float]]:
+    """(x, y) of each service: y = minus its depth below the entry services (those nobody
+    calls; shortest path), x = its place in its layer, layers centred on each other."""
+    nodes = sorted({n for e in edges for n in e})
+    callers: dict[str, set[str]] = {n: set() for n in nodes}
+    for c, d in edges:
+        callers[d].add(c)
+    depth = {n: 0 for n in nodes if not callers[n] - {n}} or {nodes[0]: 0}
+    frontier = sorted(depth)
+    while frontier:
+        nxt = sorted({d for c, d in edges if c in frontier and d not in depth})
+        depth.update(dict.fromkeys(nxt, max(depth[f] for f in frontier) + 1))
+        frontier = nxt
+    for n in nodes:  # in a cycle with no entry
+        depth.setdefault(n, max(depth.values()) + 1)
+    layers: dict[int, list[str]] = {}
+    for n in nodes:
+        layers.setdefault(depth[n], []).append(n)
+    width = max(len(v) for v in layers.values())
+    pos: dict[str, tuple[float, float]] = {}
+    def under(n: str) -> float:
+        xs = [pos[c][0] for c in callers[n] if c in pos]
+        return sum(xs) / len(xs) if xs else 0.0
+
+    for level in sorted(layers):  # each layer ordered by where its callers are (fewer crossings)
+        names = sorted(layers[level], key=lambda n: (under(n), n))
+        pos.update({n: ((width - len(names)) / 2 + i, -float(level)) for i, n in enumerate(names)})
+    return pos
+
+
+def _evidence_text(root: str, ev: dict[str, Any]) -> str:
+    """The ranking's evidence for the root cause, a line per fact it has."""
+    lines = [f"{root}: {ev.get('requests', 0)} anomalous requests",
+             f"rooted here ({100 * ev.get('share_of_anomalous_requests', 0.0):.0f}% of all)"]
+    if ev.get("kinds"):
+        lines.append(f"kinds: {', '.join(ev['kinds'])}")
+    for key, unit in (("error_rate", ""), ("requests_per_second", "/s")):
+        if isinstance(ev.get(key), dict):
+            lines.append(f"{key.replace('_', ' ')}: {ev[key]['before']:g}{unit} -> "
+                         f"{ev[key]['after']:g}{unit}")
+    if ev.get("propagated_to"):
+        lines.append(f"propagated to: {', '.join(ev['propagated_to'])}")
+    if ev.get("features"):
+        lines.append("window anomalies: " + ", ".join(f"{f} x{n}" for f, n in ev["features"].items()))
+    return "\n".join(lines)
 
 
 _WINDOW_KEYS = ("window_start", "window_end", "service", "events")

@@ -78,3 +78,22 @@ def test_nothing_but_bad_lines_gives_empty_tables_of_the_usual_types() -> None:
     assert a.events_seen == 0 and len(a.dead_letters) == 2
     assert a.events.schema["service"] == pl.String and a.events.schema["ts"] == pl.Float64
     assert len(a.incidents) == len(a.anomalies) == 0
+
+
+def test_the_anomalous_requests_and_the_call_graph_are_kept() -> None:
+    a = analyze(LINES)
+    root = TRUTH.faults[0].service
+    assert len(a.requests) > 100 and (a.requests["root"] == root).mean() > 0.95  # type: ignore[operator]
+    edges = set(a.call_graph.select("caller", "callee").rows())
+    assert {("gateway", "checkout"), ("checkout", root)} <= edges
+    assert a.call_graph["calls"].min() > 0  # type: ignore[operator]
+    via = a.requests.filter(pl.col("root") == root)["edges"].explode()
+    assert f"checkout -> {root}" in via.to_list()
+    assert a.incidents["root_cause_at_open"].to_list() == [root]
+    assert a.incident_log[0]["status"] == "open"  # every update, the opening first
+    assert a.incident_log[-1]["status"] == a.incidents["status"][0]  # ... the last state last
+
+
+def test_requests_are_bounded_like_the_events() -> None:
+    a = analyze(LINES, max_events=50)
+    assert len(a.requests) == 50 and a.events_seen == 60_000

@@ -52,3 +52,34 @@ def test_unknown_series_are_refused_with_what_exists() -> None:
         A.plot_series(ROOT, "cpu")
     with pytest.raises(ValueError, match="no windows of service"):
         A.plot_series("nobody", "rate")
+
+
+def test_the_call_graph_marks_the_failing_path_to_the_root_cause() -> None:
+    fig = A.plot_call_graph()
+    ax = fig.axes[0]
+    failing = [t.get_text() for t in ax.texts if "failing" in t.get_text()]
+    # gateway -> checkout -> payments carry the failing requests; payments -> db does not
+    assert len(failing) == 2 and all(t.split()[0].isdigit() and int(t.split()[0]) > 100
+                                     for t in failing)
+    names = {t.get_text() for t in ax.texts}
+    assert {"gateway", "checkout", ROOT, "db", "cart", "catalog"} <= names
+    red = next(t for t in ax.texts if t.get_text() == ROOT).get_bbox_patch()
+    assert red is not None
+    assert red.get_facecolor()[:3] == pytest.approx((0.839, 0.153, 0.157), abs=0.01)  # tab:red
+    assert "anomalous requests" in fig.axes[1].texts[0].get_text()  # the ranking's evidence
+    assert _png(fig).startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match="no incident 'nope'"):
+        A.plot_call_graph("nope")
+
+
+def test_the_what_if_plot_puts_each_decision_on_its_incident(tmp_path: object) -> None:
+    from remediation.policy import parse_policy
+
+    w = A.what_if(parse_policy("rules: [{name: r, match: {kind: [error]}, ladder: [{name: "
+                               "restart, hook: log, wait_s: 60}, {name: rollback, hook: log}]}]"))
+    fig = A.plot_what_if(w)
+    labels = sorted(t.get_text() for t in fig.axes[0].texts)
+    assert labels == [f"restart {ROOT}", f"rollback {ROOT}"]
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "would act" in legend and "no better: climbs" in legend
+    assert _png(fig).startswith(b"\x89PNG") and fig._repr_png_().startswith(b"\x89PNG")
