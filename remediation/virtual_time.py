@@ -78,7 +78,31 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
 
 def run_virtual(coro: Coroutine[Any, Any, T], start: float) -> T:
-    """Run `coro` to completion on a fresh `VirtualTimeLoop` starting at `start`; close it."""
+    """Run `coro` to completion on a fresh `VirtualTimeLoop` starting at `start`; close it.
+
+    Called where an event loop already runs in this thread (a Jupyter kernel, an async
+    application), it runs the virtual loop on a thread of its own and waits for it: asyncio
+    allows one running loop per thread.
+
+    >>> async def inside():  # a caller that is itself a coroutine
+    ...     async def hour() -> float:
+    ...         await asyncio.sleep(3600)
+    ...         return asyncio.get_running_loop().time()
+    ...     return run_virtual(hour(), start=0.0)
+    >>> asyncio.run(inside())
+    3600.0
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _run(coro, start)
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vigil-virtual") as pool:
+        return pool.submit(_run, coro, start).result()
+
+
+def _run(coro: Coroutine[Any, Any, T], start: float) -> T:
     loop = VirtualTimeLoop(start)
     try:
         return loop.run_until_complete(coro)

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from detector.incidents.triggers import incident_time, incident_trigger
 from remediation.actions import Verdict
 from remediation.audit import AuditRecord, AuditStore
@@ -36,6 +38,27 @@ class WhatIf:
     def actions(self) -> list[AuditRecord]:
         """The steps that would have run (dry-run rows)."""
         return [d for d in self.decisions if d.verdict == Verdict.DRY_RUN]
+
+    def table(self) -> pl.DataFrame:
+        """Every decision as a row, in order: when (event time), the incident, the verdict (a
+        step that would have run is `dry_run`; a guard's is `suppressed`, naming the guard),
+        rule, rung, step, hook, target, guard and why (`detail`)."""
+        incident = {t.episode: t.labels.get("incident", t.fingerprint) for _, t in self.triggers}
+        return pl.DataFrame([{
+            "ts": d.ts, "incident": incident.get(d.episode), "verdict": d.verdict, "rule": d.rule,
+            "rung": None if d.rung is None else d.rung + 1, "step": d.rung_name, "hook": d.hook,
+            "target": d.target, "guard": d.guard, "detail": d.detail, "episode": d.episode,
+        } for d in self.decisions], schema=_TABLE)
+
+    def story(self) -> list[str]:
+        """`story(self)`: a line per decision, in an operator's words."""
+        return story(self)
+
+
+_TABLE: dict[str, Any] = {
+    "ts": pl.Float64, "incident": pl.String, "verdict": pl.String, "rule": pl.String,
+    "rung": pl.Int64, "step": pl.String, "hook": pl.String, "target": pl.String,
+    "guard": pl.String, "detail": pl.String, "episode": pl.String}
 
 
 def incident_triggers(records: Iterable[dict[str, Any]]) -> list[tuple[float, Trigger]]:

@@ -121,3 +121,39 @@ def test_a_broken_policy_stops_before_the_replay(history: Path, tmp_path: Path) 
                                       str(tmp_path / "o"), "--policy", str(tmp_path / "p.yaml")])
     assert result.exit_code == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_analysis_what_if_decides_as_vigil_replay_policy_does(history: Path, tmp_path: Path) -> None:
+    from detector import analyze
+
+    (tmp_path / "p.yaml").write_text(policy_text(tmp_path))
+    result = CliRunner().invoke(app, ["replay", str(history / "crash.jsonl"), "--out",
+                                      str(tmp_path / "o"), "--policy", str(tmp_path / "p.yaml")])
+    assert result.exit_code == 0, result.output
+    cli = [orjson.loads(x) for x in (tmp_path / "o" / "whatif.jsonl").open("rb")]
+    a = analyze(history / "crash.jsonl")
+    assert a.incident_log == records(history / "out")  # the updates a replay writes, in order
+    w = a.what_if(tmp_path / "p.yaml", tmp_path / "nb.db")
+    keys = ("ts", "episode", "verdict", "rule", "rung", "target", "guard", "detail")
+    assert [tuple(d.to_dict()[k] for k in keys) for d in w.decisions] == \
+        [tuple(r[k] for k in keys) for r in cli]
+    table = w.table()
+    assert table["verdict"].to_list() == [r["verdict"] for r in cli]
+    assert table["incident"].is_not_null().all() and not (tmp_path / "acted").exists()
+    assert w.story()[0].startswith(story(w)[0][:8])
+
+
+def test_a_what_if_runs_where_an_event_loop_already_runs(history: Path, tmp_path: Path) -> None:
+    """A Jupyter kernel runs an asyncio loop in the cell's thread: the virtual loop cannot run
+    there, so it runs on a thread of its own (this failed in a real kernel)."""
+    import asyncio
+
+    pol = parse_policy(policy_text(tmp_path))
+    recs = records(history / "out")
+
+    async def in_a_loop() -> object:
+        return what_if(recs, pol, tmp_path / "inside.db")
+
+    inside = asyncio.run(in_a_loop())
+    outside = what_if(recs, pol, tmp_path / "outside.db")
+    assert decided(inside) == decided(outside) and inside.actions  # type: ignore[attr-defined]
