@@ -113,13 +113,13 @@ def _walkthrough(cells: list[Cell]) -> None:
 
 
 def _investigate(cells: list[Cell]) -> None:
-    run_, incidents, ranking, timeline, series, templates, changed, hdfs, hdfs_templates, \
+    run_, incidents, ranking, graph, timeline, series, templates, changed, hdfs, hdfs_templates, \
         hdfs_services = cells
     assert run_.printed.startswith("error_burst payments -> Analysis(events 80,000")
     assert incidents.column("root_cause") == ["payments"]  # the injected fault's service
     services = ranking.column("service")
     assert services[0] == "payments" and len(services) == 4
-    assert timeline.images == series.images == templates.images == 1
+    assert graph.images == timeline.images == series.images == templates.images == 1
     assert "payments" in changed.column("service")  # with its callers, on one feature
     assert set(changed.column("feature")) == {"error_ratio"}
     if "absent" in hdfs.printed:
@@ -129,7 +129,31 @@ def _investigate(cells: list[Cell]) -> None:
     assert sum(int(n) for n in hdfs_services.column("len")) == 2000
 
 
+def _what_if(cells: list[Cell]) -> None:
+    history, incidents, policy, decisions, story, timeline, summary, shorter = cells
+    faults = history.printed.strip().splitlines()
+    assert [f.split()[:2] for f in faults] == [["error_burst", "payments"], ["error_burst", "payments"],
+                                               ["crash_loop", "cart"], ["latency_regression", "checkout"]]
+    assert "incidents 4" in history.shown
+    assert incidents.column("root_cause_at_open") == ["payments", "payments", "cart", "checkout"]
+    assert policy.printed.startswith("4 steps would have run")
+    verdicts = decisions.column("verdict")
+    assert {"dry_run", "not_better", "suppressed", "escalated", "verified"} <= set(verdicts)
+    told = story.printed
+    # what the prose says the history shows about the policy
+    assert "would restart payments" in told and "would rollback payments" in told
+    assert "restart suppressed by cooldown" in told
+    assert "restart-again suppressed by restart_loop" in told and "would page" in told
+    assert "no rule matches" in told
+    assert timeline.images == 1
+    per = summary.table()
+    assert len(per) == 4 and all(int(r["suppressed"]) >= 1 for r in per if "cart" in r["incident"])
+    assert "4 steps with a 30-minute cooldown, 5 with a 5-minute one" in shorter.printed
+    assert len(shorter.table()) == 4
+
+
 EXPECT: dict[str, Callable[[list[Cell]], None]] = {
+    "remediation_what_if.ipynb": _what_if,
     "replay_walkthrough.ipynb": _walkthrough,
     "investigate_incident.ipynb": _investigate,
 }
