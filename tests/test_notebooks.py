@@ -5,7 +5,6 @@ outputs) are checked, not just that the cells ran."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -13,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from detector.bench.notebooks import execute
 from tests.support import ROOT
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("nbclient", reason="the dev extras run the notebooks: pip install -e '.[dev]'")
+pytest.importorskip("ipykernel", reason="the dev extras run the notebooks: pip install -e '.[dev]'")
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
@@ -76,13 +76,9 @@ class _Table(HTMLParser):
 
 
 def run(path: Path) -> tuple[list[Cell], float]:
-    """Execute the notebook in a fresh kernel (its own folder as working directory); the code
+    """Execute the notebook in a fresh kernel (`vigil bench notebooks`' own runner); the code
     cells' outputs, in order, and the seconds it took."""
-    nb = nbformat.read(path, as_version=4)
-    start = time.perf_counter()
-    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}}).execute()
-    took = time.perf_counter() - start
+    nb, took = execute(path)
     cells = []
     for cell in nb.cells:
         if cell.cell_type != "code":

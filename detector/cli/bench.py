@@ -305,3 +305,17 @@ def bench_analyze_cmd(
     t.add_row("analyze (s)", f"{f.analyze_s:.2f}")
     t.add_row("ratio analyze / replay (target <= 1.2)", f"{f.ratio:.2f}")
     out.print(t)
+
+
+def bench_notebooks_cmd(
+    folder: Annotated[Path, typer.Option(help="the notebooks' folder")] = Path("notebooks"),
+) -> None:
+    """Each notebook run top to bottom in a fresh Jupyter kernel, timed (target: under 60 s)."""
+    from detector.bench.notebooks import bench_notebooks
+
+    t = Table(title="vigil bench notebooks (fresh kernel each; target < 60 s)")
+    for col in ("notebook", "seconds", "code cells", "pictures"):
+        t.add_column(col)
+    for r in bench_notebooks(folder):
+        t.add_row(r.name, f"{r.seconds:.1f}", str(r.code_cells), str(r.images))
+    out.print(t)
