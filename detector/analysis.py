@@ -178,7 +178,7 @@ def _batches(source: Source, size: int
     frame: Any = source
     if hasattr(frame, "to_dicts") or hasattr(frame, "to_dict"):  # polars or pandas
         rows: Iterable[dict[str, Any]] = (frame.to_dicts() if hasattr(frame, "to_dicts")
-                                          else frame.to_dict(orient="records"))
+                                          else _pandas_rows(frame))
         lines = [orjson.dumps(r, default=str, option=orjson.OPT_SERIALIZE_NUMPY) for r in rows]
         where = "dataframe"
     elif isinstance(source, Sequence):
@@ -190,6 +190,16 @@ def _batches(source: Source, size: int
                         f"{type(source).__name__}")
     for i in range(0, len(lines), size):
         yield lines[i:i + size], where, list(range(i + 1, i + 1 + len(lines[i:i + size])))
+
+
+def _pandas_rows(frame: Any) -> list[dict[str, Any]]:
+    """A pandas frame's records as a log's: a missing value (NaN, NA, None) is an absent key,
+    and a column of integers with gaps (which pandas holds as floats) gives integers again."""
+    def missing(v: Any) -> bool:
+        return v is None or (isinstance(v, float) and v != v) or type(v).__name__ == "NAType"
+
+    return [{k: v for k, v in r.items() if not missing(v)}
+            for r in frame.convert_dtypes().to_dict(orient="records")]
 
 
 class _Keep:

@@ -47,6 +47,22 @@ def test_a_dataframe_of_records_reads_as_its_lines_do() -> None:
     assert a.windows.equals(b.windows) and a.anomalies.equals(b.anomalies)
 
 
+def test_a_pandas_frame_reads_as_its_lines_do_and_every_table_converts_back() -> None:
+    """pandas holds a missing value as NaN and an integer column with gaps as floats: neither
+    may turn an event into a dead letter (all 19,582 of 20,000 did: `status` 200.0)."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    frame = pd.DataFrame([orjson.loads(line) for line in LINES])
+    assert frame["status"].dtype == "float64" and frame["request_id"].isna().any()
+    a, b = analyze(frame), analyze(LINES)
+    assert len(a.dead_letters) == 0 and a.events_seen == 60_000
+    assert a.windows.equals(b.windows) and a.anomalies.equals(b.anomalies)
+    assert a.incidents["root_cause"].to_list() == [TRUTH.faults[0].service]
+    tables = a.to_pandas()
+    assert set(tables) == set(a.tables) and all(isinstance(t, pd.DataFrame) for t in tables.values())
+    assert len(tables["incidents"]) == 1 and tables["events"]["service"].notna().all()
+
+
 def test_a_baseline_is_learned_not_reported() -> None:
     a = analyze(LINES[30_000:], baseline=LINES[:30_000])
     assert a.events_seen == 30_000 and a.stats.events == 30_000
