@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +144,16 @@ def detect(series: list[Series], name: str = DEFAULT_DETECTOR, rest: int = 0) ->
     return out
 
 
+@dataclass(slots=True, frozen=True)
+class FileScore:
+    """One file at a profile's threshold: what the corpus total is made of."""
+
+    raw: float  # its raw NAB total: earned by detections, minus misses and false positives
+    windows: int  # its windows NAB scores (those with a row after the probationary period)
+    found: int  # of them, windows with an alarm
+    fp: int  # alarms outside every window
+
+
 @dataclass(slots=True)
 class ProfileResult:
     profile: str
@@ -156,6 +166,7 @@ class ProfileResult:
     fn: int
     by_corpus: dict[str, float]  # each corpus at the profile's one threshold
     held_out: dict[str, float]  # each corpus at the threshold chosen on the other corpora
+    files: dict[str, FileScore] = field(default_factory=dict)  # each file at the threshold
 
     @property
     def held_out_mean(self) -> float:
@@ -200,6 +211,9 @@ def evaluate(series: list[Series], scores: list[npt.NDArray[np.float64]],
             threshold=float(sw.thresholds[a]), raw=float(sw.totals[a].sum()), null=null,
             tp=found, fp=int(sw.fp[a].sum()), fn=windows - found, by_corpus=by_corpus,
             held_out=held_out,
+            files={f.name: FileScore(raw=float(sw.totals[a, i]), windows=f.windows,
+                                     found=int(sw.tp[a, i]), fp=int(sw.fp[a, i]))
+                   for i, f in enumerate(files)},
         ))
     return results
 
