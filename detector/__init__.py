@@ -24,6 +24,7 @@ _API = {
     "replay": "detector.runtime.replay", "replay_lines": "detector.runtime.replay",
     "simulated_lines": "detector.simulate.runs", "Outputs": "detector.sinks.base",
     "analyze": "detector.analysis", "Analysis": "detector.analysis",
+    "nab_report": "detector.eval.nab.report", "NabReport": "detector.eval.nab.report",
 }
 __all__ = sorted(_API)
 

@@ -25,22 +25,19 @@ def eval_nab(
     """Run a detector over a NAB corpus, write NAB-format results, print the NAB scores: at
     each profile's best threshold, per corpus, and per corpus held out (its threshold chosen
     on the other corpora)."""
-    from detector.eval.nab.corpus import CorpusError, load_corpus
-    from detector.eval.nab.run import DETECTORS, detect, evaluate, write_results
+    from detector.eval.nab.corpus import CorpusError
+    from detector.eval.nab.report import nab_report
+    from detector.eval.nab.run import DETECTORS, write_results
 
     choose("detector", detector, list(DETECTORS))
-    try:
-        series = load_corpus(data, labels)
+    try:  # the report is the evaluation: the notebook's tables come from the same call
+        report = nab_report(data, labels, detector, quiet=quiet, rest=rest)
     except CorpusError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    scores = detect(series, detector, rest=rest)
-    quiet = 0 if rest else quiet
-    results = evaluate(series, scores, quiet=quiet)
-    standard = next(r for r in results if r.profile == "standard")
-    write_results(out_dir, series, scores, standard.threshold, quiet)
-    rule = f"beat the last {rest}" if rest else f"quiet {quiet} rows after an alarm"
-    t = Table(title=f"NAB scores of {detector!r} on {len(series)} files ({rule})")
+    results = report.results
+    write_results(out_dir, report.series, report.scores, report.threshold, report.quiet)
+    t = Table(title=f"NAB scores of {detector!r} on {len(report.series)} files ({report.rule})")
     corpora = sorted(results[0].by_corpus)
     for col in ("profile", "score", "threshold", "windows found", "false positives", *corpora):
         t.add_column(col)
