@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,9 @@ from detector.eval.nab.run import ProfileResult, detect, evaluate
 from detector.eval.nab.scoring import PROFILES, FileRows, sweep_rows
 from models.default import QUIET
 from models.episode import quiet_fires
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -109,6 +112,17 @@ class NabReport:
     def to_pandas(self) -> dict[str, object]:
         """Every table as a pandas DataFrame, by name (needs pandas and pyarrow installed)."""
         return {name: getattr(self, name).to_pandas() for name in self.tables}
+
+    def plot_file(self, file: str) -> Figure:
+        """One file's signal, windows, alarms and scores (`detector.eval.nab.plots.plot_nab_file`)."""
+        from detector.eval.nab.plots import plot_nab_file
+        return plot_nab_file(self, file)
+
+    def plot_corpora(self) -> Figure:
+        """Hits, misses, false positives and scores per corpus
+        (`detector.eval.nab.plots.plot_nab_corpora`)."""
+        from detector.eval.nab.plots import plot_nab_corpora
+        return plot_nab_corpora(self)
 
     def __repr__(self) -> str:
         r = self.result(self.profile)

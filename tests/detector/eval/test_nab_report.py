@@ -143,6 +143,10 @@ def test_the_report_on_the_shared_corpus_is_what_the_command_prints(
     assert r.corpora.filter(pl.col("standard_held_out").is_not_null()).height == 4
     assert r.files.height == 41 and r.windows.height == 64
     assert r.result("standard").score >= 70.5  # the floor of test_nab (issue 18: 71.2)
+    # and it plots: every window of the worst file is a span, four corpora have scores
+    worst = r.files.filter(pl.col("windows") > 0).sort("standard_points").row(0, named=True)
+    assert len(r.plot_file(f"{worst['corpus']}/{worst['file']}").axes[0].patches) == worst["windows"]
+    assert len(r.plot_corpora().axes[1].patches) == 3 * 4
 
 
 def test_files_are_found_by_name_and_unknown_ones_refused(report: NabReport) -> None:
