@@ -92,8 +92,8 @@ def plot_nab_file(report: NabReport, file: str) -> Figure:
     low.axhline(report.threshold, color="tab:red", lw=0.8, ls=":")
     low.set_ylabel("score", fontsize=8)
     low.set_ylim(0, max(1.0, float(np.max(scores, initial=0.0))) * 1.05)
-    low.text(0.995, 0.92, f"threshold {report.threshold:.3g} ({report.profile}); dashed: end of "
-             "probation", transform=low.transAxes, ha="right", va="top", fontsize=7)
+    low.set_title(f"score; dotted: the threshold {report.threshold:.3g} ({report.profile}); "
+                  "dashed: the end of the probationary period", loc="left", fontsize=7)
     found = counts["hits"]
     scored = counts["hits"] + counts["misses"]
     fp = counts["false_positives"]

@@ -55,7 +55,7 @@ class NabReport:
       and per profile the points of that profile's score the file accounts for
       (`<profile>_points`; they sum to the profile's score: a file that finds its windows
       early adds, a missed window or a false positive takes away).
-    - `windows`: per labelled window: its rows, first and last timestamps, status (hit,
+    - `windows`: per labelled window: its first row and timestamps, its rows, status (hit,
       missed, or not scored when it lies in the probationary period), the first alarm in it
       and what that earned.
     - `detections`: every alarm at the `profile`'s threshold: file, row, timestamp, value,
@@ -236,8 +236,8 @@ _DETECTIONS = pl.Schema({
     "value": pl.Float64(), "score": pl.Float64(), "kind": pl.String(), "window": pl.Int64(),
     "weight": pl.Float64()})
 _WINDOWS = pl.Schema({
-    "corpus": pl.String(), "file": pl.String(), "window": pl.Int64(), "start": pl.Datetime("us"),
-    "end": pl.Datetime("us"), "rows": pl.Int64(), "status": pl.String(),
+    "corpus": pl.String(), "file": pl.String(), "window": pl.Int64(), "start_row": pl.Int64(),
+    "start": pl.Datetime("us"), "end": pl.Datetime("us"), "rows": pl.Int64(), "status": pl.String(),
     "first_alarm": pl.Datetime("us"), "weight": pl.Float64()})
 
 
@@ -272,7 +272,7 @@ def _alarms(series: Sequence[Series], scores: Sequence[FloatArray], rows: Sequen
             status = ("not scored" if not f.scored[inside].any() else
                       "missed" if hit is None else HIT)
             win.append({"corpus": s.corpus, "file": file, "window": w,
-                        "start": s.timestamps[int(inside[0])],
+                        "start_row": int(inside[0]), "start": s.timestamps[int(inside[0])],
                         "end": s.timestamps[int(inside[-1])], "rows": len(inside),
                         "status": status,
                         "first_alarm": None if hit is None else s.timestamps[hit],
