@@ -148,10 +148,81 @@ def _what_if(cells: list[Cell]) -> None:
     assert len(shorter.table()) == 4
 
 
+def _eval_nab_prints() -> tuple[list[list[str]], list[list[str]]]:
+    """What `vigil eval nab` prints on the shared corpus: the cells of its scores table's rows
+    and of its held-out table's rows."""
+    import tempfile
+
+    from typer.testing import CliRunner
+
+    from detector.cli import app
+
+    nab = ROOT.parent / "shared" / "datasets" / "nab"
+    with tempfile.TemporaryDirectory() as out:
+        result = CliRunner().invoke(app, [
+            "eval", "nab", "--data", str(nab / "data"), "--labels",
+            str(nab / "labels" / "combined_windows.json"), "--out", out])
+    assert result.exit_code == 0, result.output
+    rows = [[c.strip() for c in line.strip().strip("│").split("│")]
+            for line in result.output.splitlines() if line.startswith("│")]
+    assert len(rows) == 6, result.output  # three profiles, twice
+    return rows[:3], rows[3:]
+
+
+def _near(shown: str, printed: str) -> bool:
+    """A figure the notebook shows (full precision) is the one the command prints (.1f)."""
+    return abs(float(shown) - float(printed)) <= 0.05 + 1e-9
+
+
+def _nab(cells: list[Cell]) -> None:
+    run_, profiles, counts, scores, corpora, files, kinds, missed, good, bad, noisy, \
+        summary = cells
+    if "absent" in run_.printed:  # the shared NAB corpus is not beside the repository
+        assert all(c.shown == "" and not c.images for c in cells[1:])
+        assert "absent" in summary.printed
+        return
+    assert run_.printed.startswith(
+        "NabReport('default', quiet 100 rows after an alarm: 41 files in 5 corpora")
+    table, held = _eval_nab_prints()
+    # the profiles: scores, thresholds, windows and false positives as the command prints them
+    assert profiles.column("profile") == ["standard", "reward_low_FP_rate", "reward_low_FN_rate"]
+    for row, cli, cli_held in zip(profiles.table(), table, held, strict=True):
+        assert _near(row["score"], cli[1]) and _near(row["held_out_mean"], cli_held[1])
+        assert f"{row['windows_found']}/{row['windows']}" == cli[3]
+        assert row["false_positives"] == cli[4]
+    # per corpus: the five shared corpora, four of them with windows and a held-out score
+    names = counts.column("corpus")
+    assert names == ["artificialNoAnomaly", "artificialWithAnomaly", "realAWSCloudwatch",
+                     "realAdExchange", "realTraffic"]
+    assert sum(int(h) for h in counts.column("hits")) == int(table[0][3].split("/")[0])
+    assert sum(int(f) for f in counts.column("false_positives")) == int(table[0][4])
+    assert scores.column("corpus") == names
+    assert all(_near(v, c) for v, c in zip(scores.column("standard"), table[0][5:], strict=True))
+    held_out = [v for v in scores.column("standard_held_out") if v != "null"]
+    assert len(held_out) == 4 and all(_near(v, c) for v, c in zip(held_out, held[0][2:], strict=True))
+    # the figures, and tables that are not empty
+    assert corpora.images == good.images == bad.images == noisy.images == 1
+    assert len(files.table()) == 8
+    by_kind = dict(zip(kinds.column("kind"), kinds.column("len"), strict=True))
+    assert by_kind["hit"] == table[0][3].split("/")[0] and by_kind["false positive"] == table[0][4]
+    assert len(missed.table()) == 64 - int(by_kind["hit"])
+    found, windows = good.printed.split(": ")[1].split()[0].split("/")
+    assert found == windows != "0"  # a file where every window is found
+    found, windows = bad.printed.split(": ")[1].split()[0].split("/")
+    assert int(found) < int(windows)  # a file with a miss
+    assert int(noisy.printed.rsplit(": ", 1)[1]) > 0  # a file with false positives
+    assert summary.printed.startswith(f"standard {table[0][1]} (held out {held[0][1]})")
+    # the conclusion's claim: the weakest corpus has the most false positives
+    weakest = summary.printed.split("weakest corpus ")[1].split()[0]
+    fps = dict(zip(names, (int(f) for f in counts.column("false_positives")), strict=True))
+    assert weakest == max(fps, key=lambda c: fps[c])
+
+
 EXPECT: dict[str, Callable[[list[Cell]], None]] = {
     "remediation_what_if.ipynb": _what_if,
     "replay_walkthrough.ipynb": _walkthrough,
     "investigate_incident.ipynb": _investigate,
+    "nab_evaluation.ipynb": _nab,
 }
 
 
