@@ -7,7 +7,8 @@ the threshold swept under the episode rule and scored by NAB's rules in `run.eva
 profile's best threshold, each corpus held out); the report keeps what those produced, file by
 file, and the alarms the episode rule lets through at the chosen profile's threshold (the
 `alarm` column of the results files: what Vigil would have paged), each marked a hit (inside
-which window) or a false positive.
+which window), a false positive, or neither (a later alarm in a window already hit, or one in
+the probationary period).
 """
 
 from __future__ import annotations
