@@ -28,7 +28,7 @@ from detector.windows.aggregate import FEATURES
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from detector.runtime.whatif import WhatIf
+    from detector.incidents.whatif import WhatIf
     from remediation.policy import Policy
 
 Source = str | Path | Sequence[str] | Sequence[bytes] | Any  # Any: a polars or pandas DataFrame
@@ -106,13 +106,13 @@ class Analysis:
     def what_if(self, policy: Policy | str | Path, audit_db: str | Path | None = None) -> WhatIf:
         """What the remediation engine would have done over this history: every incident
         update, in event time, through `policy` (a `Policy`, or a YAML file's path) in dry-run
-        and virtual time (`detector.runtime.whatif.what_if`: nothing acts, no hook but the
+        and virtual time (`detector.incidents.whatif.what_if`: nothing acts, no hook but the
         log hook runs). `audit_db`: where its audit goes (default: a temporary file, replaced
         on each call). `.table()` is the decisions as a DataFrame, `.story()` in words.
         """
         import tempfile
 
-        from detector.runtime.whatif import what_if
+        from detector.incidents.whatif import what_if
         from remediation.policy import load_policy
 
         pol = policy if not isinstance(policy, str | Path) else load_policy(policy)

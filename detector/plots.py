@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
     from detector.analysis import Analysis
-    from detector.runtime.whatif import WhatIf
+    from detector.incidents.whatif import WhatIf
 
 
 class Plot(Figure):

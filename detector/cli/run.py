@@ -119,7 +119,7 @@ def _with_parsing(cfg: VigilConfig, fmt: str | None, preset: str | None,
 
 
 def _what_if(policy: Any, target: Path) -> None:
-    from detector.runtime.whatif import story, what_if
+    from detector.incidents.whatif import story, what_if
 
     with (target / "incidents.jsonl").open("rb") as fh:
         records = [orjson.loads(line) for line in fh if line.strip()]

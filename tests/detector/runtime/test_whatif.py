@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from detector.cli import app
 from detector.config import VigilConfig
+from detector.incidents.whatif import story, what_if
 from detector.runtime.replay import replay
-from detector.runtime.whatif import story, what_if
 from detector.simulate.scenarios import write_run
 from remediation.policy import parse_policy
 
