@@ -204,14 +204,8 @@ class PrometheusSource:
             self.stats.skipped_seconds += end - limit - start
             start = end - limit
         self.stats.polls += 1
-        results: list[dict[str, Any]] = []
-        chunk = _MAX_POINTS * step
-        lo = start
         try:
-            while lo <= end:
-                hi = min(end, lo + chunk - step)
-                results.extend(self._query_range(q, lo, hi))
-                lo = hi + step
+            results = self._fetch(q, start, end)
         except SourceUnavailable as exc:
             st.failing = str(exc)
             self.stats.failed_polls += 1
@@ -223,6 +217,34 @@ class PrometheusSource:
         pts = self._points(q, st.index, results, end)
         pts.warmup = warmup
         return pts
+
+    def read_range(self, q: PromQuery, start: float, end: float) -> Points:
+        """Every point of `q` from `start` to `end` (epoch seconds, both included; Prometheus
+        evaluates at `start + k * step`), read as a poll reads (in chunks of at most 10,000
+        steps; labels to series ids and services, duplicates, NaN/Inf and gaps counted) but
+        without moving the query's poll position: a range a notebook asks for
+        (`detector.series_analysis.from_prometheus`). Raises `SourceUnavailable` when a request
+        still fails after its retries."""
+        self.stats.polls += 1
+        try:
+            results = self._fetch(q, start, end)
+        except SourceUnavailable:
+            self.stats.failed_polls += 1
+            raise
+        self.stats.last_success = time.time()
+        return self._points(q, self.state[q.name].index, results, end)
+
+    def _fetch(self, q: PromQuery, start: float, end: float) -> list[dict[str, Any]]:
+        """query_range results from `start` to `end`, in chunks Prometheus accepts."""
+        step = q.step_seconds
+        results: list[dict[str, Any]] = []
+        chunk = _MAX_POINTS * step
+        lo = start
+        while lo <= end:
+            hi = min(end, lo + chunk - step)
+            results.extend(self._query_range(q, lo, hi))
+            lo = hi + step
+        return results
 
     def _query_range(self, q: PromQuery, start: float, end: float) -> list[dict[str, Any]]:
         cfg = self.cfg
@@ -275,8 +297,7 @@ class PrometheusSource:
 
     def _accept(self, index: SeriesIndex, step: float, pairs: list[tuple[dict[str, Any], int]]
                 ) -> tuple[IntArray, FloatArray, FloatArray]:
-        """The new finite points of these (result, series id) pairs, as columns; dedupe, gap and
-        NaN/Inf counts, and each series' last timestamp, all vectorised."""
+        """The new finite points of these (result, series id) pairs, as columns (`accept`)."""
         sids: list[int] = []
         tss: list[float] = []
         raw: list[str] = []
@@ -288,25 +309,46 @@ class PrometheusSource:
         s = np.asarray(sids, dtype=np.int64)
         t = np.asarray(tss, dtype=np.float64)
         x = np.asarray(raw, dtype=np.float64)  # Prometheus's "NaN", "+Inf", "-Inf" included
-        if not len(s):
-            return s, t, x
-        order = np.lexsort((t, s))  # by series, then time (a long warm-up comes in chunks)
-        s, t, x = s[order], t[order], x[order]
-        fresh = t > index.last_ts[s]
-        self.stats.duplicates += int(len(t) - fresh.sum())
-        s, t, x = s[fresh], t[fresh], x[fresh]
-        if not len(s):
-            return s, t, x
-        first = np.ones(len(s), dtype=bool)
-        first[1:] = s[1:] != s[:-1]
-        prev = np.where(first, index.last_ts[s], np.concatenate(([-np.inf], t[:-1])))
-        self.stats.gaps += int(((t - prev > 1.5 * step) & np.isfinite(prev)).sum())
-        newest = np.ones(len(s), dtype=bool)
-        newest[:-1] = s[1:] != s[:-1]
-        index.last_ts[s[newest]] = t[newest]
-        ok = np.isfinite(x)
-        self.stats.non_finite += int(len(x) - ok.sum())
-        return s[ok], t[ok], x[ok]
+        return accept(index, self.stats, step, s, t, x)
+
+
+def accept(index: SeriesIndex, stats: SourceStats, step: float, s: IntArray, t: FloatArray,
+           x: FloatArray) -> tuple[IntArray, FloatArray, FloatArray]:
+    """The new finite points of columns (series id, timestamp, value) of known series, sorted by
+    series then time: duplicates (a timestamp at or before the series' last one, or repeated in
+    the columns: the first is kept), gaps (more than 1.5 steps) and NaN/Inf counted in `stats`,
+    each series' last timestamp moved; all vectorised. What a poll and a DataFrame
+    (`detector.series_analysis.from_series`) both go through.
+
+    >>> from detector.config import PromQuery
+    >>> index, stats = SeriesIndex(PromQuery(name="q", query="q"), 10), SourceStats()
+    >>> index.lookup({"service": "api"}, stats)
+    0
+    >>> s, t, x = accept(index, stats, 60.0, np.zeros(5, dtype=np.int64),
+    ...                  np.array([0.0, 60.0, 60.0, 240.0, 300.0]), np.array([1, 2, 3, np.nan, 5]))
+    >>> t.tolist(), x.tolist(), (stats.duplicates, stats.gaps, stats.non_finite)
+    ([0.0, 60.0, 300.0], [1.0, 2.0, 5.0], (1, 1, 1))
+    """
+    if not len(s):
+        return s, t, x
+    order = np.lexsort((t, s))  # by series, then time (a long warm-up comes in chunks)
+    s, t, x = s[order], t[order], x[order]
+    fresh = t > index.last_ts[s]
+    fresh[1:] &= (s[1:] != s[:-1]) | (t[1:] != t[:-1])  # a timestamp repeated within the columns
+    stats.duplicates += int(len(t) - fresh.sum())
+    s, t, x = s[fresh], t[fresh], x[fresh]
+    if not len(s):
+        return s, t, x
+    first = np.ones(len(s), dtype=bool)
+    first[1:] = s[1:] != s[:-1]
+    prev = np.where(first, index.last_ts[s], np.concatenate(([-np.inf], t[:-1])))
+    stats.gaps += int(((t - prev > 1.5 * step) & np.isfinite(prev)).sum())
+    newest = np.ones(len(s), dtype=bool)
+    newest[:-1] = s[1:] != s[:-1]
+    index.last_ts[s[newest]] = t[newest]
+    ok = np.isfinite(x)
+    stats.non_finite += int(len(x) - ok.sum())
+    return s[ok], t[ok], x[ok]
 
 
 def graph_link(base_url: str, query: str, at: float, range_s: float = 3600.0) -> str:
