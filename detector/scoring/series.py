@@ -11,12 +11,16 @@ Every judge's tail is calibrated against the series' own history; all of it is o
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
+import numpy.typing as npt
 
 from detector.config import PromQuery
 from detector.events import Anomaly
 from detector.scoring.windows import format_value
-from detector.sources.prometheus import IntArray, Points, SeriesIndex, graph_link
+from detector.sources.prometheus import FloatArray, IntArray, Points, SeriesIndex, graph_link
 from models import (
     EpisodeRule,
     EwmaZScore,
@@ -24,19 +28,44 @@ from models import (
     PeriodicZScore,
     SeasonalZScore,
     SeriesDetector,
+    Verdict,
     default_judge,
 )
 
 _DAY = 86_400.0
 
 
+@dataclass(frozen=True, slots=True)
+class ScoredStep:
+    """One timestamp as `MetricScorer` judged it, for its `on_step` hook: the series and values
+    of the step, the judge's verdict on them (score, readiness, the member that spoke and its
+    baseline), which points fired (after the episode rule) and whether the step was reported (a
+    warm-up read is learned only)."""
+
+    ts: float
+    series: IntArray
+    values: FloatArray
+    verdict: Verdict
+    fired: npt.NDArray[np.bool_]
+    reported: bool
+
+
 class MetricScorer:
-    def __init__(self, query: PromQuery, threshold: float, prometheus_url: str) -> None:
+    """Scores the points of one query with its judge (`make_judge`) and episode rule.
+
+    `on_step`, when given, is called once per timestamp with what was judged (`ScoredStep`):
+    how a notebook keeps every point's baseline and score (`detector.series_analysis`); without
+    it the scorer does nothing more than before.
+    """
+
+    def __init__(self, query: PromQuery, threshold: float, prometheus_url: str,
+                 on_step: Callable[[ScoredStep], None] | None = None) -> None:
         self.q = query
         self.threshold = threshold
         self.url = prometheus_url
         self.judge = make_judge(query)
         self.episodes = EpisodeRule(quiet=query.quiet_steps)
+        self.on_step = on_step
 
     def forget(self, series: IntArray) -> None:
         """Series that expired: their ids start afresh when reused."""
@@ -70,6 +99,8 @@ class MetricScorer:
         # counts the series' own points.
         fire = self.episodes.fire(ids, np.where(verdict.ready & report, verdict.score, 0.0),
                                   self.threshold)
+        if self.on_step is not None:
+            self.on_step(ScoredStep(ts, ids, x, verdict, fire, report))
         hits = np.flatnonzero(fire)
         out = []
         for k in hits.tolist():
