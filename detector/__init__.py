@@ -25,6 +25,8 @@ _API = {
     "simulated_lines": "detector.simulate.runs", "Outputs": "detector.sinks.base",
     "analyze": "detector.analysis", "Analysis": "detector.analysis",
     "nab_report": "detector.eval.nab.report", "NabReport": "detector.eval.nab.report",
+    "from_prometheus": "detector.series_analysis", "from_series": "detector.series_analysis",
+    "SeriesAnalysis": "detector.series_analysis",
 }
 __all__ = sorted(_API)
 

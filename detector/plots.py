@@ -398,3 +398,100 @@ def _ewma_band(x: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
         v = (1 - a) * (v + a * d * d) if seen else 0.0
         seen += 1
     return mean, std
+
+
+# ---- metric series (`detector.series_analysis`) --------------------------------------------
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from matplotlib.axes import Axes
+
+    from detector.series_analysis import Comparison, SeriesAnalysis
+
+
+def plot_metric(a: SeriesAnalysis, series: int, windows: Sequence[tuple[float, float]] = ()
+                ) -> Figure:
+    """One series of a `SeriesAnalysis`: its values, the baseline band (mean ± 3 spreads of the
+    member that spoke, where the series is past warm-up), the anomalies reported and, shaded,
+    labelled `windows` (epoch-second pairs).
+
+    >>> from detector.series_analysis import from_series
+    >>> x = np.random.default_rng(0).normal(100.0, 2.0, 400)
+    >>> x[300] = 160.0
+    >>> a = from_series(pl.DataFrame({"timestamp": 60.0 * np.arange(400), "value": x}))
+    >>> fig = plot_metric(a, 0, [(17_000.0, 19_000.0)])
+    >>> len(fig.axes[0].lines), len(fig.axes[0].collections), len(fig.axes[0].patches)
+    (1, 2, 1)
+    """
+    rows = a.points.filter(pl.col("series") == series).sort("ts")
+    if not len(rows):
+        raise ValueError(f"no points of series {series}")
+    t = _datetimes(rows["ts"].to_numpy())
+    ready = rows["ready"].to_numpy()
+    mean = np.where(ready, rows["baseline_mean"].to_numpy(), np.nan)
+    std = np.where(ready, rows["baseline_std"].to_numpy(), np.nan)
+    fig = Plot(figsize=(10, 3.4))
+    ax = fig.subplots()
+    ax.plot(t, rows["value"].to_numpy(), lw=0.8, color="tab:blue", label="value")
+    ax.fill_between(t, mean - 3 * std, mean + 3 * std, color="tab:blue", alpha=0.15,
+                    label="baseline ± 3 spread (the member that spoke)")
+    hits = rows.filter("anomaly")
+    ax.scatter(_datetimes(hits["ts"].to_numpy()), hits["value"].to_numpy(), color="tab:red",
+               zorder=3, s=22, label=f"anomalies ({len(hits)})")
+    _shade(ax, windows)
+    ax.set_title(f"{rows['labels'][0]} ({a.query.baseline} baseline)", fontsize=9)
+    ax.set_ylabel(a.query.name)
+    ax.legend(loc="upper left", fontsize=7)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
+
+
+def plot_baselines(c: Comparison, series: int, windows: Sequence[tuple[float, float]] = ()
+                   ) -> Figure:
+    """Where each baseline of a `Comparison` fires on one series: the values above, a row per
+    baseline below with a mark at each of its anomalies (labelled `windows` shaded in both).
+
+    >>> from detector.series_analysis import from_series
+    >>> x = np.random.default_rng(0).normal(100.0, 2.0, 400)
+    >>> x[300] = 160.0
+    >>> c = from_series(pl.DataFrame({"timestamp": 60.0 * np.arange(400), "value": x})).compare()
+    >>> fig = plot_baselines(c, 0)
+    >>> [t.get_text() for t in fig.axes[1].get_yticklabels()]
+    ['default (2)', 'level (1)', 'periodic (1)', 'seasonal (1)']
+    """
+    first = next(iter(c.analyses.values()))
+    rows = first.points.filter(pl.col("series") == series).sort("ts")
+    if not len(rows):
+        raise ValueError(f"no points of series {series}")
+    fig = Plot(figsize=(10, 2.6 + 0.35 * len(c.analyses)))
+    top, bottom = fig.subplots(2, 1, sharex=True,
+                               gridspec_kw={"height_ratios": [3, max(1, len(c.analyses)) * 0.5]})
+    top.plot(_datetimes(rows["ts"].to_numpy()), rows["value"].to_numpy(), lw=0.8,
+             color="tab:blue")
+    top.set_title(rows["labels"][0], fontsize=9)
+    names = []
+    for y, (name, a) in enumerate(c.analyses.items()):
+        hits = a.anomalies.filter(pl.col("series") == series)
+        bottom.scatter(_datetimes(hits["window_end"].to_numpy()), np.full(len(hits), y),
+                       marker="|", s=200, color=f"C{y}")
+        names.append(f"{name} ({len(hits)})")
+    bottom.set_yticks(range(len(names)), names)
+    bottom.set_ylim(-0.6, len(names) - 0.4)
+    bottom.invert_yaxis()
+    for ax in (top, bottom):
+        _shade(ax, windows)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
+
+
+def _datetimes(ts: np.ndarray) -> np.ndarray:
+    """Epoch seconds as numpy datetimes (UTC), which matplotlib places on a date axis."""
+    return np.round(np.asarray(ts, dtype=np.float64) * 1e6).astype("datetime64[us]")
+
+
+def _shade(ax: Axes, windows: Sequence[tuple[float, float]]) -> None:
+    for i, (lo, hi) in enumerate(windows):
+        ax.axvspan(_datetimes(np.array([lo]))[0], _datetimes(np.array([hi]))[0], color="tab:orange",
+                   alpha=0.18, label="labelled window" if i == 0 else None)
