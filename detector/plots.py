@@ -441,7 +441,7 @@ def plot_metric(a: SeriesAnalysis, series: int, windows: Sequence[tuple[float, f
     _shade(ax, windows)
     ax.set_title(f"{rows['labels'][0]} ({a.query.baseline} baseline)", fontsize=9)
     ax.set_ylabel(a.query.name)
-    ax.legend(loc="upper left", fontsize=7)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)  # beside the data
     fig.autofmt_xdate()
     fig.tight_layout()
     return fig
