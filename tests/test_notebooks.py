@@ -218,11 +218,41 @@ def _nab(cells: list[Cell]) -> None:
     assert weakest == max(fps, key=lambda c: fps[c])
 
 
+def _metrics(cells: list[Cell]) -> None:
+    from detector.bench.servers import prometheus_available
+
+    data, source, run_, series, day, anomalies, plot, against, outside, summary, by_baseline, \
+        compared, end = cells
+    # the local Prometheus where its binaries are installed, NAB's CSV where they are not
+    assert source.printed.startswith("source: prometheus http://127.0.0.1:" if prometheus_available()
+                                     else "source: csv")
+    assert plot.images == compared.images == 1
+    assert series.column("points") == ["4032"] and int(series.column("anomalies")[0]) >= 2
+    assert len(anomalies.table()) == int(series.column("anomalies")[0])
+    assert summary.column("baseline") == ["default", "level", "periodic", "seasonal"]
+    assert by_baseline.column("hit") == ["2"] * 4  # every baseline finds both windows
+    assert against.column("hit") == ["true", "true"]
+    assert len(outside.table()) == len(anomalies.table()) - 2  # one anomaly inside each window
+    assert end.printed.startswith("ran in ")
+    if "absent" in data.printed:
+        return  # the shared NAB corpus is not beside the repository: a synthetic stand-in ran
+    assert data.printed.startswith("series: NAB realAWSCloudwatch/rds_cpu_utilization_e47b3b.csv, "
+                                   "4,032 points")
+    assert "4,032 points read" in run_.printed and "duplicates 0, missing 0, gaps 0" in run_.printed
+    assert series.column("service") == ["rds"]
+    # found at the very samples NAB labels (combined_labels.json), the spike and the step
+    assert against.column("first") == ["2014-04-13 06:52:00 UTC", "2014-04-18 23:27:00 UTC"]
+    assert day.column("time")[0] == "2014-04-13 06:52:00 UTC" and day.column("anomaly")[0] == "true"
+    assert "subsequence" in outside.column("model")  # what the prose says fired outside
+    assert summary.column("anomalies") == ["6", "4", "4", "5"]  # the counts the prose discusses
+
+
 EXPECT: dict[str, Callable[[list[Cell]], None]] = {
     "remediation_what_if.ipynb": _what_if,
     "replay_walkthrough.ipynb": _walkthrough,
     "investigate_incident.ipynb": _investigate,
     "nab_evaluation.ipynb": _nab,
+    "metrics.ipynb": _metrics,
 }
 
 
