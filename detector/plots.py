@@ -10,7 +10,11 @@ notebook viewer and to files, with no display).
 - `plot_call_graph`: the learned call graph around an incident's root cause, the failing
   requests' path and counts on its edges and the ranking's evidence on its nodes;
 - `plot_what_if`: a remediation what-if over the history: each incident as a bar, and on it
-  every decision the engine would have taken (steps, climbs, guards, pages, recoveries).
+  every decision the engine would have taken (steps, climbs, guards, pages, recoveries);
+- `plot_metric`, `plot_baselines`: a metric series judged by `from_prometheus`/`from_series`,
+  its baseline band and anomalies, and where each baseline fires.
+
+(NAB's per-file and per-corpus plots are in `detector.eval.nab.plots`.)
 
 Each is a `Plot`: a matplotlib `Figure` that renders itself as PNG wherever IPython displays it
 (`_repr_png_`), so a notebook shows it without `pyplot` or `%matplotlib inline`.
