@@ -680,3 +680,19 @@ def test_the_dockerignore_sends_only_what_the_wheel_is_made_of() -> None:
     assert lines[0] == "*"
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
     assert allowed == {"pyproject.toml", "README.md", "detector", "models", "remediation"}
+
+
+def test_deploy_readme_states_the_probe_timings_and_grace_periods_the_manifests_have() -> None:
+    text = (DEPLOY / "README.md").read_text()
+    probe_rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:5]]
+                  for ln in text.split("| role | startup | liveness | readiness |")[1]
+                  .split("\n\n")[0].splitlines()[2:]}
+    for name, d in _deployments().items():
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        for cell, kind in zip(probe_rows[name], ("startupProbe", "livenessProbe", "readinessProbe"),
+                              strict=True):
+            p = c[kind]
+            assert f"every {p['periodSeconds']} s" in cell, (name, kind, cell)
+            assert f"{p['failureThreshold']} failures" in cell, (name, kind, cell)
+        grace = d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert f"| {name} | {grace} |" in text, (name, grace)
