@@ -663,6 +663,8 @@ def test_the_dockerfile_builds_the_wheel_then_installs_only_it_as_a_non_root_use
         words = copy.split()
         assert words[0] == "--from=build" and all(w.endswith(".whl") for w in words[1:-1]), copy
     assert any("pip install" in r and ".whl" in r for r in final["RUN"])
+    # the virtual environment whose python the exec probes of vigil metrics run
+    assert any("python -m venv /opt/vigil" in r for r in final["RUN"])
     user, _, group = final["USER"].partition(":")
     assert user.isdigit() and int(user) > 0 and (not group or int(group) > 0)
     assert json.loads(final["ENTRYPOINT"]) == ["vigil"]
