@@ -52,9 +52,14 @@ class Guard:
     'cooldown'
     """
 
-    def __init__(self, cfg: Guards, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, cfg: Guards, clock: Callable[[], float] = time.time,
+                 shared: bool = False) -> None:
+        """`shared=True`: the audit store checks cooldown, restart loop and budgets atomically
+        with each claim, across every engine on it (`counted_decision` on its counts); this
+        guard then keeps only what is per engine: breakers and concurrency."""
         self.cfg = cfg
         self.clock = clock
+        self.shared = shared
         # (hook, target) -> episode -> when it last acted there (entries past the cooldown go)
         self._last: dict[tuple[str, str], dict[str, float]] = {}
         self._all: deque[float] = deque()
@@ -84,25 +89,16 @@ class Guard:
             return GuardDecision(False, "circuit_breaker",
                                  f"{action.hook} on {action.target} failed {br.failures} times; "
                                  f"open until {br.opened_at + self.cfg.breaker.reset_s:.0f}")
-        others = [ts for ep, ts in self._recent(key, now).items() if ep != action.episode]
-        if others:
-            return GuardDecision(False, "cooldown", f"{action.hook} acted on {action.target} "
-                                 f"{now - max(others):.0f}s ago for another episode "
-                                 f"(cooldown {self.cfg.cooldown_s:g}s)")
-        if action.restart:
-            rl = self.cfg.restart_loop
-            recent = self._trim(self._restarts.get(action.target), now - rl.window_s)
-            if len(recent) >= rl.max_restarts:
-                return GuardDecision(False, "restart_loop", f"{action.target} restarted "
-                                     f"{len(recent)} times in {rl.window_s:g}s", escalate=True)
-        b = self.cfg.budget
-        if len(self._trim(self._all, now - b.window_s)) >= b.max_actions:
-            return GuardDecision(False, "budget", f"{b.max_actions} actions in {b.window_s:g}s "
-                                 "already (all targets)")
-        per = self._trim(self._target.get(action.target), now - b.window_s)
-        if len(per) >= b.max_per_target:
-            return GuardDecision(False, "target_budget", f"{b.max_per_target} actions on "
-                                 f"{action.target} in {b.window_s:g}s already")
+        if not self.shared:
+            others = [ts for ep, ts in self._recent(key, now).items() if ep != action.episode]
+            rl, b = self.cfg.restart_loop, self.cfg.budget
+            decision = counted_decision(
+                self.cfg, action, now, max(others) if others else None,
+                len(self._trim(self._restarts.get(action.target), now - rl.window_s)),
+                len(self._trim(self._all, now - b.window_s)),
+                len(self._trim(self._target.get(action.target), now - b.window_s)))
+            if not decision:
+                return decision
         if self.inflight >= self.cfg.max_concurrent:
             return GuardDecision(False, "concurrency", f"{self.inflight} actions running "
                                  f"(max {self.cfg.max_concurrent})")
@@ -158,3 +154,35 @@ class Guard:
         while q and q[0] < since:
             q.popleft()
         return q
+
+
+def counted_decision(cfg: Guards, action: Action, now: float, other_episode_last: float | None,
+                     restarts: int, all_actions: int, target_actions: int) -> GuardDecision:
+    """The guards that count what ran, in their order (cooldown, restart loop, budget, target
+    budget), from counts over their windows: the last time another episode acted on (hook,
+    target) within the cooldown (None: none did), the target's restarts in the restart loop's
+    window, and the actions in the budget's window on all targets and on this one. One place for
+    the in-process guard and for a store that counts across engines.
+
+    >>> from remediation.policy import Guards
+    >>> a = Action("r", 0, "restart", "log", "cart", {}, 5.0, 0.0, "e1")
+    >>> counted_decision(Guards(), a, 100.0, None, 0, 20, 0).guard
+    'budget'
+    >>> bool(counted_decision(Guards(), a, 100.0, None, 0, 0, 0))
+    True
+    """
+    if other_episode_last is not None:
+        return GuardDecision(False, "cooldown", f"{action.hook} acted on {action.target} "
+                             f"{now - other_episode_last:.0f}s ago for another episode "
+                             f"(cooldown {cfg.cooldown_s:g}s)")
+    rl, b = cfg.restart_loop, cfg.budget
+    if action.restart and restarts >= rl.max_restarts:
+        return GuardDecision(False, "restart_loop", f"{action.target} restarted "
+                             f"{restarts} times in {rl.window_s:g}s", escalate=True)
+    if all_actions >= b.max_actions:
+        return GuardDecision(False, "budget", f"{b.max_actions} actions in {b.window_s:g}s "
+                             "already (all targets)")
+    if target_actions >= b.max_per_target:
+        return GuardDecision(False, "target_budget", f"{b.max_per_target} actions on "
+                             f"{action.target} in {b.window_s:g}s already")
+    return GuardDecision(True)
