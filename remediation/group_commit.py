@@ -1,6 +1,7 @@
-"""Group commit for SQLite: callers on an event loop queue small write operations; a writer
-thread runs whatever is queued in one transaction and wakes the callers once it is on disk, so
-durability costs one fsync per wave of work instead of one per record."""
+"""Group commit (SQLite, or any database given a `transact`): callers on an event loop queue
+small write operations; a writer thread runs whatever is queued in one transaction and wakes the
+callers once it is on disk, so durability costs one fsync per wave of work instead of one per
+record."""
 
 from __future__ import annotations
 
@@ -16,12 +17,17 @@ _BATCH = 5000
 
 class GroupCommitter:
     """`await submit(op)` runs `op()` (which uses `db`) inside a batched transaction and returns
-    its result (or raises its error) after the commit."""
+    its result (or raises its error) after the commit.
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.Lock, name: str) -> None:
+    `transact(ops)`, if given, replaces SQLite's BEGIN IMMEDIATE ... COMMIT: it runs the ops in
+    one transaction of its own database and returns their results (or raises for all of them)."""
+
+    def __init__(self, db: sqlite3.Connection | None, lock: threading.Lock, name: str,
+                 transact: Callable[[list[Callable[[], Any]]], list[Any]] | None = None) -> None:
         self._db = db
         self._lock = lock
         self._name = name
+        self._transact = transact
         self._queue: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None] = \
             queue.SimpleQueue()
         self._writer: threading.Thread | None = None
@@ -64,15 +70,21 @@ class GroupCommitter:
 
     def _commit(self, batch: list[tuple[Callable[[], Any], asyncio.Future[Any]]]) -> None:
         results: list[Any] = []
-        with self._lock:
+        if self._transact is not None:
             try:
-                self._db.execute("BEGIN IMMEDIATE")  # the write lock now: other processes wait
-                for op, _ in batch:
-                    results.append(op())
-                self._db.execute("COMMIT")
-            except Exception as exc:  # report to every waiter, keep the writer alive
-                self._db.execute("ROLLBACK")
+                results = self._transact([op for op, _ in batch])
+            except Exception as exc:
                 results = [exc] * len(batch)
+        elif self._db is not None:
+            with self._lock:
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")  # the write lock now: others wait
+                    for op, _ in batch:
+                        results.append(op())
+                    self._db.execute("COMMIT")
+                except Exception as exc:  # report to every waiter, keep the writer alive
+                    self._db.execute("ROLLBACK")
+                    results = [exc] * len(batch)
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
         for (_, fut), res in zip(batch, results, strict=True):
             by_loop.setdefault(fut.get_loop(), []).append((fut, res))
