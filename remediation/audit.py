@@ -134,6 +134,8 @@ class AuditStore:
     []
     """
 
+    shared_guards = False  # guards count in each engine's memory (one machine)
+
     def __init__(self, path: Path | str, synchronous: str = "FULL", inline: bool = False,
                  clock: Callable[[], float] = time.time) -> None:
         """`inline=True` commits each async write at once, in the caller's thread (a what-if

@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 
 from remediation.actions import Action, InputError, Outcome, Verdict, redact, scrub
-from remediation.audit import AuditRecord, AuditStore, Claim
+from remediation.audit import AuditRecord, Claim
+from remediation.audit_log import AuditLog, GuardedClaims
 from remediation.engine_settings import EngineSettings
 from remediation.guard import Guard, GuardDecision
 from remediation.hooks.base import HookParamError, HookRegistry
@@ -70,7 +71,7 @@ class Engine:
     dry run) or a person is paged (`escalated`). Never forgotten, never silently done twice.
     """
 
-    def __init__(self, policy: Policy, store: AuditStore, hooks: HookRegistry | None = None,
+    def __init__(self, policy: Policy, store: AuditLog, hooks: HookRegistry | None = None,
                  settings: EngineSettings | None = None, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
         self.policy = policy
@@ -79,7 +80,9 @@ class Engine:
         self.settings = settings or EngineSettings()
         self.clock = clock
         self.sleep = sleep
-        self.guard = Guard(policy.guards, clock)
+        # A store shared by engines on several hosts (PostgreSQL) checks cooldown, restart loop
+        # and budgets with each claim, atomically across them; this guard keeps the rest.
+        self.guard = Guard(policy.guards, clock, shared=store.shared_guards)
         g = policy.guards
         horizon = max(g.cooldown_s, g.budget.window_s, g.restart_loop.window_s)
         self.guard.load(store.acted_since(clock() - horizon), dry_run=self.settings.dry_run)
@@ -347,7 +350,18 @@ class Engine:
                     if await self._held(rule, rung, trigger, action, decision, acted, closes):
                         continue
                     return
-                if not closes and not await self.store.aclaim(
+                if not closes and self.store.shared_guards:
+                    decision = await self._claim_guarded(action, trigger)
+                    if decision.guard == "idempotency":
+                        await self._record(trigger, Verdict.SUPPRESSED, action=action,
+                                           guard="idempotency", detail=decision.detail)
+                        return
+                    if not decision:  # its row is written, with the check, by the store
+                        if await self._held(rule, rung, trigger, action, decision, acted, closes,
+                                            recorded=True):
+                            continue
+                        return
+                elif not closes and not await self.store.aclaim(
                         trigger.episode, rule.name, i, self._trigger_json(trigger),
                         self.settings.dry_run):
                     await self._record(trigger, Verdict.SUPPRESSED, action=action, guard="idempotency",
@@ -376,12 +390,24 @@ class Engine:
                                        detail=self._why_not_better(rung, ep))
         await self._page(rule, trigger)
 
+    async def _claim_guarded(self, action: Action, trigger: Trigger) -> GuardDecision:
+        """Claim the step through a store that checks the counting guards across engines: the
+        claim, or the refusal's row, in one transaction with the counts."""
+        store: GuardedClaims = self.store  # type: ignore[assignment]  # shared_guards says so
+        return await store.aclaim_guarded(
+            action, self._trigger_json(trigger), self.settings.dry_run, self.policy.guards,
+            lambda d: self._audit_record(trigger, Verdict.SUPPRESSED, action=action,
+                                         guard=d.guard, detail=d.detail))
+
     async def _held(self, rule: Rule, rung: Rung, trigger: Trigger, action: Action,
-                    decision: GuardDecision, acted: bool, closes: bool) -> bool:
-        """Audit a guard's refusal; True when the ladder goes on to its next rung (a restart
-        loop), False when it stops (paging first if earlier steps acted without helping)."""
-        await self._record(trigger, Verdict.SUPPRESSED, action=action, guard=decision.guard,
-                           detail=decision.detail, closes_claim=closes)
+                    decision: GuardDecision, acted: bool, closes: bool,
+                    recorded: bool = False) -> bool:
+        """Audit a guard's refusal (unless `recorded` already); True when the ladder goes on to
+        its next rung (a restart loop), False when it stops (paging first if earlier steps
+        acted without helping)."""
+        if not recorded:
+            await self._record(trigger, Verdict.SUPPRESSED, action=action, guard=decision.guard,
+                               detail=decision.detail, closes_claim=closes)
         if decision.escalate:
             return True
         if acted:  # the ladder acted and it did not help: a person must know
