@@ -23,13 +23,15 @@ install: $(STAMP)
 demo: install
 	$(BIN)/vigil demo --scenario bad_deploy --out demo
 
-# The tests start real Prometheus (and promtool) and Alertmanager, and make TLS certificates with
-# openssl (Debian packages; we run as root).
+# The tests start real Prometheus (and promtool), Alertmanager and PostgreSQL (initdb and postgres,
+# on PATH or in /usr/lib/postgresql/*/bin), and make TLS certificates with openssl (Debian
+# packages; we run as root).
 debian-deps:
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null \
-	  && command -v prometheus-alertmanager >/dev/null && command -v openssl >/dev/null || { \
+	  && command -v prometheus-alertmanager >/dev/null && command -v openssl >/dev/null \
+	  && { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || { \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-	    prometheus prometheus-alertmanager openssl; }
+	    prometheus prometheus-alertmanager openssl postgresql; }
 
 test: install debian-deps
 	$(BIN)/pytest -q
