@@ -80,7 +80,7 @@ def serve_cmd(
     mode = mode_of(settings)
     err.print(f"vigil serve: {mode}" + (" (hooks are planned and audited, never run; --act runs "
                                         "them)" if mode == "dry-run" else " (hooks run)")
-              + f"; policy {settings.policy}; audit {settings.audit_db}; inbox "
+              + f"; policy {settings.policy}; audit {settings.audit_shown()}; inbox "
               f"{settings.inbox_db}; {'https' if tls else 'http'}://{settings.host}:"
               f"{settings.port}", markup=False, highlight=False)
     server.run(application, settings.host, settings.port, settings.header_timeout_s, **tls)
@@ -235,7 +235,10 @@ def _verify_text(policy: Any, rung: Any, t: Any) -> str:
 
 
 def audit_cmd(
-    db: Annotated[Path, typer.Option(help="the audit database")] = Path("vigil-audit.db"),
+    db: Annotated[Path | None, typer.Option(help="the audit database (default: the "
+                                            "configuration's serve.audit_dsn if set, else "
+                                            "serve.audit_db)")] = None,
+    config: ConfigOpt = None,
     since: Annotated[str | None, typer.Option(help="only records since: epoch seconds or "
                                               "a duration like 15m, 2h, 1d")] = None,
     target: Annotated[str | None, typer.Option(help="only this target")] = None,
@@ -245,10 +248,11 @@ def audit_cmd(
     """Print remediation decisions from the audit database."""
     import time as _time
 
-    from remediation.audit import AuditStore
+    from remediation.audit_log import open_audit
 
-    if not db.is_file():
-        err.print(f"error: no audit database at {db}", markup=False)
+    where = db if db is not None else audit_or_exit(load_or_exit(config))
+    if isinstance(where, Path) and not where.is_file():
+        err.print(f"error: no audit database at {where}", markup=False)
         raise typer.Exit(2)
     when = None
     if since:
@@ -259,7 +263,11 @@ def audit_cmd(
         except ValueError as exc:
             err.print(f"error: --since {since!r}: use epoch seconds or 15m / 2h / 1d", markup=False)
             raise typer.Exit(2) from exc
-    recs = AuditStore(db).query(since=when, target=target, limit=limit)
+    store = open_audit(where)
+    try:
+        recs = store.query(since=when, target=target, limit=limit)
+    finally:
+        store.close()
     if as_json:
         for r in recs:
             typer.echo(orjson.dumps(r.to_dict()).decode())
@@ -301,12 +309,31 @@ def engine_host_or_exit(cfg: Any, policy_path: Path, audit_db: Path | None, act:
 
     policy = load_policy_or_exit(policy_path)
     settings = cfg.serve.engine.model_copy(update={"dry_run": False}) if act else cfg.serve.engine
-    db = audit_db or cfg.serve.audit_db
+    db = audit_db or audit_or_exit(cfg)
     mode = "dry-run (hooks are planned and audited, never run; --act runs them)" \
         if settings.dry_run else "acting (hooks run)"
-    err.print(f"remediation: {mode}; policy {policy_path}; audit {db}", markup=False,
+    err.print(f"remediation: {mode}; policy {policy_path}; audit {_shown(db)}", markup=False,
               highlight=False)
     return EngineHost(policy, db, settings).start()
+
+
+def audit_or_exit(cfg: Any) -> Path | str:
+    """The configured audit: `serve.audit_dsn` (PostgreSQL) if set, else `serve.audit_db`;
+    a DSN that is not a `postgresql://` URI is an error (exit 2)."""
+    from remediation.alertmanager.settings import AuthError
+
+    try:
+        where: Path | str = cfg.serve.audit()
+    except (AuthError, OSError) as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from exc
+    return where
+
+
+def _shown(where: Path | str) -> str:
+    from remediation.audit_pg import redacted
+
+    return redacted(where) if isinstance(where, str) else str(where)
 
 
 def remediate_cmd(
@@ -318,7 +345,8 @@ def remediate_cmd(
                                        "the partitions, so one engine owns a target at a time)")
                      ] = "vigil-remediate",
     audit_db: Annotated[Path | None, typer.Option(help="audit database (default serve.audit_db; "
-                                                  "replicas on one machine share it)")] = None,
+                                                  "replicas on one machine share it; replicas "
+                                                  "on several share serve.audit_dsn)")] = None,
     act: Annotated[bool, typer.Option("--act", help="really run hooks (default: dry-run)")] = False,
     http_port: Annotated[int | None, typer.Option(
         help="/healthz /readyz /metrics on kafka.http_host:PORT (default kafka.http_port + 1; "

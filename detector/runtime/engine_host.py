@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from remediation.audit import AuditStore
+from remediation.audit_log import open_audit
 from remediation.engine import Engine
 from remediation.engine_settings import EngineSettings
 from remediation.hooks.base import HookRegistry
@@ -41,7 +41,7 @@ class EngineHost:
                  ) -> None:
         self.policy = policy
         self.settings = settings or EngineSettings()
-        self.store = AuditStore(audit_db)
+        self.store = open_audit(audit_db)  # a SQLite file, or a postgresql:// DSN
         self._hooks = hooks
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="vigil-engine",

@@ -23,7 +23,7 @@ from remediation.alertmanager.payload import Accepted, Notification
 from remediation.alertmanager.settings import ServeConfig
 from remediation.alertmanager.strict import StrictJSONRoute, validation_error
 from remediation.alertmanager.worker import EngineProcess
-from remediation.audit import AuditStore
+from remediation.audit_log import open_audit
 from remediation.policy import load_policy
 
 log = logging.getLogger("vigil.serve")
@@ -40,7 +40,7 @@ class Receiver:
     def __init__(self, settings: ServeConfig) -> None:
         self.settings = settings
         self.inbox = Inbox(settings.inbox_db)
-        self.store = AuditStore(settings.audit_db)  # read here; the engine process writes it
+        self.store = open_audit(settings.audit())  # read here; the engine process writes it
         self.policy = load_policy(settings.policy_path())  # a bad policy stops the start here
         for line in self.policy.warnings:
             log.warning("%s", line)
@@ -222,7 +222,7 @@ def _health_router(rx: Receiver) -> APIRouter:
         response.status_code = 200 if engine and room else 503
         return {"ready": engine and room, "engine": engine, "queue": rx.depth(),
                 "queue_size": rx.settings.queue_size, "mode": mode_of(rx.settings),
-                "policy": str(rx.settings.policy), "audit_db": str(rx.settings.audit_db)}
+                "policy": str(rx.settings.policy), "audit_db": rx.settings.audit_shown()}
 
     @router.get("/metrics")
     async def metrics() -> Response:

@@ -9,6 +9,7 @@ so no dump or log shows them.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -37,6 +38,12 @@ class ServeConfig(BaseModel):
     port: int = Field(default=9107, ge=0, le=65535, description='listen port')
     audit_db: Path = Field(default=Path("vigil-audit.db"), description=(
         "the audit database (SQLite, created 0600)"))
+    audit_dsn: SecretStr | None = Field(default=None, description=(
+        "a PostgreSQL audit shared by replicas on several hosts, instead of audit_db: a "
+        "`postgresql://` URI; set it through VIGIL_SERVE__AUDIT_DSN or "
+        "audit_dsn_file (the password may also come from PGPASSWORD or ~/.pgpass)"))
+    audit_dsn_file: Path | None = Field(default=None, description=(
+        "a file holding audit_dsn"))
     inbox_db: Path = Field(default=Path("vigil-inbox.db"), description=(
         "the durable intake of alerts (SQLite, created 0600)"))
     bearer_token_file: Path | None = Field(default=None, description=(
@@ -70,6 +77,28 @@ class ServeConfig(BaseModel):
     def password(self) -> str | None:
         return _secret(self.basic_password_file, self.basic_password)
 
+    def audit(self) -> Path | str:
+        """Where the audit is: the PostgreSQL DSN when one is set, else the SQLite `audit_db`.
+
+        >>> ServeConfig().audit()
+        PosixPath('vigil-audit.db')
+        >>> ServeConfig(audit_dsn="postgresql://db/vigil").audit()
+        'postgresql://db/vigil'
+        """
+        dsn = _secret(self.audit_dsn_file, self.audit_dsn)
+        if dsn is None:
+            return self.audit_db
+        if not dsn.startswith(("postgresql://", "postgres://")):
+            raise AuthError("serve.audit_dsn: not a PostgreSQL URI (postgresql://...)")
+        return dsn
+
+    def audit_shown(self) -> str:
+        """The audit's location as logs and /readyz show it (no password)."""
+        from remediation.audit_pg import redacted
+
+        where = self.audit()
+        return redacted(where) if isinstance(where, str) else str(where)
+
     def policy_path(self) -> Path:
         """The policy file; `AuthError` (a refusal to start) when none is set."""
         if self.policy is None:
@@ -80,6 +109,7 @@ class ServeConfig(BaseModel):
         """Refuse to start without a policy, without credentials unless unauthenticated access
         was asked for, or with a token or password shorter than `MIN_SECRET_BYTES` (16) bytes."""
         self.policy_path()
+        self.audit()  # a DSN that is not one stops the start here
         if self.allow_unauthenticated:
             return
         token, password = self.token(), self.password()
@@ -96,7 +126,12 @@ class ServeConfig(BaseModel):
     def for_engine(self) -> str:
         """This configuration as JSON for the engine process, without the web's secrets (the
         engine needs none of them)."""
-        return self.model_dump_json(exclude={"bearer_token", "basic_password"})
+        out = self.model_dump(mode="json", exclude={"bearer_token", "basic_password",
+                                                    "audit_dsn", "audit_dsn_file"})
+        where = self.audit()
+        if isinstance(where, str):  # the engine process writes the audit: it needs the DSN
+            out["audit_dsn"] = where
+        return json.dumps(out)
 
 
 def _secret(path: Path | None, value: SecretStr | None) -> str | None:
@@ -104,3 +139,4 @@ def _secret(path: Path | None, value: SecretStr | None) -> str | None:
         text = path.read_text().strip()
         return text or None
     return value.get_secret_value() if value is not None and value.get_secret_value() else None
+

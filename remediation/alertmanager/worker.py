@@ -24,7 +24,7 @@ from typing import Any
 from remediation.alertmanager.inbox import Inbox
 from remediation.alertmanager.progress import Progress, progress_path
 from remediation.alertmanager.settings import ServeConfig
-from remediation.audit import AuditStore
+from remediation.audit_log import open_audit
 from remediation.engine import Engine
 from remediation.policy import load_policy
 
@@ -65,7 +65,7 @@ class _Worker:
         self.inbox = Inbox(s.inbox_db)
         self.progress = Progress(progress_path(s.inbox_db))
         self.read_upto = self.progress.watermark
-        self.store = AuditStore(s.audit_db)
+        self.store = open_audit(s.audit())
         self.engine = Engine(load_policy(s.policy_path()), self.store,
                              settings=s.engine)
         # Steps a killed engine process left claimed and unfinished are resolved now, whether or
