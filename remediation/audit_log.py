@@ -64,6 +64,12 @@ class GuardedClaims(AuditLog, Protocol):
         `idempotency`, nothing written."""
         ...
 
+    async def atake_over(self, claim: Claim) -> bool:
+        """Make this engine the one that resolves an interrupted `claim`: True if it is still
+        open and unchanged since it was listed (its time is set to now), False when it was
+        closed meanwhile (a live engine's step that finished) or another engine took it first."""
+        ...
+
 
 def open_audit(where: Path | str) -> AuditLog:
     """The audit store at `where`: PostgreSQL for a `postgresql://` DSN (`PgAuditStore`), else
@@ -74,3 +80,4 @@ def open_audit(where: Path | str) -> AuditLog:
     if is_dsn(where):
         return PgAuditStore(str(where))
     return AuditStore(where)
+

@@ -335,6 +335,24 @@ class PgAuditStore:
         decision: GuardDecision = await self._writer.submit(lambda: op)
         return decision
 
+    async def atake_over(self, claim: Claim) -> bool:
+        """See `audit_log.GuardedClaims`: the claim's time is its version."""
+        owner = uuid.uuid4().hex
+
+        def run(conn: psycopg.Connection[Any]) -> bool:
+            cur = conn.execute(
+                "UPDATE claims SET ts = %s, owner = %s WHERE episode = %s AND rule = %s AND "
+                "rung = %s AND state = 'claimed' AND ts = %s",
+                (self.clock(), owner, _text(claim.episode), _text(claim.rule), claim.rung,
+                 claim.ts))
+            if cur.rowcount == 1:
+                return True
+            mine = conn.execute("SELECT owner FROM claims WHERE episode = %s AND rule = %s AND "
+                                "rung = %s", (_text(claim.episode), _text(claim.rule),
+                                              claim.rung)).fetchone()
+            return mine is not None and mine[0] == owner  # a retried commit that had landed
+        return bool(await self._writer.submit(lambda: run))
+
     # ---- sync forms --------------------------------------------------------------------
     def add(self, rec: AuditRecord) -> int:
         rec.ts = rec.ts or self.clock()

@@ -188,7 +188,24 @@ class Engine:
             fingerprint, starts_at = c.episode, 0.0
         return Trigger("manual", fingerprint or c.episode, "firing", starts_at)
 
+    async def _taken_over(self, c: Claim, trigger: Trigger) -> bool:
+        """With a store shared by engines: True when this engine now resolves the claim, False
+        (audited) when it was closed meanwhile or another engine took it first. Always True on
+        a store of one machine."""
+        if not self.store.shared_guards:
+            return True
+        store: GuardedClaims = self.store  # type: ignore[assignment]  # shared_guards says so
+        if await store.atake_over(c):
+            return True
+        await self._record(trigger, Verdict.SUPPRESSED, rule=c.rule, rung=c.rung,
+                           guard="idempotency", detail=(
+                               f"step {c.rung} of {c.rule!r} (claimed {_when(c.ts)}) was "
+                               "finished, or taken over, by another engine"))
+        return False
+
     async def _unresumable(self, c: Claim, trigger: Trigger, why: str) -> None:
+        if not await self._taken_over(c, trigger):
+            return
         detail = (f"the engine stopped while step {c.rung} of {c.rule!r} ran (claimed "
                   f"{_when(c.ts)}); its outcome is unknown and {why}: escalating")
         await self._record(trigger, Verdict.INTERRUPTED, rule=c.rule, rung=c.rung, detail=detail)
@@ -203,6 +220,8 @@ class Engine:
         longest = rung.timeout_s * (r.attempts + 1) + r.attempts * r.max_s
         if (left := c.ts + longest - self.clock()) > 0:
             await self.sleep(left)
+        if not await self._taken_over(c, trigger):  # a live replica's step, or another resolver
+            return False
         retry, why = self._retry_interrupted(rung, c.dry_run)
         detail = (f"the engine stopped while this step ran (claimed {_when(c.ts)}); its outcome is "
                   f"unknown; {'retrying' if retry else 'escalating'}: {why}")

@@ -292,8 +292,9 @@ HANGS_ONCE = "#!/bin/sh\necho $$ >> {started}\n[ -e {once} ] && exit 0\ntouch {o
 def test_a_claim_left_by_a_killed_replica_is_resolved_by_the_next_one(pg_dsn: str,
                                                                      tmp_path: Path) -> None:
     """A replica is killed while its hook runs: the claim is in PostgreSQL, no outcome row is.
-    Another engine (another process, as on another host) finds it, audits it `interrupted`,
-    and retries it (on_interrupt: retry); a third finds nothing left to resolve."""
+    Two other replicas start at once (other processes, as on other hosts) and find it: exactly
+    one takes it over, audits it `interrupted` and retries it (on_interrupt: retry); the other
+    audits that it was taken over. A later one finds nothing left to resolve."""
     started, once = tmp_path / "started", tmp_path / "ran-once"
     hook = tmp_path / "restart.sh"
     hook.write_text(HANGS_ONCE.format(started=started, once=once))
@@ -333,16 +334,66 @@ def test_a_claim_left_by_a_killed_replica_is_resolved_by_the_next_one(pg_dsn: st
             ("crash@1000.000", "r", 0, False)
     finally:
         store.close()
-    _replicas(pg_dsn, policy, [[]])  # the next replica: no alert comes, its start resolves it
+    _replicas(pg_dsn, policy, [[], []])  # no alert comes: their start resolves it
     store = open_audit(pg_dsn)
     try:
-        rows = [(r.rung_name, r.verdict) for r in store.query()]
-        assert rows == [("restart", "interrupted"), ("restart", "acted"), ("restart", "verified")]
+        rows = [(r.rung_name, r.verdict, r.guard) for r in store.query()]
+        assert [x for x in rows if x[1] != "suppressed"] == [
+            ("restart", "interrupted", None), ("restart", "acted", None),
+            ("restart", "verified", None)], rows
+        [lost] = store.query(verdict="suppressed")
+        assert lost.guard == "idempotency" and "taken over, by another engine" in lost.detail
         assert "outcome is unknown" in store.query(verdict="interrupted")[0].detail
         assert store.interrupted_claims() == []
         assert len(started.read_text().split()) == 2  # it really ran again, once
     finally:
         store.close()
+    _replicas(pg_dsn, policy, [[]])
+    store = open_audit(pg_dsn)
+    try:
+        assert len(store.query()) == len(rows)  # nothing left to resolve
+    finally:
+        store.close()
+
+
+def test_a_replica_starting_while_another_runs_a_step_does_not_run_it_again(
+        pg_dsn: str, tmp_path: Path) -> None:
+    """Replica B starts while replica A's hook runs: B sees A's open claim as it would an
+    interrupted one, waits until A's hook could no longer be running, finds the claim closed by
+    A and leaves it (audited), instead of taking a live replica's step for an interrupted one."""
+    ran, started = tmp_path / "ran", tmp_path / "started"
+    hook = tmp_path / "slow.sh"
+    hook.write_text(f"#!/bin/sh\necho $$ >> {started}\nsleep 2\necho $$ >> {ran}\n")
+    hook.chmod(0o755)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(textwrap.dedent(f"""
+        rules:
+          - name: r
+            match: {{}}
+            ladder:
+              - {{name: restart, hook: command, timeout_s: 3, on_interrupt: retry, wait_s: 0,
+                  verify: {{resolved: false}}, params: {{argv: ["{hook}"]}}}}
+        guards: {{cooldown_s: 0, retries: {{attempts: 0}}}}
+    """))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    a = subprocess.Popen([sys.executable, str(REPLICA), pg_dsn, str(policy),
+                          json.dumps([trig("live").to_dict()]), "0", "--act"], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while not started.exists():
+            assert time.monotonic() < deadline and a.poll() is None, "the hook never started"
+            time.sleep(0.02)
+        _replicas(pg_dsn, policy, [[]])  # B, while A's hook sleeps
+        assert a.wait(30) == 0
+    finally:
+        a.kill()
+    store = open_audit(pg_dsn)
+    try:
+        rows = Counter((r.verdict, r.guard) for r in store.query())
+    finally:
+        store.close()
+    assert rows == {("acted", None): 1, ("verified", None): 1, ("suppressed", "idempotency"): 1}
+    assert len(ran.read_text().split()) == 1
 
 
 # ---- connections, credentials, selection ----------------------------------------------------
