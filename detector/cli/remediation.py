@@ -62,9 +62,11 @@ def serve_cmd(
     if act:
         settings = settings.model_copy(update={"engine": settings.engine.model_copy(
             update={"dry_run": False})})
+    from remediation.audit_pg import AuditUnavailable
+
     try:
         application = create_app(settings)
-    except (AuthError, PolicyError) as exc:
+    except (AuthError, PolicyError, AuditUnavailable) as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from exc
     if (tls_cert is None) != (tls_key is None) or (tls_client_ca and not tls_cert):
@@ -263,7 +265,13 @@ def audit_cmd(
         except ValueError as exc:
             err.print(f"error: --since {since!r}: use epoch seconds or 15m / 2h / 1d", markup=False)
             raise typer.Exit(2) from exc
-    store = open_audit(where)
+    from remediation.audit_pg import AuditUnavailable
+
+    try:
+        store = open_audit(where)
+    except AuditUnavailable as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from exc
     try:
         recs = store.query(since=when, target=target, limit=limit)
     finally:
@@ -314,7 +322,13 @@ def engine_host_or_exit(cfg: Any, policy_path: Path, audit_db: Path | None, act:
         if settings.dry_run else "acting (hooks run)"
     err.print(f"remediation: {mode}; policy {policy_path}; audit {_shown(db)}", markup=False,
               highlight=False)
-    return EngineHost(policy, db, settings).start()
+    from remediation.audit_pg import AuditUnavailable
+
+    try:
+        return EngineHost(policy, db, settings).start()
+    except AuditUnavailable as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from exc
 
 
 def audit_or_exit(cfg: Any) -> Path | str:
