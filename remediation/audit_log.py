@@ -24,6 +24,11 @@ from remediation.guard import GuardDecision
 from remediation.policy import Guards
 
 
+class AuditUnavailable(RuntimeError):
+    """The audit's database could not be reached (after its retries), or refused the
+    connection: what was being written is not written, and whoever waited for it is told."""
+
+
 @runtime_checkable
 class AuditLog(Protocol):
     shared_guards: bool  # True: `aclaim_guarded` checks cooldown, restart loop and budgets
@@ -71,13 +76,14 @@ class GuardedClaims(AuditLog, Protocol):
         ...
 
 
-def open_audit(where: Path | str) -> AuditLog:
-    """The audit store at `where`: PostgreSQL for a `postgresql://` DSN (`PgAuditStore`), else
-    the SQLite file (`AuditStore`)."""
+def open_audit(where: Path | str, retries: int | None = None) -> AuditLog:
+    """The audit store at `where`: PostgreSQL for a `postgresql://` DSN (`PgAuditStore`, with
+    `retries` reconnections per transaction if given), else the SQLite file (`AuditStore`)."""
     from remediation.audit import AuditStore
     from remediation.audit_pg import PgAuditStore, is_dsn
 
     if is_dsn(where):
-        return PgAuditStore(str(where))
+        return PgAuditStore(str(where)) if retries is None else \
+            PgAuditStore(str(where), retries=retries)
     return AuditStore(where)
 

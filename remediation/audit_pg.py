@@ -18,11 +18,13 @@ and a second, sync, connection for the sync methods anyway.)
 
 Connection loss: the transaction is retried on a new connection, `retries` times with backoff,
 then `AuditUnavailable` is raised to every waiter (the engine's step fails loudly; nothing is
-dropped). A commit whose answer was lost is retried too: a claim recognises its own owner token,
-so it is not refused by itself; an audit row may then be stored twice, never lost.
+dropped). Meanwhile the writes wait, and so does a sync read the engine makes on its loop. A
+commit whose answer was lost is retried too: a claim recognises its own owner token, so it is not
+refused by itself; an audit row may then be stored twice, never lost.
 
-The DSN is a libpq connection string or URI; keep the password out of it (`PGPASSWORD`,
-`PGPASSFILE`/`~/.pgpass`) or out of the command line at least: `redacted` is what is ever shown.
+The DSN is a `postgresql://` URI (from the configuration, the environment or a file, never from
+alert data); the password may stay out of it (`PGPASSWORD`, `PGPASSFILE`/`~/.pgpass`, as libpq
+reads them). `redacted` is what is ever shown.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from remediation.actions import Action
 from remediation.audit import _COLUMNS, AuditRecord, Claim
+from remediation.audit_log import AuditUnavailable
 from remediation.group_commit import GroupCommitter
 from remediation.guard import GuardDecision, counted_decision
 from remediation.policy import Guards
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vigil.audit")
 T = TypeVar("T")
+__all__ = ["AuditUnavailable", "PgAuditStore", "is_dsn", "redacted"]
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS audit (
@@ -91,10 +95,6 @@ _SCHEMA_KEY = 0x76696769_6C000001
 _GUARDS_KEY = 0x76696769_6C000002
 
 
-class AuditUnavailable(RuntimeError):
-    """PostgreSQL could not be reached (after the retries), or refused the connection."""
-
-
 def redacted(dsn: str) -> str:
     """The DSN as it may be shown: any password replaced by `***`.
 
@@ -129,8 +129,10 @@ class PgAuditStore:
 
     shared_guards = True
 
-    def __init__(self, dsn: str, clock: Callable[[], float] = time.time, retries: int = 5,
-                 retry_s: float = 0.2, connect_timeout_s: float = 5.0) -> None:
+    def __init__(self, dsn: str, clock: Callable[[], float] = time.time, retries: int = 6,
+                 retry_s: float = 0.25, connect_timeout_s: float = 5.0) -> None:
+        """`retries` reconnections per transaction, `retry_s` apart and doubling up to 5 s
+        (about 13 s in all by default: a restart or a fail-over of the server)."""
         try:
             import psycopg  # noqa: F401  (the optional extra `vigil[postgres]`)
         except ImportError as exc:  # pragma: no cover - depends on the installation

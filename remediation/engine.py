@@ -19,7 +19,7 @@ import httpx
 
 from remediation.actions import Action, InputError, Outcome, Verdict, redact, scrub
 from remediation.audit import AuditRecord, Claim
-from remediation.audit_log import AuditLog, GuardedClaims
+from remediation.audit_log import AuditLog, AuditUnavailable, GuardedClaims
 from remediation.engine_settings import EngineSettings
 from remediation.guard import Guard, GuardDecision
 from remediation.hooks.base import HookParamError, HookRegistry
@@ -109,7 +109,10 @@ class Engine:
         afterwards never loses it to a crash in between."""
         _, work = self._take(trigger)
         if work:
-            await asyncio.gather(*work, return_exceptions=True)
+            results = await asyncio.gather(*work, return_exceptions=True)
+            lost = next((r for r in results if isinstance(r, AuditUnavailable)), None)
+            if lost is not None:  # its decisions are not all audited: the caller must not
+                raise lost        # mark it handled (it is redone, and the claims dedupe it)
 
     def _take(self, trigger: Trigger) -> tuple[list[str], list[asyncio.Future[Any]]]:
         # Secret labels and annotations go no further: not to the audit, a hook or a page.

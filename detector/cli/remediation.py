@@ -268,7 +268,7 @@ def audit_cmd(
     from remediation.audit_pg import AuditUnavailable
 
     try:
-        store = open_audit(where)
+        store = open_audit(where, retries=1)
     except AuditUnavailable as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from exc

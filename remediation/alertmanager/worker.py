@@ -24,7 +24,7 @@ from typing import Any
 from remediation.alertmanager.inbox import Inbox
 from remediation.alertmanager.progress import Progress, progress_path
 from remediation.alertmanager.settings import ServeConfig
-from remediation.audit_log import open_audit
+from remediation.audit_log import AuditUnavailable, open_audit
 from remediation.engine import Engine
 from remediation.policy import load_policy
 
@@ -115,6 +115,12 @@ class _Worker:
                     await asyncio.wait_for(self.stopping.wait(), _POLL_S)
 
     def _finished(self, inbox_id: int, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and isinstance(task.exception(), AuditUnavailable):
+            # Its decisions are not all in the audit: it stays unfinished (in flight, so the
+            # watermark stays below it) and the process stops; restarted, it redoes it.
+            log.error("alert %d: %s; stopping the engine process", inbox_id, task.exception())
+            self.stopping.set()
+            return
         self.inflight.pop(inbox_id, None)
         if not task.cancelled():
             self.finished.append(inbox_id)

@@ -470,3 +470,78 @@ def test_open_audit_picks_the_store_by_what_it_is_given(pg_dsn: str, tmp_path: P
             assert store.shared_guards is (kind is PgAuditStore)
         finally:
             store.close()
+
+
+def test_an_ha_pair_of_receivers_on_one_postgresql_audit_acts_once(pg_dsn: str,
+                                                                    tmp_path: Path) -> None:
+    """Two `vigil serve` receivers (their own inboxes, one PostgreSQL audit), as behind an
+    Alertmanager HA pair, each get the same notification: one acts, the other's row says why
+    not; /readyz names the audit without its password."""
+    from fastapi.testclient import TestClient
+
+    from remediation.alertmanager.app import create_app
+    from tests.remediation.alertmanager.test_app import AUTH, TOKEN, notification
+
+    policy, token = tmp_path / "policy.yaml", tmp_path / "token"
+    policy.write_text(ONE_STEP + "guards: {cooldown_s: 0}\n")
+    token.write_text(TOKEN)
+    dsn = pg_dsn.replace("postgres@", "postgres:not-a-real-password@")  # trust auth ignores it
+    apps = [TestClient(create_app(ServeConfig(
+        policy=policy, audit_dsn=dsn, inbox_db=tmp_path / f"inbox{i}.db",
+        bearer_token_file=token))) for i in range(2)]
+    with apps[0] as a, apps[1] as b:
+        for c in (a, b):
+            assert c.post("/alertmanager", json=notification(), headers=AUTH).status_code == 200
+        deadline = time.monotonic() + 20
+        while True:
+            rows = a.get("/actions", headers=AUTH).json()
+            if len(rows) >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        ready = b.get("/readyz").json()
+    assert Counter((r["verdict"], r["guard"]) for r in rows) == {
+        ("dry_run", None): 1, ("verified", None): 1, ("suppressed", "idempotency"): 1}, rows
+    assert ready["audit_db"].startswith("postgresql://postgres:***@127.0.0.1")
+    assert "not-a-real-password" not in json.dumps(ready)
+
+
+def test_vigil_audit_reads_the_postgresql_audit_from_the_environment(pg_dsn: str) -> None:
+    store = open_audit(pg_dsn)
+    try:
+        store.add(rec("e1", "acted", target="cart", hook="log"))
+    finally:
+        store.close()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "VIGIL_SERVE__AUDIT_DSN": pg_dsn}
+    out = subprocess.run([sys.executable, "-m", "detector", "audit", "--json"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    [row] = [json.loads(line) for line in out.stdout.splitlines()]
+    assert (row["episode"], row["verdict"], row["target"]) == ("e1", "acted", "cart")
+    env["VIGIL_SERVE__AUDIT_DSN"] = f"postgresql://u:pw-123@127.0.0.1:{free_port()}/x"
+    bad = subprocess.run([sys.executable, "-m", "detector", "audit"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unavailable" in bad.stderr and "pw-123" not in bad.stderr
+
+
+def test_an_audit_lost_for_good_fails_the_trigger_loudly(postgres: PostgresServer) -> None:
+    """The database goes away for good while the engine works: after its bounded retries the
+    write fails and `process` raises, so the caller does not mark the trigger handled (the
+    receiver's engine process stops and is restarted; `vigil remediate` dead-letters it)."""
+    import psycopg
+
+    from remediation.audit_pg import AuditUnavailable, PgAuditStore
+
+    dsn = postgres.new_database()
+    store = PgAuditStore(dsn, retries=2, retry_s=0.05)
+
+    async def go() -> None:
+        e = Engine(parse_policy(ONE_STEP), store)
+        await e.process(trig("ok"))
+        with psycopg.connect(postgres.dsn("postgres"), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {dsn.rsplit('/', 1)[1]} WITH (FORCE)")
+        with pytest.raises(AuditUnavailable, match="unavailable after 3 attempts"):
+            await e.process(trig("lost", service="db"))
+    try:
+        asyncio.run(go())
+    finally:
+        store.close()
