@@ -211,8 +211,14 @@ class PgAuditStore:
     def _transact(self, ops: list[Callable[[], Any]]) -> list[Any]:
         """The writer thread's batch: every op in one transaction (all redone on a new
         connection if it is lost). Each op is `op()` returning a callable of the connection."""
-        return self._with_retries("_wconn", self._wlock,
-                                  lambda conn: [op()(conn) for op in ops])
+        def body(conn: psycopg.Connection[Any]) -> list[Any]:
+            runs = [op() for op in ops]
+            if any(isinstance(r, _LocksGuards) for r in runs):
+                # The guards' lock before any row lock of this transaction (a claim closed
+                # earlier in the batch): every engine takes them in that order, no deadlock.
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_GUARDS_KEY,))
+            return [r(conn) for r in runs]
+        return self._with_retries("_wconn", self._wlock, body)
 
     def _create_schema(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_KEY,))  # replicas starting
@@ -264,7 +270,7 @@ class PgAuditStore:
 
     def _guarded_op(self, action: Action, trigger_json: str | None, dry_run: bool,
                     guards: Guards, refused: Callable[[GuardDecision], AuditRecord]
-                    ) -> Callable[[psycopg.Connection[Any]], GuardDecision]:
+                    ) -> _LocksGuards:
         claim = self._claim_op(action.episode, action.rule, action.rung, trigger_json, dry_run,
                                action)
 
@@ -282,7 +288,7 @@ class PgAuditStore:
             if not claim(conn):
                 return GuardDecision(False, "idempotency", "this rung of this episode already ran")
             return decision
-        return run
+        return _LocksGuards(run)
 
     @staticmethod
     def _counted(conn: psycopg.Connection[Any], action: Action, now: float, dry_run: bool,
@@ -414,6 +420,16 @@ class PgAuditStore:
         """Actions that ran (or would have, in dry-run) since `since`."""
         return [r for r in self.query(since=since, limit=1_000_000)
                 if r.verdict in ("acted", "failed", "dry_run")]
+
+
+class _LocksGuards:
+    """A writer op that takes the guards' advisory lock (its batch takes it first)."""
+
+    def __init__(self, run: Callable[[psycopg.Connection[Any]], GuardDecision]) -> None:
+        self.run = run
+
+    def __call__(self, conn: psycopg.Connection[Any]) -> GuardDecision:
+        return self.run(conn)
 
 
 class _Lost(Exception):
