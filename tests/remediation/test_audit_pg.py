@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections import Counter
@@ -201,15 +203,29 @@ def test_a_restart_loop_escalates_to_the_next_rung_on_both(where: str) -> None:
 
 # ---- replicas in separate processes ----------------------------------------------------------
 def _replicas(where: str, policy: Path, triggers: list[list[Trigger]], act: bool = True,
-              timeout_s: float = 60.0) -> None:
-    """Run one engine process per list of triggers, all starting their work at the same moment."""
-    start_at = time.time() + 1.5  # after every process has imported and built its engine
+              timeout_s: float = 60.0, sync: Path | None = None) -> None:
+    """Run one engine process per list of triggers; once every one has built its engine (read
+    the audit), all are told to go at the same moment (`sync/go` is created)."""
+    sync = sync or Path(tempfile.mkdtemp(prefix="vigil-replicas-"))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [subprocess.Popen([sys.executable, str(REPLICA), where, str(policy),
-                               json.dumps([t.to_dict() for t in ts]), str(start_at)]
+                               json.dumps([t.to_dict() for t in ts]), str(sync)]
                               + (["--act"] if act else []), env=env) for ts in triggers]
-    for p in procs:
-        assert p.wait(timeout_s) == 0
+    try:
+        deadline = time.monotonic() + timeout_s
+        while len(list(sync.glob("ready.*"))) < len(procs):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
+                "a replica did not start"
+            time.sleep(0.01)
+        (sync / "go").touch()
+        for p in procs:
+            assert p.wait(timeout_s) == 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        shutil.rmtree(sync, ignore_errors=True)
 
 
 ONE_STEP = ("rules:\n  - {name: r, match: {}, ladder: [{name: note, hook: log, wait_s: 0, "
@@ -316,7 +332,7 @@ def test_a_claim_left_by_a_killed_replica_is_resolved_by_the_next_one(pg_dsn: st
     """))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     child = subprocess.Popen([sys.executable, str(REPLICA), pg_dsn, str(policy),
-                              json.dumps([trig("crash").to_dict()]), "0", "--act"], env=env)
+                              json.dumps([trig("crash").to_dict()]), "-", "--act"], env=env)
     try:
         deadline = time.monotonic() + 30
         while not (started.exists() and started.read_text().strip()):
@@ -360,10 +376,13 @@ def test_a_replica_starting_while_another_runs_a_step_does_not_run_it_again(
         pg_dsn: str, tmp_path: Path) -> None:
     """Replica B starts while replica A's hook runs: B sees A's open claim as it would an
     interrupted one, waits until A's hook could no longer be running, finds the claim closed by
-    A and leaves it (audited), instead of taking a live replica's step for an interrupted one."""
-    ran, started = tmp_path / "ran", tmp_path / "started"
+    A and leaves it (audited), instead of taking a live replica's step for an interrupted one.
+    (A's hook runs until B has read the audit.)"""
+    ran, started, sync = tmp_path / "ran", tmp_path / "started", tmp_path / "sync"
+    sync.mkdir()
     hook = tmp_path / "slow.sh"
-    hook.write_text(f"#!/bin/sh\necho $$ >> {started}\nsleep 2\necho $$ >> {ran}\n")
+    hook.write_text(f"#!/bin/sh\necho $$ >> {started}\nwhile [ ! -e {sync}/go ]; do sleep 0.02; "
+                    f"done\necho $$ >> {ran}\n")
     hook.chmod(0o755)
     policy = tmp_path / "policy.yaml"
     policy.write_text(textwrap.dedent(f"""
@@ -371,19 +390,19 @@ def test_a_replica_starting_while_another_runs_a_step_does_not_run_it_again(
           - name: r
             match: {{}}
             ladder:
-              - {{name: restart, hook: command, timeout_s: 3, on_interrupt: retry, wait_s: 0,
+              - {{name: restart, hook: command, timeout_s: 5, on_interrupt: retry, wait_s: 0,
                   verify: {{resolved: false}}, params: {{argv: ["{hook}"]}}}}
         guards: {{cooldown_s: 0, retries: {{attempts: 0}}}}
     """))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     a = subprocess.Popen([sys.executable, str(REPLICA), pg_dsn, str(policy),
-                          json.dumps([trig("live").to_dict()]), "0", "--act"], env=env)
+                          json.dumps([trig("live").to_dict()]), "-", "--act"], env=env)
     try:
         deadline = time.monotonic() + 30
         while not started.exists():
             assert time.monotonic() < deadline and a.poll() is None, "the hook never started"
             time.sleep(0.02)
-        _replicas(pg_dsn, policy, [[]])  # B, while A's hook sleeps
+        _replicas(pg_dsn, policy, [[]], sync=sync)  # B, while A's hook runs
         assert a.wait(30) == 0
     finally:
         a.kill()
