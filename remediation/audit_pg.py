@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -105,8 +106,6 @@ def redacted(dsn: str) -> str:
     >>> redacted("postgresql://db/vigil?password=s3cret&sslmode=require")
     'postgresql://db/vigil?password=***&sslmode=require'
     """
-    import re
-
     if "://" in dsn:
         out = re.sub(r"(://[^:/@?]*:)[^@/?]*@", r"\1***@", dsn)
         return re.sub(r"([?&]password=)[^&]*", r"\1***", out)

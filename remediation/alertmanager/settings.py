@@ -139,4 +139,3 @@ def _secret(path: Path | None, value: SecretStr | None) -> str | None:
         text = path.read_text().strip()
         return text or None
     return value.get_secret_value() if value is not None and value.get_secret_value() else None
-
