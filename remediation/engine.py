@@ -372,23 +372,35 @@ class Engine:
                     if await self._held(rule, rung, trigger, action, decision, acted, closes):
                         continue
                     return
-                if not closes and self.store.shared_guards:
-                    decision = await self._claim_guarded(action, trigger)
-                    if decision.guard == "idempotency":
+                # It counts from here, before the claim is awaited: episodes on other targets
+                # checked meanwhile see it (a budget held only one target at a time before).
+                reserved = self.guard.started(action)
+                running = False
+                try:
+                    if not closes and self.store.shared_guards:
+                        decision = await self._claim_guarded(action, trigger)
+                        if decision.guard == "idempotency":
+                            await self._record(trigger, Verdict.SUPPRESSED, action=action,
+                                               guard="idempotency", detail=decision.detail)
+                            return
+                        if not decision:  # its row is written, with the check, by the store
+                            self.guard.cancel(reserved)
+                            running = True  # cancelled: nothing to undo below
+                            if await self._held(rule, rung, trigger, action, decision, acted,
+                                                closes, recorded=True):
+                                continue
+                            return
+                    elif not closes and not await self.store.aclaim(
+                            trigger.episode, rule.name, i, self._trigger_json(trigger),
+                            self.settings.dry_run):
                         await self._record(trigger, Verdict.SUPPRESSED, action=action,
-                                           guard="idempotency", detail=decision.detail)
+                                           guard="idempotency",
+                                           detail="this rung of this episode already ran")
                         return
-                    if not decision:  # its row is written, with the check, by the store
-                        if await self._held(rule, rung, trigger, action, decision, acted, closes,
-                                            recorded=True):
-                            continue
-                        return
-                elif not closes and not await self.store.aclaim(
-                        trigger.episode, rule.name, i, self._trigger_json(trigger),
-                        self.settings.dry_run):
-                    await self._record(trigger, Verdict.SUPPRESSED, action=action, guard="idempotency",
-                                 detail="this rung of this episode already ran")
-                    return
+                    running = True  # from here _execute ends the slot, whatever happens
+                finally:
+                    if not running:
+                        self.guard.cancel(reserved)
                 outcome, took = await self._execute(action, trigger)
                 acted = True
                 verdict = ((Verdict.DRY_RUN if self.settings.dry_run else Verdict.ACTED)
@@ -503,8 +515,7 @@ class Engine:
         hook = self._dry_hook if self.settings.dry_run else self.hooks.get(action.hook)
         r = self.policy.guards.retries
         delays = r.delays(r.attempts, self._rng)
-        self.guard.started(action)
-        t0 = time.perf_counter()
+        t0 = time.perf_counter()  # the guard counted it when it was claimed (`Guard.started`)
         outcome = Outcome(False, "not run")
         try:
             for attempt in range(len(delays) + 1):

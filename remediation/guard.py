@@ -25,6 +25,16 @@ class GuardDecision:
 
 
 @dataclass(slots=True)
+class Reservation:
+    """An action counted by `Guard.started` before it runs; `Guard.cancel` undoes it."""
+
+    action: Action
+    ts: float
+    previous: float | None  # the episode's last time on (hook, target) before this one
+    probe: bool  # this action took the half-open breaker's one probe
+
+
+@dataclass(slots=True)
 class _Breaker:
     failures: int = 0
     opened_at: float | None = None
@@ -44,7 +54,7 @@ class Guard:
     >>> from remediation.actions import Action
     >>> g = Guard(Guards(cooldown_s=60), clock=lambda: 1000.0)
     >>> a = Action("r", 0, "restart", "log", "cart", {}, 5.0, 0.0, "e1")
-    >>> bool(g.check(a)); g.started(a); g.finished(a, ok=True)
+    >>> bool(g.check(a)); _ = g.started(a); g.finished(a, ok=True)
     True
     >>> bool(g.check(Action("r", 1, "rollback", "log", "cart", {}, 5.0, 0.0, "e1")))  # next rung
     True
@@ -104,12 +114,52 @@ class Guard:
                                  f"(max {self.cfg.max_concurrent})")
         return GuardDecision(True)
 
-    def started(self, action: Action) -> None:
+    def started(self, action: Action) -> Reservation:
+        """The action passed its check and will run: it counts from now (cooldown, restart
+        loop, budgets) and holds a concurrency slot, before the engine awaits anything (its
+        claim), so another episode checked meanwhile already sees it. `cancel` undoes it when
+        the step does not run after all (its claim was refused).
+
+        >>> from remediation.policy import parse_policy
+        >>> g = Guard(parse_policy("{rules: [], guards: {budget: {max_actions: 1}}}").guards)
+        >>> a, b = (Action("r", 0, "restart", "log", t, {}, 5.0, 0.0, "e" + t) for t in "xy")
+        >>> bool(g.check(a)), bool(g.check(b))
+        (True, True)
+        >>> r = g.started(a)
+        >>> g.check(b).guard  # a counts before its claim is written: b waits for the budget
+        'budget'
+        >>> g.cancel(r)
+        >>> bool(g.check(b)), g.inflight
+        (True, 0)
+        """
         self.inflight += 1
-        self._count(action.hook, action.target, self.clock(), action.restart, action.episode)
-        br = self._breakers.get((action.hook, action.target))
+        key = (action.hook, action.target)
+        previous = self._last.get(key, {}).get(action.episode)
+        ts = self.clock()
+        self._count(action.hook, action.target, ts, action.restart, action.episode)
+        br = self._breakers.get(key)
+        probe = br is not None and br.opened_at is not None and not br.probing
         if br is not None and br.opened_at is not None:
             br.probing = True  # half-open: this is the one probe
+        return Reservation(action, ts, previous, probe)
+
+    def cancel(self, r: Reservation) -> None:
+        """Undo `started` for a step that did not run: its counts, its slot, its probe."""
+        a = r.action
+        self.inflight = max(0, self.inflight - 1)
+        for q in (self._all, self._target.get(a.target),
+                  self._restarts.get(a.target) if a.restart else None):
+            if q is not None and r.ts in q:
+                q.remove(r.ts)
+        by_episode = self._last.get((a.hook, a.target))
+        if by_episode is not None:
+            if r.previous is None:
+                by_episode.pop(a.episode, None)
+            else:
+                by_episode[a.episode] = r.previous
+        br = self._breakers.get((a.hook, a.target))
+        if r.probe and br is not None:
+            br.probing = False
 
     def finished(self, action: Action, ok: bool, counts: bool = True) -> None:
         """The action ended; `counts=False` (an input error: the target was not at fault)
