@@ -359,8 +359,11 @@ def metrics_cmd(config: ConfigOpt = None,
                     "--out", help="anomalies.jsonl and incidents.jsonl (default: output.dir)")] = None,
                 polls: Annotated[int | None, typer.Option(help="stop after this many polls")] = None,
                 http_port: Annotated[int | None, typer.Option(
-                    help="serve /healthz /readyz /metrics on 127.0.0.1:PORT (0: any free port)")
+                    help="serve /healthz /readyz /metrics on --http-host:PORT (0: any free port)")
                 ] = None,
+                http_host: Annotated[str, typer.Option(
+                    help="the address of /healthz /readyz /metrics (0.0.0.0: a pod's probes and "
+                    "scrapes reach it)")] = "127.0.0.1",
                 ) -> None:
     """Watch the Prometheus queries of the config (`prometheus.queries`): warm up from each
     query's lookback, then poll each step; anomalies and incidents are written as JSON lines.
@@ -388,8 +391,8 @@ def metrics_cmd(config: ConfigOpt = None,
     if http_port is not None:
         from detector.runtime.probes import serve
 
-        server = serve(watcher, "127.0.0.1", http_port)
-        err.print(f"vigil metrics: /healthz /readyz /metrics on http://127.0.0.1:"
+        server = serve(watcher, http_host, http_port)
+        err.print(f"vigil metrics: /healthz /readyz /metrics on http://{http_host}:"
                   f"{server.server_address[1]}", markup=False)
 
     def report(res: PollResult) -> None:

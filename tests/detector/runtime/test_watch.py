@@ -268,9 +268,11 @@ def test_vigil_metrics_writes_anomalies_and_reports_each_poll(tmp_path: Path) ->
             "lookback_seconds: 20, warmup: 5, baseline: level}\n")
         scraped(prom.url)
         r = CliRunner().invoke(app, ["metrics", "--config", str(tmp_path / "vigil.yaml"),
-                                     "--out", str(tmp_path / "out"), "--polls", "3"])
+                                     "--out", str(tmp_path / "out"), "--polls", "3",
+                                     "--http-host", "127.0.0.1", "--http-port", "0"])
     exp.close()
     assert r.exit_code == 0, r.output
+    assert "/healthz /readyz /metrics on http://127.0.0.1:" in r.output  # --http-host, bound
     assert r.output.count(" series, ") == 3 and '"polls":3' in r.output  # a line a poll
     assert "1 series" in r.output and '"failed_polls":0' in r.output
     assert (tmp_path / "out" / "anomalies.jsonl").exists()
