@@ -1,7 +1,8 @@
 """`create_app(settings)`: the webhook receiver. Alerts are validated, stored durably, queued and
 answered within milliseconds; a worker hands them to the remediation engine (policy, guards,
-hooks, audit). Routers: alerts (POST /alertmanager, GET /episodes), actions (the audit and
-approvals), health."""
+hooks, audit), or, given a `Forwarder` (`vigil serve --triggers-topic`), to the triggers topic
+that `vigil remediate` consumes, with no engine here (`forward.py`). Routers: alerts (POST
+/alertmanager, GET /episodes), actions (the audit and approvals), health."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
 from remediation.alertmanager.auth import Credentials, RequireAuth
+from remediation.alertmanager.forward import Forwarder, ForwardWorker
 from remediation.alertmanager.inbox import Inbox
 from remediation.alertmanager.limits import BodyLimit
 from remediation.alertmanager.payload import Accepted, Notification
-from remediation.alertmanager.settings import ServeConfig
+from remediation.alertmanager.settings import AuthError, ServeConfig
 from remediation.alertmanager.strict import StrictJSONRoute, validation_error
 from remediation.alertmanager.worker import EngineProcess
 from remediation.audit_log import open_audit
@@ -30,21 +32,28 @@ log = logging.getLogger("vigil.serve")
 
 
 def mode_of(settings: ServeConfig) -> str:
-    """"dry-run" (hooks are planned and audited, never run) or "acting"."""
+    """"dry-run" (hooks are planned and audited, never run), "acting", or "forwarding" (no
+    engine here: alerts go to `serve.triggers_topic`)."""
+    if settings.triggers_topic:
+        return "forwarding"
     return "dry-run" if settings.engine.dry_run else "acting"
 
 
 class Receiver:
-    """The web process's state: inbox, engine process, queue depth and metrics (one per app)."""
+    """The web process's state: inbox, engine process (or forwarder), queue depth and metrics
+    (one per app)."""
 
-    def __init__(self, settings: ServeConfig) -> None:
+    def __init__(self, settings: ServeConfig, forwarder: Forwarder | None = None) -> None:
         self.settings = settings
         self.inbox = Inbox(settings.inbox_db)
         self.store = open_audit(settings.audit())  # read here; the engine process writes it
         self.policy = load_policy(settings.policy_path())  # a bad policy stops the start here
         for line in self.policy.warnings:
             log.warning("%s", line)
-        self.engine = EngineProcess(settings)
+        self.forwarding = forwarder is not None
+        self.engine: EngineProcess | ForwardWorker = (
+            ForwardWorker(settings, forwarder) if forwarder is not None
+            else EngineProcess(settings))
         self.last_id = 0  # the newest alert written to the inbox
         self.reserved = 0  # alerts admitted by requests still writing them
         self.stopping = False
@@ -106,9 +115,14 @@ class Receiver:
                     delay = min(30.0, delay * 2)
 
 
-def create_app(settings: ServeConfig) -> FastAPI:
+def create_app(settings: ServeConfig, forwarder: Forwarder | None = None) -> FastAPI:
+    """The receiver; with `forwarder` (required when `serve.triggers_topic` is set) it runs no
+    engine and hands each accepted alert's trigger to it."""
     settings.check()
-    receiver = Receiver(settings)
+    if (forwarder is None) != (not settings.triggers_topic):
+        raise AuthError("serve.triggers_topic and a forwarder go together (`vigil serve "
+                        "--triggers-topic` wires the Kafka producer)")
+    receiver = Receiver(settings, forwarder)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -220,9 +234,14 @@ def _health_router(rx: Receiver) -> APIRouter:
         engine = rx.engine.alive
         room = rx.depth() < rx.settings.queue_size
         response.status_code = 200 if engine and room else 503
-        return {"ready": engine and room, "engine": engine, "queue": rx.depth(),
-                "queue_size": rx.settings.queue_size, "mode": mode_of(rx.settings),
-                "policy": str(rx.settings.policy), "audit_db": rx.settings.audit_shown()}
+        out: dict[str, Any] = {
+            "ready": engine and room, "engine": engine, "queue": rx.depth(),
+            "queue_size": rx.settings.queue_size, "mode": mode_of(rx.settings),
+            "policy": str(rx.settings.policy), "audit_db": rx.settings.audit_shown()}
+        if isinstance(rx.engine, ForwardWorker):  # "engine": the forwarder's health
+            out |= {"triggers_topic": rx.settings.triggers_topic,
+                    "producer": rx.engine.health(), "forwarded": rx.engine.forwarded}
+        return out
 
     @router.get("/metrics")
     async def metrics() -> Response:

@@ -69,6 +69,9 @@ class ServeConfig(BaseModel):
                              "niceness")
     inbox_retention_s: float = Field(default=7 * 86_400, gt=0, description="finished alerts "
                                      "are kept this long")
+    triggers_topic: str | None = Field(default=None, description=(
+        "forward each accepted alert's trigger to this Kafka topic (brokers and security from "
+        "the `kafka` section) for `vigil remediate`, instead of running an engine here"))
     engine: EngineSettings = Field(default_factory=EngineSettings)
 
     def token(self) -> str | None:
