@@ -42,18 +42,24 @@ def serve_cmd(
     header_timeout: Annotated[float | None, typer.Option(
         min=0.1, max=300, help="close a connection whose request headers take longer (seconds)")
     ] = None,
+    triggers_topic: Annotated[str | None, typer.Option(
+        help="run no engine: produce each accepted alert's trigger to this Kafka topic, keyed "
+        "by target, for `vigil remediate` (brokers and security: the `kafka` section; "
+        "serve.triggers_topic)")] = None,
 ) -> None:
     """The Alertmanager webhook receiver: POST /alertmanager, GET /episodes, GET /actions,
     POST /actions/{id}/approve|reject, /healthz, /readyz, /metrics, /docs. Auth is required
     (for /docs too, unless --public-docs). Settings: the `serve` section of --config, then
-    VIGIL_SERVE__* variables, then these flags."""
+    VIGIL_SERVE__* variables, then these flags. With --triggers-topic it runs no engine: an
+    alert is marked done in the inbox once the broker acknowledged its trigger."""
     from remediation.alertmanager import server
     from remediation.alertmanager.app import create_app, mode_of
     from remediation.alertmanager.settings import AuthError
     from remediation.policy import PolicyError
 
-    base = load_or_exit(config).serve
-    flags: dict[str, Any] = {
+    cfg = load_or_exit(config)
+    base = cfg.serve
+    flags: dict[str, Any] = {"triggers_topic": triggers_topic,
         "policy": policy, "host": host, "port": port, "audit_db": audit_db, "inbox_db": inbox_db,
         "bearer_token_file": token_file, "basic_user": basic_user,
         "basic_password_file": password_file, "queue_size": queue_size,
@@ -64,8 +70,17 @@ def serve_cmd(
             update={"dry_run": False})})
     from remediation.audit_pg import AuditUnavailable
 
+    forwarder = None
+    if settings.triggers_topic:
+        if act:
+            err.print("error: --act with --triggers-topic: serve runs no hooks then; `vigil "
+                      "remediate --act` does")
+            raise typer.Exit(2)
+        from detector.sinks.kafka import KafkaTriggerForwarder
+
+        forwarder = KafkaTriggerForwarder(cfg.kafka, settings.triggers_topic)
     try:
-        application = create_app(settings)
+        application = create_app(settings, forwarder)
     except (AuthError, PolicyError, AuditUnavailable) as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from exc
@@ -80,8 +95,11 @@ def serve_cmd(
         if tls_client_ca is not None:
             tls |= {"ssl_ca_certs": str(tls_client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
     mode = mode_of(settings)
-    err.print(f"vigil serve: {mode}" + (" (hooks are planned and audited, never run; --act runs "
-                                        "them)" if mode == "dry-run" else " (hooks run)")
+    how = {"dry-run": " (hooks are planned and audited, never run; --act runs them)",
+           "acting": " (hooks run)",
+           "forwarding": f" (no engine: alerts go to {settings.triggers_topic} on "
+           f"{','.join(cfg.kafka.bootstrap_servers)} for `vigil remediate`)"}[mode]
+    err.print(f"vigil serve: {mode}{how}"
               + f"; policy {settings.policy}; audit {settings.audit_shown()}; inbox "
               f"{settings.inbox_db}; {'https' if tls else 'http'}://{settings.host}:"
               f"{settings.port}", markup=False, highlight=False)

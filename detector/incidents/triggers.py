@@ -92,4 +92,15 @@ def trigger_message(incident: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
     (b'db', 'inc-cart-1', 110.0, 'inc-cart-1@100.000')
     """
     trigger = incident_trigger(incident)
-    return trigger.service.encode(), {**trigger.to_dict(), "event_time": incident_time(incident)}
+    return trigger_key(trigger), {**trigger.to_dict(), "event_time": incident_time(incident)}
+
+
+def trigger_key(trigger: Trigger) -> bytes:
+    """The Kafka key of a trigger on the triggers topic, whoever produces it (`vigil consume`,
+    `vigil serve --triggers-topic`): its target service (`Trigger.service`), so one target's
+    triggers stay in order on one partition, owned by one `vigil remediate` replica.
+
+    >>> trigger_key(Trigger("alertmanager", "fp", "firing", 1.0, labels={"job": "cart"}))
+    b'cart'
+    """
+    return trigger.service.encode()
