@@ -101,7 +101,7 @@ class ForwardWorker:
         assert self.inbox is not None and self.progress is not None
         inbox, progress = self.inbox, self.progress
         delay = _RETRY_MIN_S
-        idle = 0.0
+        idle = _PROBE_S  # the first idle turn probes: /readyz knows at once
         while not self._stopping.is_set():
             rows = await asyncio.to_thread(inbox.after, progress.watermark, _READ_BATCH)
             if not rows:
