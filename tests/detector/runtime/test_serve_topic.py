@@ -6,11 +6,16 @@ the inbox, produced once it is back, or after a restart of the receiver)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from fastapi.testclient import TestClient
@@ -185,3 +190,36 @@ def test_a_triggers_topic_needs_a_forwarder_and_a_forwarder_a_topic(tmp_path: Pa
         create_app(settings)
     with pytest.raises(AuthError):
         create_app(settings.model_copy(update={"triggers_topic": None}), forwarder("x:1"))
+
+
+def test_the_vigil_serve_command_with_a_triggers_topic_forwards_over_its_real_server(
+        broker: Broker, tmp_path: Path) -> None:
+    s, port = serve_settings(tmp_path), free_port()
+    env = {**os.environ, "VIGIL_KAFKA__BOOTSTRAP_SERVERS": json.dumps([broker.addr])}
+    args = [sys.executable, "-m", "detector", "serve", "--policy", str(s.policy),
+            "--token-file", str(s.bearer_token_file), "--port", str(port),
+            "--audit-db", str(s.audit_db), "--inbox-db", str(s.inbox_db),
+            "--triggers-topic", TOPIC]
+    refused = subprocess.run([*args, "--act"], env=env, capture_output=True, text=True,
+                             timeout=20)
+    assert refused.returncode == 2 and "vigil remediate --act" in refused.stderr
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def ready() -> bool:
+            try:
+                return httpx.get(url + "/readyz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        until(ready, 20, "vigil serve --triggers-topic ready")
+        r = httpx.post(url + "/alertmanager", json=notification(), headers=AUTH)
+        assert r.status_code == 200
+        until(lambda: httpx.get(url + "/readyz").json()["forwarded"] == 1, 10, "forwarded")
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert "forwarding (no engine" in err.decode()
+    [record] = broker.read(TOPIC, 1, timeout=10)
+    assert record.key == b"cart"
+    assert Trigger.from_dict(orjson.loads(record.value)).episode == "abc123@1795428000.000"
