@@ -1,5 +1,6 @@
-"""`vigil bench kafka`: `vigil consume` against a bare kafka-python loop on the same local broker
-and topic, and end-to-end latency at a steady rate."""
+"""`vigil bench kafka`: `vigil consume` against a bare consumer loop on the same local broker and
+topic, a bare loop of each client (kafka-python, confluent-kafka) in records per CPU-second, and
+end-to-end latency at a steady rate."""
 
 from __future__ import annotations
 
@@ -18,6 +19,105 @@ from detector.simulate.runs import simulated_lines
 
 
 @dataclass(slots=True)
+class BareFigures:
+    """One bare consumer (poll + orjson.loads, its own group) read the whole topic."""
+
+    client: str
+    records: int
+    wall_s: float
+    cpu_s: float  # process CPU time (librdkafka's threads included)
+
+    @property
+    def per_s(self) -> float:
+        return self.records / self.wall_s if self.wall_s > 0 else float("nan")
+
+    @property
+    def per_cpu_s(self) -> float:
+        return self.records / self.cpu_s if self.cpu_s > 0 else float("nan")
+
+
+def bare_kafka_python(addr: str, topic: str, events: int, group: str) -> BareFigures:
+    """kafka-python: poll up to 5000 records, decode each value (timed from the first record)."""
+    from kafka import KafkaConsumer
+
+    bare = KafkaConsumer(topic, bootstrap_servers=addr, group_id=group,
+                         auto_offset_reset="earliest", enable_auto_commit=False,
+                         fetch_max_wait_ms=100, session_timeout_ms=3000,
+                         heartbeat_interval_ms=500, max_poll_interval_ms=30000)
+    n, t0, c0 = 0, 0.0, 0.0
+    try:
+        while n < events:
+            for recs in bare.poll(timeout_ms=500, max_records=5000).values():
+                if not n:
+                    t0, c0 = time.perf_counter(), time.process_time()
+                for r in recs:
+                    orjson.loads(r.value)
+                n += len(recs)
+        return BareFigures("kafka-python", n, time.perf_counter() - t0, time.process_time() - c0)
+    finally:
+        bare.close()
+
+
+def bare_confluent(addr: str, topic: str, events: int, group: str) -> BareFigures:
+    """confluent-kafka: consume up to 5000 messages, decode each value (timed from the first)."""
+    from confluent_kafka import Consumer
+
+    bare = Consumer({"bootstrap.servers": addr, "group.id": group,
+                     "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                     "fetch.wait.max.ms": 100, "session.timeout.ms": 6000,
+                     "heartbeat.interval.ms": 500, "max.poll.interval.ms": 30000})
+    bare.subscribe([topic])
+    n, t0, c0 = 0, 0.0, 0.0
+    try:
+        while n < events:
+            msgs = bare.consume(5000, 0.5)
+            for m in msgs:
+                if m.error() is not None:
+                    continue
+                if not n:
+                    t0, c0 = time.perf_counter(), time.process_time()
+                orjson.loads(m.value() or b"null")
+                n += 1
+        return BareFigures("confluent-kafka", n, time.perf_counter() - t0,
+                           time.process_time() - c0)
+    finally:
+        bare.close()
+
+
+BARE = {"kafka-python": bare_kafka_python, "confluent": bare_confluent}
+
+
+def bench_clients(events: int = 200_000, partitions: int = 3, bootstrap: str | None = None,
+                  clients: tuple[str, ...] = ("kafka-python", "confluent")) -> list[BareFigures]:
+    """Only the bare loops: each client reads the same topic of `events` log lines in its own
+    group, one after the other, on one broker (started here unless `bootstrap`)."""
+    from kafka import KafkaProducer
+
+    broker = None if bootstrap else Broker(partitions=partitions)
+    addr = bootstrap or (broker.addr if broker else "")
+    try:
+        topic = f"bench-clients-{int(time.time())}"
+        if broker is not None:
+            broker.topics(topic)
+        else:
+            from kafka import KafkaAdminClient
+            from kafka.admin import NewTopic
+            admin = KafkaAdminClient(bootstrap_servers=addr)
+            admin.create_topics([NewTopic(topic, partitions, 1)])
+            admin.close()
+        lines, _ = simulated_lines(events, seed=11)
+        prod = KafkaProducer(bootstrap_servers=addr, linger_ms=20, batch_size=256 * 1024)
+        for i, line in enumerate(lines):
+            prod.send(topic, key=str(i % 9973).encode(), value=line)
+        prod.flush()
+        prod.close()
+        return [BARE[c](addr, topic, len(lines), f"bare-{c}-{topic}") for c in clients]
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+@dataclass(slots=True)
 class KafkaFigures:
     events: int
     partitions: int
@@ -29,12 +129,15 @@ class KafkaFigures:
     latency_p50_s: float  # produce -> its batch committed (outputs flushed)
     latency_p99_s: float
     incident_delays_s: list[float]  # fault start (event time = wall time) -> incident received
+    bare: list[BareFigures]  # a bare loop of each client over the same topic, one after another
 
 
 def bench_kafka(events: int = 60_000, partitions: int = 3, steady_rate: float = 1000.0,
-                steady_seconds: float = 45.0, bootstrap: str | None = None) -> KafkaFigures:
-    """Throughput of `vigil consume` against a bare kafka-python loop on the same broker and
-    topic, then end-to-end latency at a steady produce rate with injected faults."""
+                steady_seconds: float = 45.0, bootstrap: str | None = None,
+                clients: tuple[str, ...] = ("kafka-python", "confluent")) -> KafkaFigures:
+    """Throughput of `vigil consume` against a bare loop of each of `clients` on the same
+    broker and topic, then end-to-end latency at a steady produce rate with injected faults
+    """
     import threading
 
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -68,19 +171,10 @@ def bench_kafka(events: int = 60_000, partitions: int = 3, steady_rate: float = 
         session = {"session_timeout_ms": 3000, "heartbeat_interval_ms": 500,
                    "max_poll_interval_ms": 30000}
 
-        # Bare: poll and decode JSON, nothing else (timed from the first record).
-        bare = KafkaConsumer(logs, bootstrap_servers=addr, group_id=f"bare-{run_id}",
-                             auto_offset_reset="earliest", enable_auto_commit=False,
-                             fetch_max_wait_ms=100, **session)
-        n, t0 = 0, None
-        while n < events:
-            for recs in bare.poll(timeout_ms=500, max_records=5000).values():
-                t0 = t0 or time.perf_counter()
-                for r in recs:
-                    orjson.loads(r.value)
-                n += len(recs)
-        bare_s = time.perf_counter() - (t0 or time.perf_counter())
-        bare.close()
+        # Bare loops, each client in its own group over the same topic: poll and decode JSON,
+        # nothing else (timed from the first record). The first is the comparison's "bare".
+        bares = [BARE[c](addr, logs, len(lines), f"bare-{c}-{run_id}") for c in clients]
+        bare_s = bares[0].wall_s
 
         def consumer_for(topic: str, group: str,
                          on_batch: Callable[[dict[Any, list[Any]]], None] | None = None
@@ -177,7 +271,7 @@ def bench_kafka(events: int = 60_000, partitions: int = 3, steady_rate: float = 
             vigil_events_per_s=events / vigil_s, ratio=bare_s / vigil_s,
             steady_rate=steady_rate, steady_seconds=dur,
             latency_p50_s=lat[len(lat) // 2], latency_p99_s=lat[min(len(lat) - 1, int(len(lat) * 0.99))],
-            incident_delays_s=delays)
+            incident_delays_s=delays, bare=bares)
     finally:
         if broker is not None:
             broker.stop()

@@ -122,16 +122,45 @@ def bench_kafka_cmd(
     seconds: Annotated[float, typer.Option(help="length of the steady-rate run")] = 45.0,
     bootstrap: Annotated[str | None, typer.Option(help="use this broker instead of starting "
                                                   "a local Tansu")] = None,
+    client: Annotated[list[str] | None, typer.Option(
+        help="bare client loops to measure, in this order: kafka-python, confluent "
+             "(repeatable; default both)")] = None,
+    clients_only: Annotated[bool, typer.Option(
+        "--clients-only", help="only the bare client loops (records per CPU-second)")] = False,
 ) -> None:
-    """`vigil consume` vs a bare kafka-python loop on the same broker and topic; end-to-end
-    latency at a steady rate (bounded: the run lasts --seconds plus ~30 s)."""
-    from detector.bench.kafka import bench_kafka
+    """`vigil consume` vs a bare consumer loop on the same broker and topic, a bare loop of each
+    client (kafka-python, confluent-kafka) in records per CPU-second, one after the other on the
+    same topic; end-to-end latency at a steady rate (bounded: the run lasts --seconds plus
+    ~30 s)."""
+    from detector.bench.kafka import BARE, BareFigures, bench_clients, bench_kafka
 
-    f = bench_kafka(events, steady_rate=rate, steady_seconds=seconds, bootstrap=bootstrap)
+    clients = tuple(client or ("kafka-python", "confluent"))
+    unknown = [c for c in clients if c not in BARE]
+    if unknown:
+        raise typer.BadParameter(f"unknown client(s) {', '.join(unknown)}: "
+                                 f"choose from {', '.join(BARE)}")
+
+    def client_rows(t: Table, bares: list[BareFigures]) -> None:
+        for b in bares:
+            t.add_row(f"bare {b.client}: poll + orjson.loads, records/s (wall) | records per "
+                      "CPU-second", f"{b.per_s:,.0f} | {b.per_cpu_s:,.0f}")
+
+    if clients_only:
+        bares = bench_clients(events, bootstrap=bootstrap, clients=clients)
+        t = Table(title=f"vigil bench kafka --clients-only ({events:,} events, 3 partitions)")
+        t.add_column("figure")
+        t.add_column("value")
+        client_rows(t, bares)
+        out.print(t)
+        return
+    f = bench_kafka(events, steady_rate=rate, steady_seconds=seconds, bootstrap=bootstrap,
+                    clients=clients)
     t = Table(title=f"vigil bench kafka ({f.events:,} events, {f.partitions} partitions)")
     t.add_column("figure")
     t.add_column("value")
-    t.add_row("bare consumer: poll + orjson.loads (events/s)", f"{f.bare_events_per_s:,.0f}")
+    client_rows(t, f.bare)
+    t.add_row(f"bare consumer ({f.bare[0].client}): poll + orjson.loads (events/s)",
+              f"{f.bare_events_per_s:,.0f}")
     t.add_row("vigil consume: pipeline + outputs + flush + commit (events/s)",
               f"{f.vigil_events_per_s:,.0f}")
     t.add_row("ratio vigil / bare (target >= 0.8)", f"{f.ratio:.2f}")
