@@ -357,6 +357,9 @@ class KafkaConfig(_Section):
     group_id: str = Field(default="vigil", description=(
         "the consumer group (instances of one group split the partitions)"))
     client_id: str = Field(default="vigil", description="the client id brokers see")
+    client: Literal["kafka-python", "confluent"] = Field(default="kafka-python", description=(
+        "the consumer of `vigil consume`: kafka-python, or confluent-kafka (librdkafka; "
+        "`vigil[confluent]`); outputs are produced with kafka-python either way"))
     anomalies_topic: str = Field(default="vigil.anomalies", description=(
         "where anomalies go (keyed by service)"))
     incidents_topic: str = Field(default="vigil.incidents", description=(
@@ -374,15 +377,15 @@ class KafkaConfig(_Section):
     max_poll_interval_ms: int = Field(default=300_000, ge=1000, description=(
         "most time between polls before the group rebalances away"))
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        default="PLAINTEXT", description="passed to kafka-python")
+        default="PLAINTEXT", description="passed to the Kafka client")
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = Field(
-        default=None, description="passed to kafka-python")
-    sasl_plain_username: str | None = Field(default=None, description="passed to kafka-python")
+        default=None, description="passed to the Kafka client")
+    sasl_plain_username: str | None = Field(default=None, description="passed to the Kafka client")
     sasl_plain_password: str | None = Field(default=None, repr=False, description=(
-        "passed to kafka-python (prefer VIGIL_KAFKA__SASL_PLAIN_PASSWORD)"))
-    ssl_cafile: str | None = Field(default=None, description="passed to kafka-python")
-    ssl_certfile: str | None = Field(default=None, description="passed to kafka-python")
-    ssl_keyfile: str | None = Field(default=None, description="passed to kafka-python")
+        "passed to the Kafka client (prefer VIGIL_KAFKA__SASL_PLAIN_PASSWORD)"))
+    ssl_cafile: str | None = Field(default=None, description="passed to the Kafka client")
+    ssl_certfile: str | None = Field(default=None, description="passed to the Kafka client")
+    ssl_keyfile: str | None = Field(default=None, description="passed to the Kafka client")
     checkpoint_dir: Path = Field(default=Path("vigil-checkpoints"), description=(
         "where each partition's state is checkpointed (0700; files 0600)"))
     checkpoint_every_s: float = Field(default=60.0, gt=0, description=(
@@ -399,6 +402,21 @@ class KafkaConfig(_Section):
                                "(it never gives up)")
     stall_after_s: float = Field(default=120.0, gt=0, description="not ready when no poll has "
                                  "returned for this long")
+
+    def confluent_options(self) -> dict[str, object]:
+        """The same connection and security options, as librdkafka names them."""
+        opts: dict[str, object] = {
+            "bootstrap.servers": ",".join(self.bootstrap_servers), "client.id": self.client_id,
+            "security.protocol": self.security_protocol,
+        }
+        names = {"sasl_mechanism": "sasl.mechanism", "sasl_plain_username": "sasl.username",
+                 "sasl_plain_password": "sasl.password", "ssl_cafile": "ssl.ca.location",
+                 "ssl_certfile": "ssl.certificate.location", "ssl_keyfile": "ssl.key.location"}
+        for name, option in names.items():
+            value = getattr(self, name)
+            if value is not None:
+                opts[option] = value
+        return opts
 
     def client_options(self) -> dict[str, object]:
         """Options passed through to kafka-python (security included)."""

