@@ -67,3 +67,26 @@ def test_the_configuration_reference_in_docs_is_current() -> None:
     for section in ("## `window`", "## `serve`", "## `serve.engine`", "## `prometheus.retry`",
                     "## `prometheus.queries[]`", "## `kafka.reconnect`"):
         assert section in text
+
+
+def test_the_kafka_client_is_chosen_in_config_and_both_get_the_same_connection(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from detector.config import VigilConfig
+
+    assert VigilConfig().kafka.client == "kafka-python"  # the default
+    monkeypatch.setenv("VIGIL_KAFKA__CLIENT", "confluent")
+    monkeypatch.setenv("VIGIL_KAFKA__BOOTSTRAP_SERVERS", '["a:9092","b:9092"]')
+    monkeypatch.setenv("VIGIL_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("VIGIL_KAFKA__SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("VIGIL_KAFKA__SASL_PLAIN_USERNAME", "u")
+    monkeypatch.setenv("VIGIL_KAFKA__SASL_PLAIN_PASSWORD", "p")
+    monkeypatch.setenv("VIGIL_KAFKA__SSL_CAFILE", "/ca.pem")
+    k = VigilConfig().kafka
+    assert k.client == "confluent"
+    assert k.confluent_options() == {
+        "bootstrap.servers": "a:9092,b:9092", "client.id": "vigil",
+        "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "u", "sasl.password": "p", "ssl.ca.location": "/ca.pem"}
+    monkeypatch.setenv("VIGIL_KAFKA__CLIENT", "librdkafka")
+    with pytest.raises(ConfigError):
+        load_config(None)

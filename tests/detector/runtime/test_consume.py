@@ -373,3 +373,65 @@ def test_a_batch_the_pipeline_fails_on_is_dead_lettered_and_the_partition_goes_o
     dlq = broker.read("vigil.dead-letters", len(good), timeout=5)
     assert {dict(r.headers)["vigil.reason"].decode() for r in dlq} == {"pipeline_error"}
     assert any(b"trigger a bug" in r.value for r in dlq)
+
+
+def test_offsets_are_committed_only_after_the_flush_and_a_failed_flush_commits_nothing(
+        broker: Broker, tmp_path: Path, client: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every commit follows a flush of the same batch's outputs; when the flush of a batch fails
+    (once), its offsets are not committed, the consumer reconnects and the batch comes again:
+    every bad record is dead-lettered, none lost. Then a restart of the group resumes from the
+    committed offsets: only the records produced since are read."""
+    from kafka.errors import KafkaError
+
+    from detector.sinks.kafka import KafkaOutputs
+    from detector.sources import kafka as sources
+
+    events: list[tuple[str, Any]] = []
+    flush, failed = KafkaOutputs.flush, []
+
+    def flaky_flush(self: KafkaOutputs, timeout: float = 30.0) -> None:
+        flush(self, timeout)
+        if len(events) >= 2 and not failed:  # one batch in: the second flush fails
+            failed.append(True)
+            events.append(("failed", None))
+            raise KafkaError("injected flush failure")
+        events.append(("flush", None))
+
+    monkeypatch.setattr(KafkaOutputs, "flush", flaky_flush)
+    source = {"kafka-python": sources.KafkaLogSource}
+    if client == "confluent":
+        from detector.sources.kafka_confluent import ConfluentLogSource
+        source = {"confluent": ConfluentLogSource}
+    cls: Any = source[client]
+    commit = cls.commit
+
+    def recorded_commit(self: Any, offsets: dict[Any, int]) -> None:
+        events.append(("commit", dict(offsets)))
+        commit(self, offsets)
+
+    monkeypatch.setattr(cls, "commit", recorded_commit)
+    lines = log_lines(2000, seed=8)
+    broker.produce("logs", lines)
+    run = Running(config(broker, tmp_path, poll_max_records=300))
+    try:
+        until(lambda: caught_up(broker), 25, "all offsets committed")
+    finally:
+        run.close()
+    assert run.code == [0] and failed
+    kinds = [k for k, _ in events]
+    for i, k in enumerate(kinds):
+        if k == "commit":  # the outputs of its batch were flushed just before, successfully
+            assert i > 0 and kinds[i - 1] == "flush", kinds[max(0, i - 3):i + 1]
+    assert run.consumer.metrics.broker_errors.labels(kind="KafkaError")._value.get() >= 1
+    wanted = sum(1 for _, v in lines if not v.startswith(b'{"ts":"'))
+    assert len(bad_offsets(broker.read("vigil.dead-letters", 3 * wanted, timeout=5))) == wanted
+
+    # Restart: the group resumes from its committed offsets.
+    more = log_lines(300, seed=9)
+    broker.produce("logs", more)
+    again = Running(config(broker, tmp_path))
+    try:
+        until(lambda: caught_up(broker), 20, "the new records committed")
+    finally:
+        again.close()
+    assert again.consumer.metrics.events.labels(topic="logs")._value.get() == len(more)
