@@ -130,6 +130,7 @@ class KafkaFigures:
     latency_p99_s: float
     incident_delays_s: list[float]  # fault start (event time = wall time) -> incident received
     bare: list[BareFigures]  # a bare loop of each client over the same topic, one after another
+    vigil: list[BareFigures]  # vigil consume with each client (kafka.client), same topic
 
 
 def bench_kafka(events: int = 60_000, partitions: int = 3, steady_rate: float = 1000.0,
@@ -177,10 +178,11 @@ def bench_kafka(events: int = 60_000, partitions: int = 3, steady_rate: float = 
         bare_s = bares[0].wall_s
 
         def consumer_for(topic: str, group: str,
-                         on_batch: Callable[[dict[Any, list[Any]]], None] | None = None
-                         ) -> LogConsumer:
+                         on_batch: Callable[[dict[Any, list[Any]]], None] | None = None,
+                         client: str = clients[0]) -> LogConsumer:
             cfg = VigilConfig()
             k = cfg.kafka
+            k.client = "confluent" if client == "confluent" else "kafka-python"
             k.bootstrap_servers, k.topics, k.group_id = [addr], [topic], group
             k.anomalies_topic, k.incidents_topic, k.dead_letter_topic = outs
             k.session_timeout_ms, k.heartbeat_interval_ms, k.max_poll_interval_ms = 3000, 500, 30000
@@ -190,16 +192,22 @@ def bench_kafka(events: int = 60_000, partitions: int = 3, steady_rate: float = 
 
         import tempfile
         with tempfile.TemporaryDirectory() as tempfile_dir:
-            c = consumer_for(logs, f"vigil-{run_id}")
-            c.connect()
-            n, t0 = 0, None
-            while n < events:
-                got = c.poll_once()
-                if got:
-                    t0 = t0 or time.perf_counter()
-                n += got
-            vigil_s = time.perf_counter() - (t0 or time.perf_counter())
-            c.drain()
+            # vigil consume with each client, each in its own group over the same topic (timed
+            # from the end of its first batch).
+            vigils: list[BareFigures] = []
+            for client in clients:
+                c = consumer_for(logs, f"vigil-{client}-{run_id}", client=client)
+                c.connect()
+                n, t0, c0 = 0, 0.0, 0.0
+                while n < events:
+                    got = c.poll_once()
+                    if got and not t0:
+                        t0, c0 = time.perf_counter(), time.process_time()
+                    n += got
+                vigils.append(BareFigures(client, n, time.perf_counter() - t0,
+                                          time.process_time() - c0))
+                c.drain()
+            vigil_s = vigils[0].wall_s
 
             # Steady rate with faults; event times are wall-clock times, so delays are real.
             # 130 s of history (produced at once, event times in the past) warms the baselines;
@@ -271,7 +279,7 @@ def bench_kafka(events: int = 60_000, partitions: int = 3, steady_rate: float = 
             vigil_events_per_s=events / vigil_s, ratio=bare_s / vigil_s,
             steady_rate=steady_rate, steady_seconds=dur,
             latency_p50_s=lat[len(lat) // 2], latency_p99_s=lat[min(len(lat) - 1, int(len(lat) * 0.99))],
-            incident_delays_s=delays, bare=bares)
+            incident_delays_s=delays, bare=bares, vigil=vigils)
     finally:
         if broker is not None:
             broker.stop()
