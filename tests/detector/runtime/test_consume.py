@@ -244,7 +244,8 @@ def test_a_broker_outage_is_survived_without_a_restart(
     assert wanted <= got
 
 
-def test_sigterm_drains_and_exits_zero_within_a_bound(broker: Broker, tmp_path: Path) -> None:
+def test_sigterm_drains_and_exits_zero_within_a_bound(
+        broker: Broker, tmp_path: Path, client: str) -> None:
     broker.produce("logs", log_lines(6000, seed=7))
     env = {**os.environ, **settings(broker, tmp_path, checkpoint_every_s=3600)}
     proc = subprocess.Popen([sys.executable, "-m", "detector", "consume"], env=env,
