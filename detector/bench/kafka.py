@@ -84,6 +84,13 @@ def bare_confluent(addr: str, topic: str, events: int, group: str) -> BareFigure
         bare.close()
 
 
+def _send_lines(prod: Any, topic: str, lines: list[bytes]) -> None:
+    """The log lines onto `topic`, keyed as request ids spread them over partitions; flushed."""
+    for i, line in enumerate(lines):
+        prod.send(topic, key=str(i % 9973).encode(), value=line)
+    prod.flush()
+
+
 BARE = {"kafka-python": bare_kafka_python, "confluent": bare_confluent}
 
 
@@ -107,9 +114,7 @@ def bench_clients(events: int = 200_000, partitions: int = 3, bootstrap: str | N
             admin.close()
         lines, _ = simulated_lines(events, seed=11)
         prod = KafkaProducer(bootstrap_servers=addr, linger_ms=20, batch_size=256 * 1024)
-        for i, line in enumerate(lines):
-            prod.send(topic, key=str(i % 9973).encode(), value=line)
-        prod.flush()
+        _send_lines(prod, topic, lines)
         prod.close()
         return [BARE[c](addr, topic, len(lines), f"bare-{c}-{topic}") for c in clients]
     finally:
@@ -166,9 +171,7 @@ def bench_kafka(events: int = 60_000, partitions: int = 3, steady_rate: float = 
         admin.close()
         lines, _ = simulated_lines(events, seed=11)
         prod = KafkaProducer(bootstrap_servers=addr, linger_ms=20, batch_size=256 * 1024)
-        for i, line in enumerate(lines):
-            prod.send(logs, key=str(i % 9973).encode(), value=line)
-        prod.flush()
+        _send_lines(prod, logs, lines)
         session = {"session_timeout_ms": 3000, "heartbeat_interval_ms": 500,
                    "max_poll_interval_ms": 30000}
 

@@ -236,23 +236,7 @@ def test_cooldown_holds_a_second_episode_submitted_at_the_same_moment(tmp_path: 
     assert [(v, g) for _, v, g in verdicts] == [("dry_run", None), ("suppressed", "cooldown")]
 
 
-def test_budgets_global_and_per_target(tmp_path: Path) -> None:
-    body = """
-    rules:
-      - {name: r, match: {}, ladder: [{name: note, hook: log, wait_s: 0}]}
-    guards: {cooldown_s: 0, retries: {attempts: 0},
-             budget: {window_s: 3600, max_actions: 3, max_per_target: 2}}
-    """
-    store = AuditStore(tmp_path / "a.db")
-
-    async def go() -> None:
-        e = Engine(policy(body), store)
-        for i, svc in enumerate(["cart", "cart", "cart", "db", "api"]):
-            e.submit(trig(f"e{i}", service=svc))
-            await settle(e)
-    run(go())
-    guards = [r.guard for r in store.query() if r.verdict == "suppressed"]
-    assert guards == ["target_budget", "budget"]
+# Budgets, global and per target: tests/remediation/test_audit_pg.py runs that case on both stores.
 
 
 def test_max_concurrency_and_one_ladder_per_target_at_a_time(tmp_path: Path) -> None:
