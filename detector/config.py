@@ -519,6 +519,33 @@ class OutputConfig(_Section):
         "where vigil replay and vigil metrics write their JSONL files"))
 
 
+class TopologyConfig(_Section):
+    """The stages across processes (`vigil consume --role`, `detector/topology/`): ingest tasks
+    emit window partials with their watermark, merge closes a window when the slowest source's
+    watermark passes it, one incidents owner tracks them fleet-wide.
+
+    A source (a `logs` partition's ingest task) that has sent nothing for `idle_seconds` stops
+    holding windows back until it sends again; a live source further than `max_lag_seconds` of
+    event time behind the fastest one stops holding them back too, and what it sends for a
+    window that closed meanwhile is counted as late.
+    """
+
+    idle_seconds: float = Field(default=30.0, gt=0, description=(
+        "wall seconds after which a silent source stops holding windows back"))
+    max_lag_seconds: float = Field(default=120.0, gt=0, description=(
+        "event time a window waits at most for the slowest live source"))
+    partials_topic: str = Field(default="vigil.partials", description=(
+        "window partials and watermarks, keyed by service (ingest -> merge)"))
+    verdicts_topic: str = Field(default="vigil.verdicts", description=(
+        "request verdicts and call edges (ingest -> incidents)"))
+    scored_topic: str = Field(default="vigil.scored", description=(
+        "closed windows and their anomalies (merge -> incidents)"))
+    state_topic: str = Field(default="vigil.state", description=(
+        "compacted: each task's state snapshot with the source offsets it covers"))
+    snapshot_every_s: float = Field(default=10.0, gt=0, description=(
+        "wall seconds between state snapshots of a task"))
+
+
 class VigilConfig(BaseSettings):
     """The whole effective configuration."""
 
@@ -537,6 +564,7 @@ class VigilConfig(BaseSettings):
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    topology: TopologyConfig = Field(default_factory=TopologyConfig)
     batch_size: int = Field(default=65536, gt=0, description="lines decoded and scored together")
 
     @field_validator("batch_size")

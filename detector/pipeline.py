@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.config import VigilConfig
+from detector.config import VigilConfig, WindowConfig
 from detector.correlation.chains import RequestVerdict, infer_chain, judge_request
 from detector.correlation.flags import EventFlagger
 from detector.correlation.requests import RequestCorrelator, RequestTrace, id_hash
@@ -92,7 +92,7 @@ class _Traced:
 class Pipeline:
     """Owns the detection state; feed it batches of lines, then call `finish` at end of input.
 
-    >>> from detector.config import VigilConfig
+    >>> from detector.config import VigilConfig, WindowConfig
     >>> p = Pipeline(VigilConfig())
     >>> out = p.process([b'{"ts": 0, "service": "cart", "msg": "ok"}', b'{oops'])
     >>> len(out.events), [d.reason for d in out.dead], p.stats.dead.counts["undecodable"]
@@ -132,9 +132,8 @@ class Pipeline:
             self.recent.add(batch)
         unfolded = verdict != 0
         if unfolded.any():
-            dead = dead + self._unfolded_letters(
-                lines, source, positions, res.line_index[unfolded], verdict[unfolded]
-            )
+            dead = dead + unfolded_letters(self.cfg.window, lines, source, positions,
+                                           res.line_index[unfolded], verdict[unfolded])
         out = BatchOutcome(events=batch, dead=dead)
         if self.correlator is not None and len(batch):
             self._correlate(batch, mined, ~unfolded, out)
@@ -264,30 +263,31 @@ class Pipeline:
         st.capped = self.capped()
         st.dead.add(out.dead)
 
-    def _unfolded_letters(
-        self,
-        lines: Sequence[bytes],
-        source: str,
-        positions: Sequence[int] | None,
-        idx: np.ndarray[Any, np.dtype[np.int64]],
-        verdict: np.ndarray[Any, np.dtype[np.int8]],
-    ) -> list[DeadLetter]:
-        w = self.cfg.window
-        why = {
-            LATE: ("too_late", "event time is behind a window that already closed (allowed "
-                   f"lateness {w.allowed_lateness:g}s; window.allowed_lateness)"),
-            SKEWED_AHEAD: ("clock_skew", f"event time is more than {w.max_future_seconds:g}s ahead "
-                           "of the stream and too few events agree; a wrong clock? "
-                           "(window.max_future_seconds, window.jump_confirm)"),
-            SKEWED_BEHIND: ("clock_skew", f"event time is more than {w.max_past_seconds:g}s behind "
-                            "the stream; a wrong clock? (window.max_past_seconds)"),
-            SKEWED_CLOCK: ("clock_skew", f"event time is more than {w.max_ahead_of_clock_seconds:g}s "
-                           "ahead of this machine's clock; a wrong clock? "
-                           "(window.max_ahead_of_clock_seconds)"),
-        }
-        out = []
-        for i, v in zip(idx.tolist(), verdict.tolist(), strict=True):
-            reason, detail = why[v]
-            pos = i + 1 if positions is None else positions[i]
-            out.append(DeadLetter(reason, detail, f"{source}:{pos}", bytes(lines[i]), position=pos))
-        return out
+
+def unfolded_letters(
+    w: WindowConfig,
+    lines: Sequence[bytes],
+    source: str,
+    positions: Sequence[int] | None,
+    idx: np.ndarray[Any, np.dtype[np.int64]],
+    verdict: np.ndarray[Any, np.dtype[np.int8]],
+) -> list[DeadLetter]:
+    """Dead letters of the events the window aggregator did not fold in (`verdict`: its codes)."""
+    why = {
+        LATE: ("too_late", "event time is behind a window that already closed (allowed "
+               f"lateness {w.allowed_lateness:g}s; window.allowed_lateness)"),
+        SKEWED_AHEAD: ("clock_skew", f"event time is more than {w.max_future_seconds:g}s ahead "
+                       "of the stream and too few events agree; a wrong clock? "
+                       "(window.max_future_seconds, window.jump_confirm)"),
+        SKEWED_BEHIND: ("clock_skew", f"event time is more than {w.max_past_seconds:g}s behind "
+                        "the stream; a wrong clock? (window.max_past_seconds)"),
+        SKEWED_CLOCK: ("clock_skew", f"event time is more than {w.max_ahead_of_clock_seconds:g}s "
+                       "ahead of this machine's clock; a wrong clock? "
+                       "(window.max_ahead_of_clock_seconds)"),
+    }
+    out = []
+    for i, v in zip(idx.tolist(), verdict.tolist(), strict=True):
+        reason, detail = why[v]
+        pos = i + 1 if positions is None else positions[i]
+        out.append(DeadLetter(reason, detail, f"{source}:{pos}", bytes(lines[i]), position=pos))
+    return out

@@ -24,6 +24,7 @@ from detector.services import ServiceIndex
 from detector.templates.miner import MinedBatch
 from detector.windows.clock import AHEAD, ClockGuard
 from detector.windows.clock import OK as CLOCK_OK
+from detector.windows.partials import WindowPartial
 from detector.windows.sketch import LogBuckets
 
 FEATURES = (
@@ -43,6 +44,8 @@ class _Acc:
     new: float = 0.0
     rare: float = 0.0
     lat: npt.NDArray[np.int64] | None = None
+    tmin: float = math.inf  # first and last event time folded in (what a partial carries)
+    tmax: float = -math.inf
 
 
 @dataclass(slots=True)
@@ -159,6 +162,10 @@ class WindowAggregator:
         if has.any():
             flat = inv[has] * nb + self.buckets.index(lat[has])
             hist = np.bincount(flat, minlength=groups * nb).reshape(groups, nb)
+        glo = np.full(groups, np.inf)
+        ghi = np.full(groups, -np.inf)
+        np.minimum.at(glo, inv, tk)
+        np.maximum.at(ghi, inv, tk)
         for g in range(groups):
             k = int(uniq[g])
             win, sid = w0 + k // nserv, k % nserv
@@ -169,24 +176,90 @@ class WindowAggregator:
             acc.errors += float(errors[g])
             acc.new += float(new[g])
             acc.rare += float(rare[g])
+            acc.tmin, acc.tmax = min(acc.tmin, float(glo[g])), max(acc.tmax, float(ghi[g]))
             if hist is not None and hist[g].any():
                 acc.lat = hist[g].copy() if acc.lat is None else acc.lat + hist[g]
-        # The stream's first and last event time in each window it touched (gap edges).
-        uw, iw = np.unique(wk, return_inverse=True)
-        lo = np.full(len(uw), np.inf)
-        hi = np.full(len(uw), -np.inf)
-        np.minimum.at(lo, iw, tk)
-        np.maximum.at(hi, iw, tk)
-        for win, a, b in zip(uw.tolist(), lo.tolist(), hi.tolist(), strict=True):
-            self._tmin[win] = min(self._tmin.get(win, math.inf), a)
-            self._tmax[win] = max(self._tmax.get(win, -math.inf), b)
+            # The stream's first and last event time in each window it touched (gap edges).
+            self._tmin[win] = min(self._tmin.get(win, math.inf), acc.tmin)
+            self._tmax[win] = max(self._tmax.get(win, -math.inf), acc.tmax)
         self.max_ts = max(self.max_ts, float(tk.max()))
         return verdict
 
+    # ---- partials: one aggregator per ingest task, one merging them ----------------------
+    def take_partials(self) -> list[WindowPartial]:
+        """What was folded in since the last call, as one partial per (service, window), and
+        forget it. The windows the watermark has passed are then closed here without rows, so
+        later events for them are LATE as in a single process; merge closes and judges them.
+
+        >>> from detector.events import LogEvent, EventBatch
+        >>> from detector.templates.miner import MinedBatch
+        >>> agg = WindowAggregator(WindowConfig(seconds=10, allowed_lateness=0))
+        >>> b = EventBatch.from_events([LogEvent(ts=t, service="cart", level=9, message="m")
+        ...                             for t in (1, 2, 12)])
+        >>> _ = agg.add(b, MinedBatch(np.zeros(3, np.int64), np.zeros(3, bool), np.zeros(3, bool)))
+        >>> [(p.window, p.service, p.count) for p in agg.take_partials()], agg.take_partials()
+        ([(0, 'cart', 2), (1, 'cart', 1)], [])
+        """
+        out = []
+        names = self.services.names
+        for win in sorted(self._open):
+            for sid, acc in sorted(self._open[win].items()):
+                lat = {} if acc.lat is None else {
+                    int(b): int(acc.lat[b]) for b in np.flatnonzero(acc.lat).tolist()}
+                out.append(WindowPartial(win, names[sid], acc.count, acc.errors, acc.new,
+                                         acc.rare, acc.tmin, acc.tmax, lat))
+        self._open.clear()
+        self._tmin.clear()
+        self._tmax.clear()
+        if self._next_close is not None and math.isfinite(self.max_ts):
+            done = math.floor((self.max_ts - self.cfg.allowed_lateness) / self.cfg.seconds)
+            self._next_close = max(self._next_close, done)
+        return out
+
+    def merge(self, partials: list[WindowPartial]) -> int:
+        """Fold partials of other aggregators in (the watermark is moved by `advance`, not
+        here); returns the events of partials whose window had already closed here, which
+        are not folded in (late)."""
+        late = 0
+        nb = self.buckets.size
+        for p in partials:
+            if self._next_close is not None and p.window < self._next_close:
+                late += p.count
+                continue
+            sid = self.services.id_of(p.service)
+            self._grow()
+            acc = self._open.setdefault(p.window, {}).get(sid)
+            if acc is None:
+                acc = self._open[p.window][sid] = _Acc()
+            acc.count += p.count
+            acc.errors += p.errors
+            acc.new += p.new
+            acc.rare += p.rare
+            acc.tmin, acc.tmax = min(acc.tmin, p.tmin), max(acc.tmax, p.tmax)
+            if p.lat:
+                if acc.lat is None:
+                    acc.lat = np.zeros(nb, dtype=np.int64)
+                for b, c in p.lat.items():
+                    acc.lat[min(b, nb - 1)] += c
+            self._tmin[p.window] = min(self._tmin.get(p.window, math.inf), p.tmin)
+            self._tmax[p.window] = max(self._tmax.get(p.window, -math.inf), p.tmax)
+        return late
+
+    def closed_through(self) -> float:
+        """The event time below which every window has closed (-inf before the first)."""
+        return -math.inf if self._next_close is None else self._next_close * self.cfg.seconds
+
+    def advance(self, watermark: float) -> None:
+        """Move a merging aggregator's view of the stream's newest event time to `watermark`
+        (the slowest source's); `close_ready` then closes what it has passed."""
+        self.max_ts = max(self.max_ts, watermark)
+
     def close_ready(self) -> list[WindowRows]:
         """Close every window whose end the watermark has passed."""
-        if self._next_close is None:
-            return []
+        if self._next_close is None:  # a merging aggregator starts at its first partials
+            if not self._open or not math.isfinite(self.max_ts):
+                return []
+            self._next_close = min(self._open)
         watermark = self.max_ts - self.cfg.allowed_lateness
         last = math.floor(watermark / self.cfg.seconds)  # windows below this index are complete
         return self._close_until(last)
@@ -199,6 +272,8 @@ class WindowAggregator:
         """
         if not self._open:
             return []
+        if self._next_close is None:  # a merging aggregator that never closed a window
+            self._next_close = min(self._open)
         self._input_end = self.max_ts
         try:
             return self._close_until(max(self._open) + 1)
@@ -217,11 +292,15 @@ class WindowAggregator:
         """Ids of a batch's services in the pipeline's registry (past its cap the long tail
         shares `OTHER_SERVICES`); the per-service arrays grow to match."""
         ids = self.services.ids(services).astype(np.int64)
+        self._grow()
+        return ids
+
+    def _grow(self) -> None:
+        """The per-service arrays, grown to the registry's size."""
         if len(self.services) > len(self._last_seen):
             grown = np.full(len(self.services), _NEVER, dtype=np.int64)
             grown[: len(self._last_seen)] = self._last_seen
             self._last_seen = grown
-        return ids
 
     def _close_until(self, stop: int) -> list[WindowRows]:
         assert self._next_close is not None

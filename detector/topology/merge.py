@@ -1,0 +1,142 @@
+"""Stage B, merge and score: one task per partition of the partials topic (keyed by service, so
+each service's partials meet in one task).
+
+It sums the partials of every ingest source into the same window state one process would hold,
+so each (service, feature) series has exactly the one baseline a single process would give it,
+and closes a window once the slowest source's watermark has passed it (`Watermarks`: a silent
+source stops holding back after `topology.idle_seconds`, a slow one after
+`topology.max_lag_seconds` of event time). Each closed window is scored as `Pipeline` scores it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from detector.config import TopologyConfig, VigilConfig
+from detector.events import Anomaly
+from detector.scoring.windows import WindowScorer
+from detector.windows.aggregate import WindowAggregator, WindowRows
+from detector.windows.partials import WindowPartial
+
+
+class Watermarks:
+    """Each source's newest event time and when it was last heard from.
+
+    >>> t = [0.0]
+    >>> m = Watermarks(TopologyConfig(idle_seconds=30, max_lag_seconds=100), ["a", "b"],
+    ...                clock=lambda: t[0])
+    >>> m.update("a", 50.0); m.effective()  # b has said nothing: windows wait, up to max lag
+    -50.0
+    >>> m.update("b", 20.0); m.effective()
+    20.0
+    >>> t[0] = 31.0; m.update("a", 60.0); m.effective()  # b silent for 31 s: idle
+    60.0
+    """
+
+    def __init__(self, cfg: TopologyConfig, sources: Iterable[str] = (),
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self._since = clock()
+        self.expected: set[str] = set(sources)
+        self.marks: dict[str, float] = {}
+        self.heard: dict[str, float] = {}
+
+    def expect(self, sources: Iterable[str]) -> None:
+        """Sources that exist (a `logs` partition each), heard from or not."""
+        self.expected |= set(sources)
+
+    def update(self, source: str, watermark: float) -> None:
+        self.marks[source] = max(self.marks.get(source, -math.inf), watermark)
+        self.heard[source] = self.clock()
+
+    def newest(self) -> float:
+        return max(self.marks.values(), default=-math.inf)
+
+    def effective(self) -> float:
+        """The event time every live source has passed (what windows close against)."""
+        now = self.clock()
+        live = [self.marks.get(s, -math.inf) for s in self.expected | set(self.marks)
+                if now - self.heard.get(s, self._since) < self.cfg.idle_seconds]
+        top = self.newest()
+        if not live:
+            return top
+        return max(min(live), top - self.cfg.max_lag_seconds)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"marks": dict(self.marks), "expected": sorted(self.expected)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.marks = {str(k): float(v) for k, v in state["marks"].items()}
+        self.expected = {str(s) for s in state["expected"]}
+        now = self.clock()
+        self.heard = dict.fromkeys(self.marks, now)
+
+
+@dataclass(slots=True)
+class ScoredWindow:
+    """One closed window of the services one merge task owns, with its anomalies."""
+
+    start: float
+    end: float
+    anomalies: list[Anomaly] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end,
+                "anomalies": [a.to_dict() for a in self.anomalies]}
+
+
+@dataclass(slots=True)
+class MergeOutcome:
+    rows: list[WindowRows] = field(default_factory=list)
+    scored: list[ScoredWindow] = field(default_factory=list)
+
+
+class MergeStage:
+    """Stage B for the services of one partials partition (or all of them).
+
+    >>> from detector.config import VigilConfig
+    >>> b = MergeStage(VigilConfig(), sources=["logs/0"])
+    >>> p = WindowPartial(0, "cart", 60, 0.0, 0.0, 0.0, 0.5, 9.5, {})
+    >>> b.add("logs/0", [p], watermark=9.5); b.close_ready().rows
+    []
+    >>> b.add("logs/0", [], watermark=16.0)  # past the window and its allowed lateness
+    >>> [(r.start, r.services, r.counts.tolist()) for r in b.close_ready().rows]
+    [(0.0, ['cart'], [60])]
+    """
+
+    def __init__(self, cfg: VigilConfig, sources: Iterable[str] = (),
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.cfg = cfg
+        self.windows = WindowAggregator(cfg.window)
+        self.scorer = WindowScorer(cfg.scoring)
+        self.marks = Watermarks(cfg.topology, sources, clock)
+        self.late_events = 0  # in partials of windows that had closed (a source past max lag)
+        self.partials = 0
+
+    def add(self, source: str, partials: list[WindowPartial], watermark: float) -> None:
+        """One source's partials, then its watermark (in that order: a watermark says the
+        source has sent everything before it)."""
+        self.late_events += self.windows.merge(partials)
+        self.partials += len(partials)
+        if math.isfinite(watermark):
+            self.marks.update(source, watermark)
+
+    def close_ready(self) -> MergeOutcome:
+        self.windows.advance(self.marks.effective())
+        return self._score(self.windows.close_ready())
+
+    def finish(self) -> MergeOutcome:
+        """End of input: every open window closes, the last one cut at the newest event."""
+        self.windows.advance(self.marks.newest())
+        return self._score(self.windows.close_all())
+
+    def _score(self, rows: list[WindowRows]) -> MergeOutcome:
+        out = MergeOutcome(rows=rows)
+        for r in rows:
+            out.scored.append(ScoredWindow(r.start, r.end, self.scorer.score(r)))
+        return out
