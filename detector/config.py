@@ -525,25 +525,32 @@ class TopologyConfig(_Section):
     watermark passes it, one incidents owner tracks them fleet-wide.
 
     A source (a `logs` partition's ingest task) that has sent nothing for `idle_seconds` stops
-    holding windows back until it sends again; a live source further than `max_lag_seconds` of
-    event time behind the fastest one stops holding them back too, and what it sends for a
-    window that closed meanwhile is counted as late.
+    holding windows back until it sends again; a window the fastest source passed `max_wait_s`
+    ago closes even if a live source is still behind it, and what that source sends for it
+    later is counted as late.
     """
 
     idle_seconds: float = Field(default=30.0, gt=0, description=(
         "wall seconds after which a silent source stops holding windows back"))
-    max_lag_seconds: float = Field(default=120.0, gt=0, description=(
-        "event time a window waits at most for the slowest live source"))
+    max_wait_s: float = Field(default=120.0, gt=0, description=(
+        "wall seconds a window waits at most for the slowest live source once the fastest "
+        "has passed it"))
     partials_topic: str = Field(default="vigil.partials", description=(
         "window partials and watermarks, keyed by service (ingest -> merge)"))
-    verdicts_topic: str = Field(default="vigil.verdicts", description=(
-        "request verdicts and call edges (ingest -> incidents)"))
-    scored_topic: str = Field(default="vigil.scored", description=(
-        "closed windows and their anomalies (merge -> incidents)"))
+    judge_topic: str = Field(default="vigil.judge", description=(
+        "one partition: request verdicts and call edges (ingest) and scored windows (merge), "
+        "read by the one incidents owner"))
     state_topic: str = Field(default="vigil.state", description=(
         "compacted: each task's state snapshot with the source offsets it covers"))
     snapshot_every_s: float = Field(default=10.0, gt=0, description=(
         "wall seconds between state snapshots of a task"))
+    chunk_records: int = Field(default=5000, ge=1, le=200_000, description=(
+        "an ingest chunk ends after this many records of its partition"))
+    chunk_ms: int = Field(default=2000, ge=1, description=(
+        "or at the first record whose Kafka timestamp is this far past the chunk's first"))
+    idle_flush_s: float = Field(default=2.0, gt=0, description=(
+        "or when no record has come for this long (a boundary a replay may not repeat: its "
+        "overlap is counted)"))
 
 
 class VigilConfig(BaseSettings):

@@ -310,10 +310,16 @@ def consume(
     triggers_topic: Annotated[str | None, typer.Option(
         help="instead: produce each incident change's trigger to this topic, keyed by its target "
         "and flushed before the offsets are committed, for vigil remediate")] = None,
+    role: Annotated[list[str] | None, typer.Option(
+        help="run these stages of the topology (ingest, merge, incidents, all; repeatable), "
+        "each a consumer group wired by topics (topology.*), state in the state topic; "
+        "without it, one whole pipeline per partition (checkpoints in kafka.checkpoint_dir)")
+    ] = None,
 ) -> None:
     """Run the Kafka consumer group (topics, outputs and checkpoints from config / VIGIL_KAFKA__*).
     SIGTERM or SIGINT drains: the batch finishes, outputs are flushed, offsets committed, state
-    checkpointed; then exit 0."""
+    checkpointed; then exit 0. With --role, the stages of the topology instead (remediation of
+    their incidents: --triggers-topic, then vigil remediate)."""
     import logging
     import signal
     import threading
@@ -328,9 +334,21 @@ def consume(
     if (audit_db is not None or act) and policy is None:
         err.print("error: --audit-db and --act go with --policy", markup=False)
         raise typer.Exit(2)
+    roles = sorted(set(role or []))
+    bad = [r for r in roles if r not in ("ingest", "merge", "incidents", "all")]
+    if bad:
+        err.print(f"error: --role {bad[0]}: choose ingest, merge, incidents or all "
+                  "(remediation runs as vigil remediate)", markup=False)
+        raise typer.Exit(2)
+    if roles and policy is not None:
+        err.print("error: with --role, remediation goes through --triggers-topic and vigil "
+                  "remediate", markup=False)
+        raise typer.Exit(2)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     cfg = load_or_exit(config)
+    if roles:
+        _run_roles(cfg, roles, triggers_topic)
     feed = None
     if policy is not None:
         from detector.cli.remediation import engine_host_or_exit
@@ -350,6 +368,28 @@ def consume(
     finally:
         if feed is not None:
             feed.close(cfg.kafka.drain_timeout_s)
+        server.shutdown()
+    raise typer.Exit(code)
+
+
+def _run_roles(cfg: Any, roles: list[str], triggers_topic: str | None) -> None:
+    import signal
+    import threading
+
+    from detector.runtime.probes import serve
+    from detector.runtime.topology_run import TopologyRunner
+
+    runner = TopologyRunner(cfg, roles, triggers_topic)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server = serve(runner, cfg.kafka.http_host, cfg.kafka.http_port)
+    host, port = server.server_address[:2]
+    err.print(f"vigil consume --role {','.join(runner.roles)}: /healthz /readyz /metrics on "
+              f"http://{host!s}:{port}", markup=False)
+    try:
+        code = runner.run(stop)
+    finally:
         server.shutdown()
     raise typer.Exit(code)
 

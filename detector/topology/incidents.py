@@ -45,7 +45,10 @@ class IncidentStage:
                        if corr.enabled else None)
         self.tracker = IncidentTracker(cfg.incidents, self.ranker)
         self.marks = Watermarks(cfg.topology, sources, clock)
-        self._held: dict[float, ScoredWindow] = {}  # window start -> anomalies of all tasks
+        # window start -> merge task -> its anomalies of that window (a task's window sent
+        # again replaces what it sent: at-least-once upstream, one copy here)
+        self._held: dict[float, tuple[float, dict[str, list[Anomaly]]]] = {}
+        self.judged_through = -math.inf  # the start of the last window judged
         self.refused = 0  # verdict or edge records that were not ones
 
     def observe(self, verdicts: list[dict[str, Any]], edges: list[list[Any]]) -> list[Incident]:
@@ -69,8 +72,9 @@ class IncidentStage:
                    ) -> None:
         """Windows a merge task closed, and the event time it has closed every window below."""
         for w in windows:
-            held = self._held.setdefault(w.start, ScoredWindow(w.start, w.end))
-            held.anomalies.extend(w.anomalies)
+            if w.start <= self.judged_through:
+                continue  # judged already: a copy sent again after a restart
+            self._held.setdefault(w.start, (w.end, {}))[1][source] = list(w.anomalies)
         if math.isfinite(closed_through):
             self.marks.update(source, closed_through)
 
@@ -93,10 +97,16 @@ class IncidentStage:
 
     def _judge(self, through: float) -> list[Incident]:
         out: list[Incident] = []
-        for start in sorted(s for s, w in self._held.items() if w.end <= through):
-            w = self._held.pop(start)
+        for start in sorted(s for s, (end, _) in self._held.items() if end <= through):
+            _, by_task = self._held.pop(start)
             if self.ranker is not None:
                 self.ranker.prune(start - self.cfg.correlation.horizon_seconds)
             out.extend(self.tracker.advance(start))
-            out.extend(self.tracker.add(w.anomalies))
+            out.extend(self.tracker.add([a for t in sorted(by_task) for a in by_task[t]]))
+            self.judged_through = max(self.judged_through, start)
         return out
+
+    def held(self) -> list[tuple[str, ScoredWindow]]:
+        """The windows waiting for every merge task, by task (for a snapshot)."""
+        return [(t, ScoredWindow(start, end, a)) for start, (end, by) in sorted(self._held.items())
+                for t, a in sorted(by.items())]

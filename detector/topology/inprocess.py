@@ -91,7 +91,7 @@ class Topology:
         closed: MergeOutcome = self.merge.finish() if final else self.merge.close_ready()
         res.windows.extend(closed.rows)
         res.anomalies.extend(a for w in closed.scored for a in w.anomalies)
-        through = float("inf") if final else self.merge.windows.closed_through()
+        through = float("inf") if final else self.merge.closed_through()
         self.incidents.add_scored("merge", closed.scored, through)
         res.incidents.extend(self.incidents.advance())
         return res

@@ -4,14 +4,15 @@ each service's partials meet in one task).
 It sums the partials of every ingest source into the same window state one process would hold,
 so each (service, feature) series has exactly the one baseline a single process would give it,
 and closes a window once the slowest source's watermark has passed it (`Watermarks`: a silent
-source stops holding back after `topology.idle_seconds`, a slow one after
-`topology.max_lag_seconds` of event time). Each closed window is scored as `Pipeline` scores it.
+source stops holding back after `topology.idle_seconds`, a slow one once the fastest passed the
+window `topology.max_wait_s` ago). Each closed window is scored as `Pipeline` scores it.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,10 +28,10 @@ class Watermarks:
     """Each source's newest event time and when it was last heard from.
 
     >>> t = [0.0]
-    >>> m = Watermarks(TopologyConfig(idle_seconds=30, max_lag_seconds=100), ["a", "b"],
+    >>> m = Watermarks(TopologyConfig(idle_seconds=30, max_wait_s=100), ["a", "b"],
     ...                clock=lambda: t[0])
-    >>> m.update("a", 50.0); m.effective()  # b has said nothing: windows wait, up to max lag
-    -50.0
+    >>> m.update("a", 50.0); m.effective()  # b has said nothing yet: windows wait for it
+    -inf
     >>> m.update("b", 20.0); m.effective()
     20.0
     >>> t[0] = 31.0; m.update("a", 60.0); m.effective()  # b silent for 31 s: idle
@@ -45,6 +46,7 @@ class Watermarks:
         self.expected: set[str] = set(sources)
         self.marks: dict[str, float] = {}
         self.heard: dict[str, float] = {}
+        self._tops: deque[tuple[float, float]] = deque()  # (wall time, newest mark then)
 
     def expect(self, sources: Iterable[str]) -> None:
         """Sources that exist (a `logs` partition each), heard from or not."""
@@ -52,30 +54,37 @@ class Watermarks:
 
     def update(self, source: str, watermark: float) -> None:
         self.marks[source] = max(self.marks.get(source, -math.inf), watermark)
-        self.heard[source] = self.clock()
+        now = self.heard[source] = self.clock()
+        top = self.newest()
+        if not self._tops or (top > self._tops[-1][1] and now - self._tops[-1][0] >= 1.0):
+            self._tops.append((now, top))
+        elif top > self._tops[-1][1]:
+            self._tops[-1] = (self._tops[-1][0], top)
 
     def newest(self) -> float:
         return max(self.marks.values(), default=-math.inf)
 
-    def effective(self) -> float:
-        """The event time every live source has passed (what windows close against)."""
-        now = self.clock()
-        live = [self.marks.get(s, -math.inf) for s in self.expected | set(self.marks)
-                if now - self.heard.get(s, self._since) < self.cfg.idle_seconds]
-        top = self.newest()
-        if not live:
-            return top
-        return max(min(live), top - self.cfg.max_lag_seconds)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"marks": dict(self.marks), "expected": sorted(self.expected)}
-
     def load_state(self, state: dict[str, Any]) -> None:
+        """Marks and expected sources of a snapshot; each counts as heard from now."""
         self.marks = {str(k): float(v) for k, v in state["marks"].items()}
         self.expected = {str(s) for s in state["expected"]}
         now = self.clock()
         self.heard = dict.fromkeys(self.marks, now)
 
+    def effective(self) -> float:
+        """The event time every live source has passed (what windows close against), or what
+        the fastest source had passed `max_wait_s` ago, whichever is later."""
+        now = self.clock()
+        live = [self.marks.get(s, -math.inf) for s in self.expected | set(self.marks)
+                if now - self.heard.get(s, self._since) < self.cfg.idle_seconds]
+        waited = -math.inf
+        while self._tops and now - self._tops[0][0] >= self.cfg.max_wait_s:
+            waited = max(waited, self._tops.popleft()[1])
+        if math.isfinite(waited):
+            self._tops.appendleft((now - self.cfg.max_wait_s, waited))  # still the floor
+        if not live:
+            return self.newest()
+        return max(min(live), waited)
 
 @dataclass(slots=True)
 class ScoredWindow:
@@ -84,10 +93,11 @@ class ScoredWindow:
     start: float
     end: float
     anomalies: list[Anomaly] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)  # events per service with any
 
     def to_dict(self) -> dict[str, Any]:
         return {"start": self.start, "end": self.end,
-                "anomalies": [a.to_dict() for a in self.anomalies]}
+                "anomalies": [a.to_dict() for a in self.anomalies], "counts": self.counts}
 
 
 @dataclass(slots=True)
@@ -130,6 +140,14 @@ class MergeStage:
         self.windows.advance(self.marks.effective())
         return self._score(self.windows.close_ready())
 
+    def closed_through(self) -> float:
+        """The event time below which this task has closed every window, after `close_ready`
+        (a task that owns no service with events yet has closed what the watermark passed)."""
+        w = self.cfg.window
+        eff = self.windows.max_ts - w.allowed_lateness
+        done = math.floor(eff / w.seconds) * w.seconds if math.isfinite(eff) else -math.inf
+        return max(self.windows.closed_through(), done)
+
     def finish(self) -> MergeOutcome:
         """End of input: every open window closes, the last one cut at the newest event."""
         self.windows.advance(self.marks.newest())
@@ -138,5 +156,6 @@ class MergeStage:
     def _score(self, rows: list[WindowRows]) -> MergeOutcome:
         out = MergeOutcome(rows=rows)
         for r in rows:
-            out.scored.append(ScoredWindow(r.start, r.end, self.scorer.score(r)))
+            counts = {s: c for s, c in zip(r.services, r.counts.tolist(), strict=True) if c}
+            out.scored.append(ScoredWindow(r.start, r.end, self.scorer.score(r), counts))
         return out

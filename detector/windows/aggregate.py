@@ -200,6 +200,17 @@ class WindowAggregator:
         >>> [(p.window, p.service, p.count) for p in agg.take_partials()], agg.take_partials()
         ([(0, 'cart', 2), (1, 'cart', 1)], [])
         """
+        out = self.open_partials()
+        self._open.clear()
+        self._tmin.clear()
+        self._tmax.clear()
+        if self._next_close is not None and math.isfinite(self.max_ts):
+            done = math.floor((self.max_ts - self.cfg.allowed_lateness) / self.cfg.seconds)
+            self._next_close = max(self._next_close, done)
+        return out
+
+    def open_partials(self) -> list[WindowPartial]:
+        """The open windows as partials, one per (service, window), in window order."""
         out = []
         names = self.services.names
         for win in sorted(self._open):
@@ -208,12 +219,6 @@ class WindowAggregator:
                     int(b): int(acc.lat[b]) for b in np.flatnonzero(acc.lat).tolist()}
                 out.append(WindowPartial(win, names[sid], acc.count, acc.errors, acc.new,
                                          acc.rare, acc.tmin, acc.tmax, lat))
-        self._open.clear()
-        self._tmin.clear()
-        self._tmax.clear()
-        if self._next_close is not None and math.isfinite(self.max_ts):
-            done = math.floor((self.max_ts - self.cfg.allowed_lateness) / self.cfg.seconds)
-            self._next_close = max(self._next_close, done)
         return out
 
     def merge(self, partials: list[WindowPartial]) -> int:

@@ -66,7 +66,7 @@ def split(evs: list[tuple[LogEvent, bool, bool]], batch: int, parts: int, seed: 
           ) -> tuple[list[WindowRows], int, int]:
     rng = np.random.default_rng(seed + 1000)
     tasks = [WindowAggregator(CFG) for _ in range(parts)]
-    merge = MergeStage(VigilConfig(window=CFG, topology=TopologyConfig(max_lag_seconds=1e9)),
+    merge = MergeStage(VigilConfig(window=CFG, topology=TopologyConfig(max_wait_s=1e9)),
                        sources=[f"p{k}" for k in range(parts)])
     rows: list[WindowRows] = []
     local_late = 0

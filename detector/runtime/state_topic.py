@@ -1,0 +1,71 @@
+"""Task state snapshots in a compacted Kafka topic: the value is `{"offsets": {partition:
+offset}, "state": ...}` under the task's key, the last one per key wins. Nothing on local disk,
+so a task moved to another host resumes from its snapshot's offsets.
+
+Tansu, the test broker, does not compact; reading the topic still yields the newest snapshot
+per key (it is read from the start each time a task is assigned, so the topic is bounded by
+retention, which compaction would otherwise bound).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from detector.config import KafkaConfig
+
+log = logging.getLogger("vigil.topology")
+
+
+class StateTopic:
+    """Write and read task snapshots (`save` returns once the broker has acknowledged)."""
+
+    def __init__(self, k: KafkaConfig, topic: str, producer: KafkaProducer) -> None:
+        self.k = k
+        self.topic = topic
+        self.producer = producer
+        self.bad = 0  # snapshot records that did not decode (their tasks start cold)
+
+    def save(self, key: str, offsets: dict[int, int], state: dict[str, Any]) -> None:
+        value = orjson.dumps({"offsets": {str(p): o for p, o in offsets.items()}, "state": state})
+        self.producer.send(self.topic, key=key.encode(), value=value).get(timeout=30)
+
+    def load(self, keys: set[str], timeout_s: float = 30.0) -> dict[str, tuple[dict[int, int], Any]]:
+        """The newest snapshot of each of `keys` that has one."""
+        c = KafkaConsumer(**self.k.client_options(), enable_auto_commit=False,
+                          consumer_timeout_ms=500)
+        try:
+            parts = c.partitions_for_topic(self.topic) or set()
+            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+            if not tps:
+                return {}
+            c.assign(tps)
+            c.seek_to_beginning(*tps)
+            ends = c.end_offsets(tps)
+            found: dict[str, bytes] = {}
+            deadline = time.monotonic() + timeout_s
+            while any(c.position(tp) < ends[tp] for tp in tps):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"reading {self.topic} took over {timeout_s:g}s")
+                for recs in c.poll(timeout_ms=200, max_records=5000).values():
+                    for r in recs:
+                        key = r.key.decode(errors="replace") if r.key else ""
+                        if key in keys and r.value is not None:
+                            found[key] = r.value
+        finally:
+            c.close()
+        out: dict[str, tuple[dict[int, int], Any]] = {}
+        for key, raw in found.items():
+            try:
+                rec = orjson.loads(raw)
+                offsets = {int(p): int(o) for p, o in rec["offsets"].items()}
+                out[key] = (offsets, rec["state"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+                self.bad += 1
+                log.error("snapshot %s in %s does not decode; the task starts cold", key,
+                          self.topic)
+        return out
