@@ -92,6 +92,14 @@ def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
 def test_three_consumers_open_exactly_one_incident_keyed_by_the_root_cause(
         broker: Broker, tmp_path: Path) -> None:
     lines, _ = simulated_lines(40_000, seed=5, scenario="error_burst")
+    # Records on the stage topics that are not ours: skipped and counted, never fatal.
+    for topic in ("vigil.partials", "vigil.judge"):
+        broker.produce(topic, [(None, b"{broken"), (None, b'{"t": "p", "src": 5}'),
+                               (None, b'{"t": "w", "src": "logs/0", "first": 9, "end": 1}'),
+                               (None, b'{"t": "s", "task": "x", "w": [{"start": "a"}]}'),
+                               (None, b'{"t": "v", "src": "logs/0", "first": 0, "end": 1, '
+                                      b'"v": [{"root": 1}], "e": [[1, 2, 3]]}'),
+                               (None, b"\xff\xfe"), (None, b"[1, 2]"), (None, b"")])
     procs = [start(broker, tmp_path, f"c{i}") for i in range(3)]
     try:
         produce(broker, lines)
@@ -106,6 +114,7 @@ def test_three_consumers_open_exactly_one_incident_keyed_by_the_root_cause(
     assert len(ids) == 1, (ids, logs[-2000:])
     assert {i["service"] for i in found} == {"payments"}
     assert found[0]["root_cause"][0]["service"] == "payments"  # type: ignore[index]
+    assert "skipped: " in logs and "Traceback" not in logs
 
 
 def judged(b: Broker, timeout: float = 3) -> list[dict[str, object]]:
