@@ -27,16 +27,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka import KafkaProducer
 from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
 
 from detector.config import VigilConfig
 from detector.events import EventBatch
 from detector.pipeline import BatchOutcome
 from detector.runtime.state_topic import StateTopic
 from detector.sinks.kafka import KafkaOutputs
+from detector.sources.kafka import LogSource, Partition, log_source
 from detector.topology import records, snapshots
 from detector.topology.incidents import IncidentStage
 from detector.topology.ingest import IngestStage
@@ -53,17 +52,6 @@ def owner_partition(service: str, partitions: int) -> int:
     True
     """
     return zlib.crc32(service.encode()) % partitions
-
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, task: StageTask) -> None:
-        self.task = task
-
-    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.task.assigned(set(assigned))
-
-    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.task.revoked(set(revoked))
 
 
 @dataclass
@@ -92,22 +80,22 @@ class StageTask:
         self.store = store
         self.clock = clock
         self.counts = TaskCounts()
-        k = self.k
-        self.consumer = KafkaConsumer(
-            **k.client_options(), group_id=f"{k.group_id}-{self.role}", enable_auto_commit=False,
-            auto_offset_reset="earliest", session_timeout_ms=k.session_timeout_ms,
-            heartbeat_interval_ms=k.heartbeat_interval_ms,
-            max_poll_interval_ms=k.max_poll_interval_ms, fetch_max_wait_ms=100)
-        self.consumer.subscribe(topics, listener=_Listener(self))
-        self.tasks: dict[TopicPartition, Any] = {}
-        self._pending: set[TopicPartition] = set()
+        # The role's own group over its topics, with the client of kafka.client.
+        k = self.k.model_copy(update={"group_id": f"{self.k.group_id}-{self.role}",
+                                      "topics": topics, "auto_offset_reset": "earliest"})
+        self.source: LogSource = log_source(k, self.assigned, self.revoked)
+        self.source.connect()
+        self.tasks: dict[Partition, Any] = {}
+        self.mine: set[Partition] = set()
+        self._pending: set[Partition] = set()
+        self._seeks: dict[Partition, int] = {}  # restored, not yet moved to their position
         self._last_snapshot = clock()
 
-    def key(self, tp: TopicPartition) -> str:
+    def key(self, tp: Partition) -> str:
         return f"{self.role}/{tp.topic}/{tp.partition}"
 
     # ---- to implement ---------------------------------------------------------------------
-    def new_task(self, tp: TopicPartition) -> Any:
+    def new_task(self, tp: Partition) -> Any:
         raise NotImplementedError
 
     def task_state(self, task: Any) -> dict[str, Any]:
@@ -116,14 +104,14 @@ class StageTask:
     def load_task(self, task: Any, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def position(self, tp: TopicPartition, task: Any) -> int | None:
+    def position(self, tp: Partition, task: Any) -> int | None:
         """The offset the task's state covers up to (None: nothing processed yet)."""
         return task.done  # type: ignore[no-any-return]
 
     def set_position(self, task: Any, offset: int) -> None:
         task.done = offset
 
-    def handle(self, tp: TopicPartition, task: Any, recs: list[Any]) -> None:
+    def handle(self, tp: Partition, task: Any, recs: list[Any]) -> None:
         raise NotImplementedError
 
     def tick(self) -> None:
@@ -131,17 +119,21 @@ class StageTask:
 
     # ---- the loop ---------------------------------------------------------------------------
     def poll_once(self) -> int:
-        batch = self.consumer.poll(timeout_ms=self.k.poll_timeout_ms,
-                                   max_records=self.k.poll_max_records)
+        batch = self.source.poll()
         if self._pending:
-            for tp in self._start(self._pending):
-                batch.pop(tp, None)  # read from the committed offset: the snapshot's comes next
+            self._start(self._pending)
             self._pending = set()
+        self._seek()
         n = 0
         for tp, recs in batch.items():
+            if tp in self._seeks or tp not in self.mine:
+                continue  # read before its snapshot's position took effect: read again there
             task = self.tasks.get(tp)
             if task is None:  # assigned without the callback (should not happen): start it
                 self._start({tp})
+                self._seek()
+                if tp in self._seeks or tp not in self.tasks:
+                    continue
                 task = self.tasks[tp]
             self.handle(tp, task, recs)
             n += len(recs)
@@ -151,18 +143,18 @@ class StageTask:
             self.snapshot_all()
         return n
 
-    def assigned(self, tps: set[TopicPartition]) -> None:
+    def assigned(self, tps: set[Partition]) -> None:
         """From inside `poll` (kafka-python's IO thread, where no blocking call may run): the
         tasks are started once `poll` returns."""
+        tps = {Partition(t.topic, t.partition) for t in tps}
+        self.mine |= tps
         self._pending |= {tp for tp in tps if tp not in self.tasks}
         log.info("%s: assigned %s", self.role, sorted(f"{t.topic}/{t.partition}" for t in tps))
 
-    def _start(self, tps: set[TopicPartition]) -> set[TopicPartition]:
-        """Start tasks from their snapshots; returns those moved to their snapshot's offset."""
-        mine = self.consumer.assignment()
-        new = [tp for tp in tps if tp not in self.tasks and tp in mine]
+    def _start(self, tps: set[Partition]) -> None:
+        """Start tasks from their snapshots (each then moved to its snapshot's position)."""
+        new = [tp for tp in tps if tp not in self.tasks and tp in self.mine]
         found = self.store.load({self.key(tp) for tp in new}) if new else {}
-        moved = set()
         for tp in new:
             task = self.new_task(tp)
             snap = found.get(self.key(tp))
@@ -170,9 +162,8 @@ class StageTask:
                 offsets, state = snap
                 try:
                     self.load_task(task, state)
-                    self.consumer.seek(tp, offsets[tp.partition])
                     self.set_position(task, offsets[tp.partition])
-                    moved.add(tp)
+                    self._seeks[tp] = offsets[tp.partition]
                     self.counts.restored += 1
                     log.info("%s: restored %s at offset %d", self.role, self.key(tp),
                              offsets[tp.partition])
@@ -182,18 +173,31 @@ class StageTask:
                     self.counts.cold += 1
                     task = self.new_task(tp)
             self.tasks[tp] = task
-        return moved
 
-    def revoked(self, tps: set[TopicPartition]) -> None:
+    def _seek(self) -> None:
+        for tp, offset in list(self._seeks.items()):
+            if tp not in self.mine:
+                del self._seeks[tp]
+                continue
+            try:
+                self.source.seek(tp, offset)
+                del self._seeks[tp]
+            except KafkaError as exc:  # librdkafka before its first fetch: after the next poll
+                log.debug("%s: seek %s: %s", self.role, self.key(tp), exc)
+
+    def revoked(self, tps: set[Partition]) -> None:
         """From inside `poll`, on kafka-python's IO thread, where nothing may wait on the
         network (a flush there stalls every client of the process): the tasks are dropped.
         Their next owner resumes from the last snapshot and replays; what it sends again
         carries the same (source, chunk end) keys, which downstream drops."""
+        tps = {Partition(t.topic, t.partition) for t in tps}
         self._pending -= tps
+        self.mine -= tps
         for tp in tps:
             self.tasks.pop(tp, None)
+            self._seeks.pop(tp, None)
 
-    def snapshot(self, tp: TopicPartition) -> None:
+    def snapshot(self, tp: Partition) -> None:
         task = self.tasks[tp]
         pos = self.position(tp, task)
         if pos is None:
@@ -201,7 +205,7 @@ class StageTask:
         self.producer.flush(timeout=30)  # what the state covers is out before the state
         self.store.save(self.key(tp), {tp.partition: pos}, self.task_state(task))
         try:
-            self.consumer.commit({tp: OffsetAndMetadata(pos, "", -1)})
+            self.source.commit({tp: pos})
         except KafkaError as exc:  # revoked meanwhile: the snapshot is what the next owner uses
             log.info("%s: commit of %s refused (%s)", self.role, self.key(tp), exc)
         self.counts.snapshots += 1
@@ -215,7 +219,7 @@ class StageTask:
         """Leave the group; with `snapshot`, snapshot and commit every task first (drain)."""
         if snapshot:
             self.snapshot_all()
-        self.consumer.close(autocommit=False)
+        self.source.close()
 
 
 # ---- ingest ----------------------------------------------------------------------------------
@@ -276,13 +280,12 @@ class IngestRole(StageTask):
                  outputs: KafkaOutputs, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(cfg, producer, store, list(cfg.kafka.topics), clock)
         self.outputs = outputs
-        parts = self.consumer.partitions_for_topic(self.t.partials_topic)
-        if not parts:
-            raise RuntimeError(f"topic {self.t.partials_topic} not found")
-        self.partials_partitions = len(parts)
+        self.partials_partitions = self.source.partitions_of(self.t.partials_topic)
+        if not self.partials_partitions:
+            raise KafkaError(f"topic {self.t.partials_topic} not found")
         self.chunks = 0
 
-    def new_task(self, tp: TopicPartition) -> IngestTask:
+    def new_task(self, tp: Partition) -> IngestTask:
         return IngestTask(IngestStage(self.cfg),
                           ChunkCutter(self.t.chunk_records, self.t.chunk_ms, last_add=self.clock()))
 
@@ -292,7 +295,7 @@ class IngestRole(StageTask):
     def load_task(self, task: IngestTask, state: dict[str, Any]) -> None:
         snapshots.load_ingest(task.stage, state)
 
-    def handle(self, tp: TopicPartition, task: IngestTask, recs: list[Any]) -> None:
+    def handle(self, tp: Partition, task: IngestTask, recs: list[Any]) -> None:
         for chunk in task.cutter.add(recs, self.clock()):
             self._chunk(tp, task, chunk)
 
@@ -303,7 +306,7 @@ class IngestRole(StageTask):
             if chunk:
                 self._chunk(tp, task, chunk)
 
-    def _chunk(self, tp: TopicPartition, task: IngestTask, chunk: list[Any]) -> None:
+    def _chunk(self, tp: Partition, task: IngestTask, chunk: list[Any]) -> None:
         src = f"{tp.topic}/{tp.partition}"
         first, end = chunk[0].offset, chunk[-1].offset + 1
         lines = [r.value if r.value is not None else b"" for r in chunk]
@@ -351,10 +354,10 @@ class MergeRole(StageTask):
         super().__init__(cfg, producer, store, [cfg.topology.partials_topic], clock)
         self.outputs = outputs
         self.sources = [f"{topic}/{p}" for topic in cfg.kafka.topics
-                        for p in sorted(self.consumer.partitions_for_topic(topic) or ())]
+                        for p in range(self.source.partitions_of(topic))]
         self.late_events = 0
 
-    def new_task(self, tp: TopicPartition) -> MergeTask:
+    def new_task(self, tp: Partition) -> MergeTask:
         return MergeTask(MergeStage(self.cfg, self.sources, self.clock))
 
     def task_state(self, task: MergeTask) -> dict[str, Any]:
@@ -372,7 +375,7 @@ class MergeRole(StageTask):
         except (KeyError, TypeError, ValueError) as exc:
             raise snapshots.SnapshotError(f"merge task: {exc}") from exc
 
-    def handle(self, tp: TopicPartition, task: MergeTask, recs: list[Any]) -> None:
+    def handle(self, tp: Partition, task: MergeTask, recs: list[Any]) -> None:
         size = task.stage.windows.buckets.size
         for r in recs:
             try:
@@ -417,7 +420,7 @@ class MergeRole(StageTask):
         for tp, task in self.tasks.items():
             self._close(tp, task)
 
-    def _close(self, tp: TopicPartition, task: MergeTask) -> None:
+    def _close(self, tp: Partition, task: MergeTask) -> None:
         out = task.stage.close_ready()
         through = task.stage.closed_through()
         if not out.scored and through <= task.through:
@@ -452,11 +455,11 @@ class IncidentsRole(StageTask):
         self.outputs = outputs
         self.on_incidents = on_incidents
         t = cfg.topology
-        self.merge_tasks = [f"{t.partials_topic}/{p}" for p in
-                            sorted(self.consumer.partitions_for_topic(t.partials_topic) or ())]
+        self.merge_tasks = [f"{t.partials_topic}/{p}"
+                            for p in range(self.source.partitions_of(t.partials_topic))]
         self.incidents: list[dict[str, Any]] = []  # every change written (tests, the bench)
 
-    def new_task(self, tp: TopicPartition) -> JudgeTask:
+    def new_task(self, tp: Partition) -> JudgeTask:
         return JudgeTask(IncidentStage(self.cfg, self.merge_tasks, self.clock))
 
     def task_state(self, task: JudgeTask) -> dict[str, Any]:
@@ -466,7 +469,7 @@ class IncidentsRole(StageTask):
         snapshots.load_incidents(task.stage, state["incidents"])
         task.applied = {str(s): int(e) for s, e in state["applied"].items()}
 
-    def handle(self, tp: TopicPartition, task: JudgeTask, recs: list[Any]) -> None:
+    def handle(self, tp: Partition, task: JudgeTask, recs: list[Any]) -> None:
         found = []
         for r in recs:
             try:
@@ -496,7 +499,7 @@ class IncidentsRole(StageTask):
         for tp, task in self.tasks.items():
             self._emit(tp, task.stage.advance())
 
-    def _emit(self, tp: TopicPartition, found: list[Any]) -> None:
+    def _emit(self, tp: Partition, found: list[Any]) -> None:
         if not found:
             return
         self.outputs.write(tp.topic, tp.partition, BatchOutcome(events=EventBatch.empty(),

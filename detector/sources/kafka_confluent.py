@@ -161,6 +161,21 @@ class ConfluentLogSource:
             return out
         return out
 
+    def seek(self, tp: Partition, offset: int) -> None:
+        assert self._consumer is not None
+        try:
+            self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        except KafkaException as exc:  # librdkafka: not fetching it yet
+            raise KafkaError(f"seek {tp}: {exc}") from exc
+
+    def partitions_of(self, topic: str) -> int:
+        assert self._consumer is not None
+        try:
+            meta = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
+        except KafkaException as exc:
+            raise KafkaError(f"confluent-kafka: {exc}") from exc
+        return 0 if meta is None or meta.error is not None else len(meta.partitions)
+
     def close(self) -> None:
         """Leave the group without committing anything new (the callbacks are not called)."""
         consumer, self._consumer = self._consumer, None

@@ -1,6 +1,7 @@
 """`vigil consume --role all` processes against a real Tansu broker: however many consumers
 share the logs, one fault opens one incident id, keyed by its root cause; a killed incidents
-owner is taken over by another process from its snapshot in the state topic."""
+owner is taken over by another process from its snapshot in the state topic. Each test runs
+with each consumer client (`kafka.client`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,14 @@ from detector.pipeline import Pipeline
 from detector.simulate.runs import simulated_lines
 
 LOGS = 4
+
+
+@pytest.fixture(params=["kafka-python", "confluent"])
+def client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The consumer client of every stage (`kafka.client`), for the child processes."""
+    name: str = request.param
+    monkeypatch.setenv("VIGIL_KAFKA__CLIENT", name)
+    return name
 
 
 @pytest.fixture
@@ -90,7 +99,7 @@ def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 def test_three_consumers_open_exactly_one_incident_keyed_by_the_root_cause(
-        broker: Broker, tmp_path: Path) -> None:
+        broker: Broker, tmp_path: Path, client: str) -> None:
     lines, _ = simulated_lines(40_000, seed=5, scenario="error_burst")
     # Records on the stage topics that are not ours: skipped and counted, never fatal.
     for topic in ("vigil.partials", "vigil.judge"):
@@ -155,7 +164,7 @@ def owner(tmp: Path, names: list[str]) -> str:
 
 
 def test_kill_9_of_the_incidents_owner_and_another_is_taken_over_with_the_same_incident(
-        broker: Broker, tmp_path: Path) -> None:
+        broker: Broker, tmp_path: Path, client: str) -> None:
     lines, _ = simulated_lines(60_000, seed=5, scenario="error_burst")
     cut = int(len(lines) * 0.75)  # the fault runs from 64% to 81% of the run
     names = ["c0", "c1", "c2"]
