@@ -357,9 +357,10 @@ class KafkaConfig(_Section):
     group_id: str = Field(default="vigil", description=(
         "the consumer group (instances of one group split the partitions)"))
     client_id: str = Field(default="vigil", description="the client id brokers see")
-    client: Literal["kafka-python", "confluent"] = Field(default="kafka-python", description=(
-        "the consumer of `vigil consume`: kafka-python, or confluent-kafka (librdkafka; "
-        "`vigil[confluent]`); outputs are produced with kafka-python either way"))
+    client: Literal["kafka-python", "confluent"] = Field(default="confluent", description=(
+        "the consumer of `vigil consume` (and of its --role stages): confluent-kafka "
+        "(librdkafka, the faster), or kafka-python; outputs are produced with kafka-python "
+        "either way"))
     anomalies_topic: str = Field(default="vigil.anomalies", description=(
         "where anomalies go (keyed by service)"))
     incidents_topic: str = Field(default="vigil.incidents", description=(

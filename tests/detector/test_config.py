@@ -73,7 +73,9 @@ def test_the_kafka_client_is_chosen_in_config_and_both_get_the_same_connection(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from detector.config import VigilConfig
 
-    assert VigilConfig().kafka.client == "kafka-python"  # the default
+    assert VigilConfig().kafka.client == "confluent"  # the default: the faster
+    monkeypatch.setenv("VIGIL_KAFKA__CLIENT", "kafka-python")
+    assert VigilConfig().kafka.client == "kafka-python"
     monkeypatch.setenv("VIGIL_KAFKA__CLIENT", "confluent")
     monkeypatch.setenv("VIGIL_KAFKA__BOOTSTRAP_SERVERS", '["a:9092","b:9092"]')
     monkeypatch.setenv("VIGIL_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
