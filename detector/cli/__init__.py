@@ -48,7 +48,7 @@ for _name, _fn in (("pipeline", bench.bench_pipeline_cmd), ("detection", bench.b
                    ("remediation", bench.bench_remediation_cmd),
                    ("templates", bench.bench_templates_cmd),
                    ("formats", bench.bench_formats_cmd), ("analyze", bench.bench_analyze_cmd),
-                   ("notebooks", bench.bench_notebooks_cmd)):
+                   ("notebooks", bench.bench_notebooks_cmd), ("fleet", bench.bench_fleet_cmd)):
     bench_app.command(_name)(_fn)
 eval_app.command("nab")(eval.eval_nab)
 eval_app.command("sessions")(eval.eval_sessions_cmd)

@@ -349,3 +349,45 @@ def bench_notebooks_cmd(
     for r in bench_notebooks(folder):
         t.add_row(r.name, f"{r.seconds:.1f}", str(r.code_cells), str(r.images))
     out.print(t)
+
+
+def bench_fleet_cmd(
+    consumers: Annotated[int, typer.Option(min=1, help="`vigil consume --role all` processes")],
+    events: Annotated[int, typer.Option(min=10_000, help="log lines (error_burst, seed 5)")
+                      ] = 60_000,
+    as_json: Annotated[bool, typer.Option("--json", help="exactly one JSON line")] = False,
+    keep: Annotated[Path | None, typer.Option(help="keep the processes' directories and logs "
+                                              "here")] = None,
+) -> None:
+    """N `vigil consume --role all` and 2 `vigil remediate` (PostgreSQL audit, a real HTTP hook
+    on loopback) on a local Tansu broker; one consumer killed -9 while an incident is open:
+    events/s, CPU per record against bare client loops, incidents per root cause, actions per
+    (episode, rung), events lost (bounded: a few minutes)."""
+    from detector.bench.fleet import bench_fleet
+
+    try:
+        f = bench_fleet(consumers, events, keep=keep,
+                        say=(lambda _: None) if as_json else (lambda m: err.print(m, markup=False)))
+    except RuntimeError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1) from exc
+    if as_json:
+        print(orjson.dumps(f.to_dict()).decode())
+        return
+    t = Table(title=f"vigil bench fleet ({f.consumers} consumers, {f.events:,} events, "
+                    f"kill -9 of {f.killed or 'none'})")
+    t.add_column("figure")
+    t.add_column("value")
+    t.add_row("events/s, first produce -> last window merged", f"{f.events_per_s:,.0f}")
+    t.add_row("bare kafka-python loop: CPU µs per record", f"{f.client_cpu_us_per_record:.1f}")
+    t.add_row("bare confluent-kafka loop: CPU µs per record",
+              f"{f.confluent_cpu_us_per_record:.1f}")
+    t.add_row(f"the {f.consumers} consumer processes: CPU µs per event",
+              f"{f.process_cpu_us_per_record:.1f}")
+    t.add_row("incidents per root cause (most; target 1)", str(f.incidents_per_root_cause))
+    t.add_row("actions per (episode, rung) (most; target <= 1)", str(f.actions_per_episode_rung))
+    t.add_row("events lost / counted twice (target 0 / 0)",
+              f"{f.events_lost:,} / {f.events_doubled:,}")
+    t.add_row("incidents / audited actions / HTTP hook calls",
+              f"{f.incidents} / {f.actions} / {f.hook_calls}")
+    out.print(t)
