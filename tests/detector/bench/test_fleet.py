@@ -49,7 +49,8 @@ def test_bench_fleet_two_consumers_one_killed_loses_nothing_and_acts_once() -> N
     want = {x.name for x in dataclasses.fields(FleetFigures)}
     assert want <= set(f), want - set(f)
     for key in ("consumers", "events_per_s", "client_cpu_us_per_record",
-                "confluent_cpu_us_per_record", "process_cpu_us_per_record",
+                "confluent_cpu_us_per_record", "kafka_python_cpu_us_per_record", "client",
+                "process_cpu_us_per_record",
                 "incidents_per_root_cause", "actions_per_episode_rung", "events_lost"):
         assert key in f
     assert f["consumers"] == 2 and f["events"] == 30000 and f["killed"] is not None
