@@ -46,7 +46,8 @@ KINDS = {
     ("policy/v1", "PodDisruptionBudget"): "V1PodDisruptionBudget",
 }
 # The long-running commands, and the server each one's probes talk to.
-ROLES = {"consume": "side", "remediate": "side", "metrics": "side", "serve": "serve"}
+ROLES = {"consume": "side", "stages": "side", "remediate": "side", "metrics": "side",
+         "serve": "serve"}
 SIDE_PATHS = {"/healthz", "/readyz", "/metrics"}  # detector/runtime/probes.py
 
 
@@ -67,11 +68,12 @@ def _named(kind: str) -> dict[str, dict[str, Any]]:
 
 
 def _deployments() -> dict[str, dict[str, Any]]:
-    """The Deployments by the vigil command their container runs."""
+    """The Deployments by the vigil command their container runs (`stages`: `vigil consume
+    --role`)."""
     out = {}
     for d in _named("Deployment").values():
         (c,) = d["spec"]["template"]["spec"]["containers"]
-        out[c["args"][0]] = d
+        out["stages" if "--role" in c["args"] else c["args"][0]] = d
     return out
 
 
@@ -490,6 +492,8 @@ def test_grace_periods_cover_what_sigterm_waits_for(tmp_path: Path,
     # consume: the batch's flush (30 s, consume.py), the drain's flush and the producer's close
     # (drain_timeout_s each), then the checkpoints
     assert grace["consume"] >= 30 + 2 * drain + 10
+    # stages: a snapshot per task (each acknowledged within 30 s), the outputs' flush and close
+    assert grace["stages"] >= 30 + 2 * drain + 10
     # remediate: decisions in flight, the producer's close, the engine's stop (drain_timeout_s each)
     assert grace["remediate"] >= 3 * Role("remediate", tmp_path, clean_env).cfg.kafka.drain_timeout_s
     # serve: the engine process's stop, then its kill
@@ -518,6 +522,11 @@ def test_singletons_and_the_consumer_groups_rollout() -> None:
         assert d[name]["spec"]["strategy"] == {"type": "Recreate"}
     rolling = d["consume"]["spec"]["strategy"]["rollingUpdate"]
     assert rolling == {"maxSurge": 0, "maxUnavailable": 1}  # a surge pod may get no partition
+    # the stages replace the whole pipeline per partition: never both on the same logs; their
+    # state is in the state topic, so no pod has a volume to keep
+    assert 0 in (d["consume"]["spec"]["replicas"], d["stages"]["spec"]["replicas"])
+    assert not [v for v in d["stages"]["spec"]["template"]["spec"]["volumes"]
+                if "persistentVolumeClaim" in v]
     (claim,) = [v["persistentVolumeClaim"]["claimName"]
                 for v in d["consume"]["spec"]["template"]["spec"]["volumes"]
                 if "persistentVolumeClaim" in v]
