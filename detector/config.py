@@ -525,14 +525,17 @@ class TopologyConfig(_Section):
     emit window partials with their watermark, merge closes a window when the slowest source's
     watermark passes it, one incidents owner tracks them fleet-wide.
 
-    A source (a `logs` partition's ingest task) that has sent nothing for `idle_seconds` stops
-    holding windows back until it sends again; a window the fastest source passed `max_wait_s`
-    ago closes even if a live source is still behind it, and what that source sends for it
-    later is counted as late.
+    A source (a `logs` partition's ingest task) that says it is caught up with nothing pending
+    holds windows back only as far as the newest source had got when it said so; one that goes
+    silent without saying so (its task died) holds them back from there while its partition
+    moves. A window the fastest source
+    passed `max_wait_s` ago closes even if a source is still behind it, and what that source
+    sends for it later is counted as late.
     """
 
     idle_seconds: float = Field(default=30.0, gt=0, description=(
-        "wall seconds after which a silent source stops holding windows back"))
+        "wall seconds an ingest task's word that it is caught up (nothing pending) holds; it "
+        "repeats it every idle_flush_s while idle"))
     max_wait_s: float = Field(default=120.0, gt=0, description=(
         "wall seconds a window waits at most for the slowest live source once the fastest "
         "has passed it"))

@@ -13,8 +13,9 @@
 
 Every task snapshots its state with its position to the state topic (`topology.state_topic`)
 every `topology.snapshot_every_s` and when the process drains, then commits that position. A
-task assigned on any host loads the newest snapshot, seeks to its position and replays: at
-least once, and every record downstream dedupes on (source, chunk end).
+task assigned on any host loads the newest snapshot and replays from its position: at
+least once, and every record downstream dedupes on (source, chunk end). A position is committed
+only after its snapshot is written, so the committed offset is never past the newest snapshot.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import logging
 import math
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,7 +90,7 @@ class StageTask:
         self.tasks: dict[Partition, Any] = {}
         self.mine: set[Partition] = set()
         self._pending: set[Partition] = set()
-        self._seeks: dict[Partition, int] = {}  # restored, not yet moved to their position
+        self._floors: dict[Partition, int] = {}  # restored: records below are in the state
         self._last_snapshot = clock()
 
     def key(self, tp: Partition) -> str:
@@ -117,23 +119,28 @@ class StageTask:
     def tick(self) -> None:
         """After every poll, records or not (closing on time, idle flushes)."""
 
+    def resumed(self, tp: Partition, task: Any, offset: int) -> None:
+        """A task loaded from its snapshot, about to replay from `offset`."""
+
     # ---- the loop ---------------------------------------------------------------------------
     def poll_once(self) -> int:
         batch = self.source.poll()
         if self._pending:
             self._start(self._pending)
             self._pending = set()
-        self._seek()
         n = 0
         for tp, recs in batch.items():
-            if tp in self._seeks or tp not in self.mine:
-                continue  # read before its snapshot's position took effect: read again there
+            if tp not in self.mine:
+                continue  # revoked inside this poll
+            floor = self._floors.get(tp)
+            if floor is not None:  # committed before its snapshot: skip what the state holds
+                recs = [r for r in recs if r.offset >= floor]
+                if not recs:
+                    continue
+                del self._floors[tp]
             task = self.tasks.get(tp)
             if task is None:  # assigned without the callback (should not happen): start it
                 self._start({tp})
-                self._seek()
-                if tp in self._seeks or tp not in self.tasks:
-                    continue
                 task = self.tasks[tp]
             self.handle(tp, task, recs)
             n += len(recs)
@@ -152,7 +159,9 @@ class StageTask:
         log.info("%s: assigned %s", self.role, sorted(f"{t.topic}/{t.partition}" for t in tps))
 
     def _start(self, tps: set[Partition]) -> None:
-        """Start tasks from their snapshots (each then moved to its snapshot's position)."""
+        """Start tasks from their snapshots. A snapshot is written before its position is
+        committed, so the group's committed offset is the snapshot's, or before it (a crash in
+        between): reading resumes there and what the snapshot already holds is skipped."""
         new = [tp for tp in tps if tp not in self.tasks and tp in self.mine]
         found = self.store.load({self.key(tp) for tp in new}) if new else {}
         for tp in new:
@@ -163,7 +172,8 @@ class StageTask:
                 try:
                     self.load_task(task, state)
                     self.set_position(task, offsets[tp.partition])
-                    self._seeks[tp] = offsets[tp.partition]
+                    self.resumed(tp, task, offsets[tp.partition])
+                    self._floors[tp] = offsets[tp.partition]
                     self.counts.restored += 1
                     log.info("%s: restored %s at offset %d", self.role, self.key(tp),
                              offsets[tp.partition])
@@ -173,17 +183,6 @@ class StageTask:
                     self.counts.cold += 1
                     task = self.new_task(tp)
             self.tasks[tp] = task
-
-    def _seek(self) -> None:
-        for tp, offset in list(self._seeks.items()):
-            if tp not in self.mine:
-                del self._seeks[tp]
-                continue
-            try:
-                self.source.seek(tp, offset)
-                del self._seeks[tp]
-            except KafkaError as exc:  # librdkafka before its first fetch: after the next poll
-                log.debug("%s: seek %s: %s", self.role, self.key(tp), exc)
 
     def revoked(self, tps: set[Partition]) -> None:
         """From inside `poll`, on kafka-python's IO thread, where nothing may wait on the
@@ -195,7 +194,7 @@ class StageTask:
         self.mine -= tps
         for tp in tps:
             self.tasks.pop(tp, None)
-            self._seeks.pop(tp, None)
+            self._floors.pop(tp, None)
 
     def snapshot(self, tp: Partition) -> None:
         task = self.tasks[tp]
@@ -228,7 +227,9 @@ class ChunkCutter:
     """Records of one partition in, chunks out. A chunk ends after `records` records or before
     the first record whose Kafka timestamp is `span_ms` past the chunk's first: both follow from
     the log alone, so a replay cuts the same chunks. `flush_idle` cuts what waits when nothing
-    has come for a while (a boundary a replay may not repeat).
+    has come for a while, a boundary the log does not hold: so a restored task is given the
+    ends its predecessor cut (`ends`, read from the judge topic's chunk records) and cuts there
+    first, by those alone.
 
     >>> c = ChunkCutter(records=3, span_ms=1000)
     >>> class R:
@@ -237,30 +238,49 @@ class ChunkCutter:
     [[0, 1, 2], [3]]
     >>> [r.offset for r in c.pending]
     [4]
+    >>> c = ChunkCutter(records=3, span_ms=1000, ends=deque([2, 4]))  # a replay: cut as before
+    >>> [[r.offset for r in ch] for ch in c.add([R(0, 0), R(1, 10), R(2, 20), R(3, 30), R(4, 40)])]
+    [[0, 1], [2, 3]]
     """
 
     records: int
     span_ms: int
     pending: list[Any] = field(default_factory=list)
     last_add: float = 0.0
+    ends: deque[int] = field(default_factory=deque)  # chunk ends to repeat, oldest first
 
     def add(self, recs: list[Any], now: float = 0.0) -> list[list[Any]]:
         out = []
         for r in recs:
-            if self.pending and (len(self.pending) >= self.records
-                                 or r.timestamp - self.pending[0].timestamp >= self.span_ms):
+            self._drop_passed(r.offset)
+            if self.pending and self._ends_before(r):
                 out.append(self.pending)
                 self.pending = []
             self.pending.append(r)
-        if len(self.pending) >= self.records:
+        if self.pending and (self.ends[0] == self.pending[-1].offset + 1 if self.ends
+                             else len(self.pending) >= self.records):
             out.append(self.pending)
             self.pending = []
         if recs:
             self.last_add = now
         return out
 
+    def _drop_passed(self, offset: int) -> None:
+        """Forget ends at or before where the chunk in hand starts (or `offset`, with none)."""
+        start = self.pending[0].offset if self.pending else offset
+        while self.ends and self.ends[0] <= start:
+            self.ends.popleft()
+
+    def _ends_before(self, r: Any) -> bool:
+        if self.ends:
+            return bool(r.offset >= self.ends[0])
+        return (len(self.pending) >= self.records
+                or r.timestamp - self.pending[0].timestamp >= self.span_ms)
+
     def flush_idle(self, now: float, idle_s: float) -> list[Any] | None:
-        if self.pending and now - self.last_add >= idle_s:
+        if self.pending:
+            self._drop_passed(self.pending[0].offset)
+        if self.pending and not self.ends and now - self.last_add >= idle_s:
             out, self.pending = self.pending, []
             return out
         return None
@@ -270,6 +290,7 @@ class ChunkCutter:
 class IngestTask:
     stage: IngestStage
     cutter: ChunkCutter
+    said_idle: float = -math.inf  # when it last told merge it is caught up
     done: int | None = None  # offset after the last chunk processed
 
 
@@ -295,6 +316,17 @@ class IngestRole(StageTask):
     def load_task(self, task: IngestTask, state: dict[str, Any]) -> None:
         snapshots.load_ingest(task.stage, state)
 
+    def resumed(self, tp: Partition, task: IngestTask, offset: int) -> None:
+        """The chunks its predecessor cut past the snapshot are cut again at the same ends
+        (read from the judge topic, where every chunk's record names them), so what the
+        replay sends again has the keys merge and incidents already hold."""
+        src = f"{tp.topic}/{tp.partition}"
+        ends = sorted(e for first, e in self.store.chunks(self.t.judge_topic, src)
+                      if first >= offset)
+        task.cutter.ends = deque(ends)
+        if ends:
+            log.info("ingest: %s replays %d chunk(s) at the ends cut before", src, len(ends))
+
     def handle(self, tp: Partition, task: IngestTask, recs: list[Any]) -> None:
         for chunk in task.cutter.add(recs, self.clock()):
             self._chunk(tp, task, chunk)
@@ -305,6 +337,27 @@ class IngestRole(StageTask):
             chunk = task.cutter.flush_idle(now, self.t.idle_flush_s)
             if chunk:
                 self._chunk(tp, task, chunk)
+        quiet = [tp for tp, task in self.tasks.items() if not task.cutter.pending
+                 and now - task.cutter.last_add >= self.t.idle_flush_s
+                 and now - task.said_idle >= self.t.idle_flush_s and tp not in self._floors]
+        if quiet:
+            lag = self.source.lag(set(quiet))
+            for tp in quiet:
+                if lag.get(tp) == 0:  # read to the end, nothing pending: say so
+                    self._say_idle(tp, self.tasks[tp], now)
+
+    def _say_idle(self, tp: Partition, task: IngestTask, now: float) -> None:
+        """Tell every merge task this source is caught up, so windows need not wait for it (a
+        task that dies says nothing, so its partition holds them back, up to max_wait_s)."""
+        src = f"{tp.topic}/{tp.partition}"
+        wm = task.stage.windows.max_ts
+        pos = task.done if task.done is not None else -1
+        value = records.encode({"t": "i", "src": src, "first": pos, "end": pos,
+                                "wm": wm if math.isfinite(wm) else None})
+        for part in range(self.partials_partitions):
+            self.producer.send(self.t.partials_topic, partition=part, key=src.encode(),
+                               value=value)
+        task.said_idle = now
 
     def _chunk(self, tp: Partition, task: IngestTask, chunk: list[Any]) -> None:
         src = f"{tp.topic}/{tp.partition}"
@@ -340,7 +393,9 @@ class IngestRole(StageTask):
 @dataclass
 class MergeTask:
     stage: MergeStage
-    held: dict[str, list[tuple[int, int, list[WindowPartial]]]] = field(default_factory=dict)
+    # source -> (first, end) of a chunk -> its partials for this task, until its watermark (a
+    # chunk's record sent again replaces the one before: one record per chunk and partition)
+    held: dict[str, dict[tuple[int, int], list[WindowPartial]]] = field(default_factory=dict)
     applied: dict[str, int] = field(default_factory=dict)  # source -> end of its last chunk
     done: int | None = None
     through: float = -math.inf  # what was last sent to the judge topic
@@ -362,7 +417,7 @@ class MergeRole(StageTask):
 
     def task_state(self, task: MergeTask) -> dict[str, Any]:
         return {"merge": snapshots.merge_state(task.stage), "applied": task.applied,
-                "held": {s: [[a, b, [p.to_dict() for p in ps]] for a, b, ps in h]
+                "held": {s: [[a, b, [p.to_dict() for p in ps]] for (a, b), ps in h.items()]
                          for s, h in task.held.items()}}
 
     def load_task(self, task: MergeTask, state: dict[str, Any]) -> None:
@@ -370,8 +425,9 @@ class MergeRole(StageTask):
             snapshots.load_merge(task.stage, state["merge"])
             task.applied = {str(s): int(e) for s, e in state["applied"].items()}
             size = task.stage.windows.buckets.size
-            task.held = {str(s): [(int(a), int(b), [WindowPartial.from_dict(p, size) for p in ps])
-                                  for a, b, ps in h] for s, h in state["held"].items()}
+            task.held = {str(s): {(int(a), int(b)): [WindowPartial.from_dict(p, size)
+                                                     for p in ps] for a, b, ps in h}
+                         for s, h in state["held"].items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise snapshots.SnapshotError(f"merge task: {exc}") from exc
 
@@ -386,9 +442,13 @@ class MergeRole(StageTask):
                     if end <= task.applied.get(src, -1):
                         self.counts.duplicates += 1
                     else:
-                        task.held.setdefault(src, []).append((first, end, ps))
+                        task.held.setdefault(src, {})[(first, end)] = ps
                 elif kind == "w":
                     self._watermark(task, *records.watermark(rec))
+                elif kind == "i":
+                    src, _first, end, _wm = records.watermark(rec)
+                    if end >= task.applied.get(src, -1) and not task.held.get(src):
+                        task.stage.marks.say_idle(src)  # caught up at what was folded in
                 else:
                     raise records.BadRecord(f"unknown record type {kind!r}")
             except records.BadRecord as exc:
@@ -399,7 +459,7 @@ class MergeRole(StageTask):
 
     def _watermark(self, task: MergeTask, src: str, first: int, end: int, wm: float) -> None:
         applied = task.applied.get(src, -1)
-        held = task.held.pop(src, [])
+        held = task.held.pop(src, {})
         if end <= applied:
             self.counts.duplicates += 1
             return
@@ -407,7 +467,7 @@ class MergeRole(StageTask):
             self.counts.overlaps += 1
             log.warning("merge: chunk %s[%d, %d) overlaps one folded in up to %d", src, first,
                         end, applied)
-        mine = [p for a, b, ps in held if (a, b) == (first, end) for p in ps]
+        mine = held.get((first, end), [])  # others: chunks cut short by a crash, sent again
         late = task.stage.late_events
         task.stage.add(src, mine, wm)
         task.applied[src] = end

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -34,30 +35,47 @@ class StateTopic:
         value = orjson.dumps({"offsets": {str(p): o for p, o in offsets.items()}, "state": state})
         self.producer.send(self.topic, key=key.encode(), value=value).get(timeout=30)
 
-    def load(self, keys: set[str], timeout_s: float = 30.0) -> dict[str, tuple[dict[int, int], Any]]:
-        """The newest snapshot of each of `keys` that has one."""
+    def scan(self, topic: str, keys: set[str], timeout_s: float = 30.0
+             ) -> Iterator[tuple[str, bytes]]:
+        """(key, value) of every record of `topic` whose key is one of `keys`, from its start
+        to its end as it is now, in order per partition."""
         c = KafkaConsumer(**self.k.client_options(), enable_auto_commit=False,
                           consumer_timeout_ms=500)
         try:
-            parts = c.partitions_for_topic(self.topic) or set()
-            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+            parts = c.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
             if not tps:
-                return {}
+                return
             c.assign(tps)
             c.seek_to_beginning(*tps)
             ends = c.end_offsets(tps)
-            found: dict[str, bytes] = {}
             deadline = time.monotonic() + timeout_s
             while any(c.position(tp) < ends[tp] for tp in tps):
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"reading {self.topic} took over {timeout_s:g}s")
+                    raise TimeoutError(f"reading {topic} took over {timeout_s:g}s")
                 for recs in c.poll(timeout_ms=200, max_records=5000).values():
                     for r in recs:
                         key = r.key.decode(errors="replace") if r.key else ""
                         if key in keys and r.value is not None:
-                            found[key] = r.value
+                            yield key, r.value
         finally:
             c.close()
+
+    def chunks(self, topic: str, source: str) -> list[tuple[int, int]]:
+        """(first, end) of every chunk `source` sent its record for to the judge `topic`."""
+        out = []
+        for _, raw in self.scan(topic, {source}):
+            try:
+                rec = orjson.loads(raw)
+                if isinstance(rec, dict) and rec.get("t") == "v" and rec.get("src") == source:
+                    out.append((int(rec["first"]), int(rec["end"])))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue  # not a chunk record: merge and incidents count those
+        return out
+
+    def load(self, keys: set[str], timeout_s: float = 30.0) -> dict[str, tuple[dict[int, int], Any]]:
+        """The newest snapshot of each of `keys` that has one."""
+        found: dict[str, bytes] = dict(self.scan(self.topic, keys, timeout_s))
         out: dict[str, tuple[dict[int, int], Any]] = {}
         for key, raw in found.items():
             try:

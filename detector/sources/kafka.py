@@ -59,10 +59,6 @@ class LogSource(Protocol):
 
     def close(self) -> None: ...
 
-    def seek(self, tp: Partition, offset: int) -> None:
-        """Read an assigned partition from `offset` on (a restored task's snapshot position);
-        `KafkaError` when the client cannot yet (call again after the next poll)."""
-
     def partitions_of(self, topic: str) -> int:
         """How many partitions `topic` has (0: it does not exist)."""
 
@@ -150,13 +146,6 @@ class KafkaLogSource:
             if pos is not None:
                 out[p] = high - pos
         return out
-
-    def seek(self, tp: Partition, offset: int) -> None:
-        assert self._consumer is not None
-        try:
-            self._consumer.seek(TopicPartition(*tp), offset)
-        except (AssertionError, ValueError) as exc:  # kafka-python: not assigned (any more)
-            raise KafkaError(f"seek {tp}: {exc}") from exc
 
     def partitions_of(self, topic: str) -> int:
         assert self._consumer is not None

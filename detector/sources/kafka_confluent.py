@@ -161,13 +161,6 @@ class ConfluentLogSource:
             return out
         return out
 
-    def seek(self, tp: Partition, offset: int) -> None:
-        assert self._consumer is not None
-        try:
-            self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
-        except KafkaException as exc:  # librdkafka: not fetching it yet
-            raise KafkaError(f"seek {tp}: {exc}") from exc
-
     def partitions_of(self, topic: str) -> int:
         assert self._consumer is not None
         try:

@@ -3,9 +3,10 @@ each service's partials meet in one task).
 
 It sums the partials of every ingest source into the same window state one process would hold,
 so each (service, feature) series has exactly the one baseline a single process would give it,
-and closes a window once the slowest source's watermark has passed it (`Watermarks`: a silent
-source stops holding back after `topology.idle_seconds`, a slow one once the fastest passed the
-window `topology.max_wait_s` ago). Each closed window is scored as `Pipeline` scores it.
+and closes a window once the slowest source's watermark has passed it (`Watermarks`: a source
+that says it is idle, caught up with nothing pending, stops holding back; a slow or dead one
+once the fastest passed the window `topology.max_wait_s` ago). Each closed window is scored as
+`Pipeline` scores it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from detector.windows.partials import WindowPartial
 
 
 class Watermarks:
-    """Each source's newest event time and when it was last heard from.
+    """Each source's newest event time, and which sources said they are idle.
 
     >>> t = [0.0]
     >>> m = Watermarks(TopologyConfig(idle_seconds=30, max_wait_s=100), ["a", "b"],
@@ -34,18 +35,20 @@ class Watermarks:
     -inf
     >>> m.update("b", 20.0); m.effective()
     20.0
-    >>> t[0] = 31.0; m.update("a", 60.0); m.effective()  # b silent for 31 s: idle
-    60.0
+    >>> m.say_idle("b"); m.update("a", 60.0); m.effective()  # b caught up when a was at 50
+    50.0
+    >>> t[0] = 40.0; m.effective()  # b's word expired: it holds windows back from its own mark
+    20.0
     """
 
     def __init__(self, cfg: TopologyConfig, sources: Iterable[str] = (),
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
         self.clock = clock
-        self._since = clock()
         self.expected: set[str] = set(sources)
         self.marks: dict[str, float] = {}
-        self.heard: dict[str, float] = {}
+        # source -> (when it last said it is idle, the newest mark of any source then)
+        self.idle: dict[str, tuple[float, float]] = {}
         self._tops: deque[tuple[float, float]] = deque()  # (wall time, newest mark then)
 
     def expect(self, sources: Iterable[str]) -> None:
@@ -54,29 +57,42 @@ class Watermarks:
 
     def update(self, source: str, watermark: float) -> None:
         self.marks[source] = max(self.marks.get(source, -math.inf), watermark)
-        now = self.heard[source] = self.clock()
+        self.idle.pop(source, None)
+        now = self.clock()
         top = self.newest()
         if not self._tops or (top > self._tops[-1][1] and now - self._tops[-1][0] >= 1.0):
             self._tops.append((now, top))
         elif top > self._tops[-1][1]:
             self._tops[-1] = (self._tops[-1][0], top)
 
+    def say_idle(self, source: str) -> None:
+        """`source` has read everything there is and holds nothing back. Windows need not wait
+        for it up to the newest event time any source had reached when it said so: what comes
+        to its partition later is newer than that, as a log's partitions move together. It
+        repeats it while idle; a source that goes silent without saying so (its task died)
+        holds windows back from there, up to `max_wait_s`, while its partition moves."""
+        self.idle[source] = (self.clock(), self.newest())
+
     def newest(self) -> float:
         return max(self.marks.values(), default=-math.inf)
 
     def load_state(self, state: dict[str, Any]) -> None:
-        """Marks and expected sources of a snapshot; each counts as heard from now."""
+        """Marks and expected sources of a snapshot (every source live until it says idle)."""
         self.marks = {str(k): float(v) for k, v in state["marks"].items()}
         self.expected = {str(s) for s in state["expected"]}
-        now = self.clock()
-        self.heard = dict.fromkeys(self.marks, now)
 
     def effective(self) -> float:
-        """The event time every live source has passed (what windows close against), or what
-        the fastest source had passed `max_wait_s` ago, whichever is later."""
+        """The event time every source has passed, an idle one counted as far as the newest
+        source was when it said so (what windows close against), or what the fastest had
+        passed `max_wait_s` ago, whichever is later."""
         now = self.clock()
-        live = [self.marks.get(s, -math.inf) for s in self.expected | set(self.marks)
-                if now - self.heard.get(s, self._since) < self.cfg.idle_seconds]
+        live = []
+        for s in self.expected | set(self.marks):
+            mark = self.marks.get(s, -math.inf)
+            said = self.idle.get(s)
+            if said is not None and now - said[0] < self.cfg.idle_seconds:
+                mark = max(mark, said[1])
+            live.append(mark)
         waited = -math.inf
         while self._tops and now - self._tops[0][0] >= self.cfg.max_wait_s:
             waited = max(waited, self._tops.popleft()[1])

@@ -7,7 +7,9 @@ is the same chunk, with the same key.
 
 - partials topic, keyed by service: `{"t": "p", "src", "first", "end", "p": [partial, ...]}`,
   and after a chunk's partials one watermark record to every partition,
-  `{"t": "w", "src", "first", "end", "wm"}`;
+  `{"t": "w", "src", "first", "end", "wm"}`; an ingest task caught up with nothing pending
+  says so to every partition, `{"t": "i", "src", "first", "end", "wm"}` (first = end: its
+  position);
 - judge topic (one partition, read by the incidents owner): from ingest, keyed by source,
   `{"t": "v", "src", "first", "end", "v": [verdict], "e": [edge]}`; from merge, keyed by its
   task, `{"t": "s", "task", "w": [scored window], "through"}`.
