@@ -210,20 +210,8 @@ class Pipeline:
     def _correlate(self, batch: EventBatch, mined: Any, ok: np.ndarray, out: BatchOutcome) -> None:
         """Flag events, add the accepted ones to their requests, judge the requests that closed."""
         assert self.flagger is not None and self.correlator is not None
-        svc = self.services.ids(batch.service)
-        flags = self.flagger.flag(batch, mined, svc)
-        callee = self.services.ids(batch.attr_column("callee"))
-        caller = self.services.ids(batch.attr_column("caller"))
-        idx = np.flatnonzero(ok)
-        rid = batch.request_id if len(idx) == len(batch) else batch.request_id.gather(idx)
-        self.correlator.add(
-            rid, ts=batch.ts[idx], service=svc[idx], flags=flags[idx],
-            span=id_hash(batch.span_id)[idx], parent=id_hash(batch.parent_id)[idx],
-            callee=callee[idx], caller=caller[idx], template=batch.template_id[idx],
-            latency=batch.latency_ms[idx], status=batch.status[idx],
-        )
-        if len(idx):
-            self._now = max(self._now, float(batch.ts[idx].max()))
+        newest = fold_requests(batch, mined, ok, self.services, self.flagger, self.correlator)
+        self._now = max(self._now, newest)
         closed = self.correlator.close_due(self._now) + self.correlator.take_evicted()
         self._observe(closed, out)
 
@@ -291,3 +279,23 @@ def unfolded_letters(
         pos = i + 1 if positions is None else positions[i]
         out.append(DeadLetter(reason, detail, f"{source}:{pos}", bytes(lines[i]), position=pos))
     return out
+
+
+def fold_requests(batch: EventBatch, mined: Any, ok: np.ndarray, services: ServiceIndex,
+                  flagger: EventFlagger, correlator: RequestCorrelator) -> float:
+    """Flag a batch's events and add those folded into windows (`ok`) to their requests (the
+    pipeline's and an ingest task's one way of doing it); returns the newest event time added
+    (-inf for none)."""
+    svc = services.ids(batch.service)
+    flags = flagger.flag(batch, mined, svc)
+    callee = services.ids(batch.attr_column("callee"))
+    caller = services.ids(batch.attr_column("caller"))
+    idx = np.flatnonzero(ok)
+    rid = batch.request_id if len(idx) == len(batch) else batch.request_id.gather(idx)
+    correlator.add(
+        rid, ts=batch.ts[idx], service=svc[idx], flags=flags[idx],
+        span=id_hash(batch.span_id)[idx], parent=id_hash(batch.parent_id)[idx],
+        callee=callee[idx], caller=caller[idx], template=batch.template_id[idx],
+        latency=batch.latency_ms[idx], status=batch.status[idx],
+    )
+    return float(batch.ts[idx].max()) if len(idx) else float("-inf")

@@ -21,11 +21,11 @@ import numpy as np
 from detector.config import VigilConfig
 from detector.correlation.chains import infer_chain, judge_request
 from detector.correlation.flags import EventFlagger
-from detector.correlation.requests import RequestCorrelator, RequestTrace, id_hash
+from detector.correlation.requests import RequestCorrelator, RequestTrace
 from detector.decode.batch import BatchDecoder
 from detector.decode.deadletter import DeadLetter
 from detector.events import EventBatch
-from detector.pipeline import unfolded_letters
+from detector.pipeline import fold_requests, unfolded_letters
 from detector.services import ServiceIndex
 from detector.templates.miner import TemplateMiner
 from detector.topology.verdicts import edge_records, verdict_record
@@ -107,20 +107,8 @@ class IngestStage:
                    ) -> None:
         """As `Pipeline._correlate`: flag, add accepted events to requests, judge closed ones."""
         assert self.flagger is not None and self.correlator is not None
-        svc = self.services.ids(batch.service)
-        flags = self.flagger.flag(batch, mined, svc)
-        callee = self.services.ids(batch.attr_column("callee"))
-        caller = self.services.ids(batch.attr_column("caller"))
-        idx = np.flatnonzero(ok)
-        rid = batch.request_id if len(idx) == len(batch) else batch.request_id.gather(idx)
-        self.correlator.add(
-            rid, ts=batch.ts[idx], service=svc[idx], flags=flags[idx],
-            span=id_hash(batch.span_id)[idx], parent=id_hash(batch.parent_id)[idx],
-            callee=callee[idx], caller=caller[idx], template=batch.template_id[idx],
-            latency=batch.latency_ms[idx], status=batch.status[idx],
-        )
-        if len(idx):
-            self._now = max(self._now, float(batch.ts[idx].max()))
+        newest = fold_requests(batch, mined, ok, self.services, self.flagger, self.correlator)
+        self._now = max(self._now, newest)
         closed = self.correlator.close_due(self._now) + self.correlator.take_evicted()
         self._observe(closed, out)
 

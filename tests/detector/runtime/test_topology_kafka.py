@@ -5,8 +5,6 @@ with each consumer client (`kafka.client`)."""
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,20 +15,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from detector.bench.fleet import consumer_env, incidents, judged, lost_and_doubled, produce, window_counts
 from detector.bench.servers import Broker
-from detector.config import VigilConfig
-from detector.pipeline import Pipeline
 from detector.simulate.runs import simulated_lines
+from tests.detector.runtime.test_consume import client  # noqa: F401  (each consumer client)
 
 LOGS = 4
-
-
-@pytest.fixture(params=["kafka-python", "confluent"])
-def client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The consumer client of every stage (`kafka.client`), for the child processes."""
-    name: str = request.param
-    monkeypatch.setenv("VIGIL_KAFKA__CLIENT", name)
-    return name
 
 
 @pytest.fixture
@@ -46,34 +36,12 @@ def broker() -> Iterator[Broker]:
 def env_for(b: Broker, tmp: Path, name: str) -> dict[str, str]:
     work = tmp / name
     work.mkdir(parents=True, exist_ok=True)
-    return {
-        **os.environ,
-        "VIGIL_KAFKA__BOOTSTRAP_SERVERS": json.dumps([b.addr]),
-        "VIGIL_KAFKA__TOPICS": '["logs"]', "VIGIL_KAFKA__GROUP_ID": "fleet",
-        "VIGIL_KAFKA__CHECKPOINT_DIR": str(work / "ckpt"), "VIGIL_KAFKA__HTTP_PORT": "0",
-        "VIGIL_KAFKA__SESSION_TIMEOUT_MS": "4000", "VIGIL_KAFKA__HEARTBEAT_INTERVAL_MS": "500",
-        "VIGIL_KAFKA__MAX_POLL_INTERVAL_MS": "20000", "VIGIL_KAFKA__POLL_TIMEOUT_MS": "100",
-        "VIGIL_TOPOLOGY__SNAPSHOT_EVERY_S": "2",
-        "VIGIL_TOPOLOGY__CHUNK_RECORDS": "2000",
-    }
-
+    return consumer_env(b.addr, work)
 
 def start(b: Broker, tmp: Path, name: str) -> subprocess.Popen[bytes]:
     log = (tmp / f"{name}.log").open("ab")
     return subprocess.Popen([sys.executable, "-m", "detector", "consume", "--role", "all"],
                             env=env_for(b, tmp, name), cwd=tmp / name, stdout=log, stderr=log)
-
-
-def produce(b: Broker, lines: list[bytes]) -> None:
-    recs = []
-    for line in lines:
-        rid = orjson.loads(line).get("request_id")
-        recs.append((str(rid).encode() if rid else None, line))
-    b.produce("logs", recs)
-
-
-def incidents(b: Broker, timeout: float = 5) -> list[dict[str, object]]:
-    return [orjson.loads(r.value) for r in b.read("vigil.incidents", 10**9, timeout=timeout)]
 
 
 def wait_for(b: Broker, pred, timeout: float) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
@@ -99,7 +67,7 @@ def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 def test_three_consumers_open_exactly_one_incident_keyed_by_the_root_cause(
-        broker: Broker, tmp_path: Path, client: str) -> None:
+        broker: Broker, tmp_path: Path, client: str) -> None:  # noqa: F811
     lines, _ = simulated_lines(40_000, seed=5, scenario="error_burst")
     # Records on the stage topics that are not ours: skipped and counted, never fatal.
     for topic in ("vigil.partials", "vigil.judge"):
@@ -126,33 +94,6 @@ def test_three_consumers_open_exactly_one_incident_keyed_by_the_root_cause(
     assert "skipped: " in logs and "Traceback" not in logs
 
 
-def judged(b: Broker, timeout: float = 3) -> list[dict[str, object]]:
-    """Every record merge sent to the judge topic (one partition)."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    c = KafkaConsumer(bootstrap_servers=b.addr, enable_auto_commit=False)
-    tp = TopicPartition("vigil.judge", 0)
-    c.assign([tp])
-    c.seek_to_beginning(tp)
-    end = c.end_offsets([tp])[tp]
-    out: list[dict[str, object]] = []
-    deadline = time.monotonic() + timeout + 30
-    while c.position(tp) < end and time.monotonic() < deadline:
-        for recs in c.poll(timeout_ms=300).values():
-            out.extend(orjson.loads(r.value) for r in recs)
-    c.close()
-    return [r for r in out if r.get("t") == "s"]
-
-
-def window_counts(scored: list[dict[str, object]]) -> dict[tuple[str, float], dict[str, int]]:
-    """(merge task, window start) -> events per service, the last copy of each kept."""
-    out: dict[tuple[str, float], dict[str, int]] = {}
-    for rec in scored:
-        for w in rec["w"]:  # type: ignore[attr-defined]
-            out[(str(rec["task"]), float(w["start"]))] = w["counts"]
-    return out
-
-
 def owner(tmp: Path, names: list[str]) -> str:
     """The process whose last incidents assignment holds the judge partition."""
     for name in names:
@@ -164,7 +105,7 @@ def owner(tmp: Path, names: list[str]) -> str:
 
 
 def test_kill_9_of_the_incidents_owner_and_another_is_taken_over_with_the_same_incident(
-        broker: Broker, tmp_path: Path, client: str) -> None:
+        broker: Broker, tmp_path: Path, client: str) -> None:  # noqa: F811
     lines, _ = simulated_lines(60_000, seed=5, scenario="error_burst")
     cut = int(len(lines) * 0.75)  # the fault runs from 64% to 81% of the run
     names = ["c0", "c1", "c2"]
@@ -185,7 +126,7 @@ def test_kill_9_of_the_incidents_owner_and_another_is_taken_over_with_the_same_i
         last = max(orjson.loads(x)["ts"] for x in lines[-50:])
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            scored = judged(broker)
+            scored = judged(broker.addr)
             tasks = {str(r["task"]) for r in scored}
             through = [max(float(r["through"] or 0) for r in scored if r["task"] == t)
                        for t in tasks]
@@ -201,18 +142,8 @@ def test_kill_9_of_the_incidents_owner_and_another_is_taken_over_with_the_same_i
     assert any("incidents: restored" in logs[n] for n in ("c3", "c4", *names)), logs
     # No window missing or counted twice: the merged windows hold exactly the events one
     # process puts in them, up to where every merge task has closed.
-    got = window_counts(scored)
-    bound = min(max(s for t, s in got if t == task) for task in {t for t, _ in got})
-    merged: dict[tuple[float, str], int] = {}
-    for (_, s), counts in got.items():
-        if s <= bound:
-            for svc, c in counts.items():
-                merged[(s, svc)] = merged.get((s, svc), 0) + c
-    pipe = Pipeline(VigilConfig())
-    rows = pipe.process(lines).windows + pipe.finish().windows
-    want = {(r.start, svc): int(c) for r in rows for svc, c in zip(r.services, r.counts.tolist(), strict=True)
-            if c and r.start <= bound}
-    assert merged == want
+    assert window_counts(scored)
+    assert lost_and_doubled(scored, lines) == (0, 0)
 
 
 def _epoch(ts: object) -> float:
