@@ -321,11 +321,8 @@ def consume(
     checkpointed; then exit 0. With --role, the stages of the topology instead (remediation of
     their incidents: --triggers-topic, then vigil remediate)."""
     import logging
-    import signal
-    import threading
 
     from detector.runtime.consume import LogConsumer
-    from detector.runtime.probes import serve
 
     if policy is not None and triggers_topic is not None:
         err.print("error: --policy acts in-process, --triggers-topic leaves it to vigil "
@@ -356,42 +353,40 @@ def consume(
 
         feed = EngineFeed(engine_host_or_exit(cfg, policy, audit_db, act))
     consumer = LogConsumer(cfg, on_incidents=feed, triggers_topic=triggers_topic)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    server = serve(consumer, cfg.kafka.http_host, cfg.kafka.http_port)
-    host, port = server.server_address[:2]
-    err.print(f"vigil consume: /healthz /readyz /metrics on http://{host!s}:{port}"
-              + (f"; triggers to {triggers_topic}" if triggers_topic else ""), markup=False)
     try:
-        code = consumer.run(stop)
+        code = _run_with_probes(consumer, cfg, "vigil consume",
+                                f"; triggers to {triggers_topic}" if triggers_topic else "")
     finally:
         if feed is not None:
             feed.close(cfg.kafka.drain_timeout_s)
-        server.shutdown()
     raise typer.Exit(code)
 
 
 def _run_roles(cfg: Any, roles: list[str], triggers_topic: str | None) -> None:
+    from detector.runtime.topology_run import TopologyRunner
+
+    runner = TopologyRunner(cfg, roles, triggers_topic)
+    raise typer.Exit(_run_with_probes(runner, cfg, f"vigil consume --role {','.join(runner.roles)}"))
+
+
+def _run_with_probes(loop: Any, cfg: Any, name: str, extra: str = "") -> int:
+    """`loop.run(stop)` with SIGTERM/SIGINT setting `stop` and the side server (/healthz
+    /readyz /metrics on kafka.http_host:kafka.http_port) up meanwhile; its exit code."""
     import signal
     import threading
 
     from detector.runtime.probes import serve
-    from detector.runtime.topology_run import TopologyRunner
 
-    runner = TopologyRunner(cfg, roles, triggers_topic)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    server = serve(runner, cfg.kafka.http_host, cfg.kafka.http_port)
+    server = serve(loop, cfg.kafka.http_host, cfg.kafka.http_port)
     host, port = server.server_address[:2]
-    err.print(f"vigil consume --role {','.join(runner.roles)}: /healthz /readyz /metrics on "
-              f"http://{host!s}:{port}", markup=False)
+    err.print(f"{name}: /healthz /readyz /metrics on http://{host!s}:{port}{extra}", markup=False)
     try:
-        code = runner.run(stop)
+        return int(loop.run(stop))
     finally:
         server.shutdown()
-    raise typer.Exit(code)
 
 
 def metrics_cmd(config: ConfigOpt = None,

@@ -119,8 +119,8 @@ class StageTask:
     def tick(self) -> None:
         """After every poll, records or not (closing on time, idle flushes)."""
 
-    def resumed(self, tp: Partition, task: Any, offset: int) -> None:
-        """A task loaded from its snapshot, about to replay from `offset`."""
+    def resumed(self, tasks: dict[Partition, tuple[Any, int]]) -> None:
+        """Tasks loaded from their snapshots, each about to replay from its offset."""
 
     # ---- the loop ---------------------------------------------------------------------------
     def poll_once(self) -> int:
@@ -164,6 +164,7 @@ class StageTask:
         between): reading resumes there and what the snapshot already holds is skipped."""
         new = [tp for tp in tps if tp not in self.tasks and tp in self.mine]
         found = self.store.load({self.key(tp) for tp in new}) if new else {}
+        resumed: dict[Partition, tuple[Any, int]] = {}
         for tp in new:
             task = self.new_task(tp)
             snap = found.get(self.key(tp))
@@ -172,7 +173,7 @@ class StageTask:
                 try:
                     self.load_task(task, state)
                     self.set_position(task, offsets[tp.partition])
-                    self.resumed(tp, task, offsets[tp.partition])
+                    resumed[tp] = (task, offsets[tp.partition])
                     self._floors[tp] = offsets[tp.partition]
                     self.counts.restored += 1
                     log.info("%s: restored %s at offset %d", self.role, self.key(tp),
@@ -181,8 +182,11 @@ class StageTask:
                     log.error("%s: snapshot of %s unusable (%s); starting cold", self.role,
                               self.key(tp), exc)
                     self.counts.cold += 1
+                    resumed.pop(tp, None)
                     task = self.new_task(tp)
             self.tasks[tp] = task
+        if resumed:
+            self.resumed(resumed)
 
     def revoked(self, tps: set[Partition]) -> None:
         """From inside `poll`, on kafka-python's IO thread, where nothing may wait on the
@@ -316,16 +320,18 @@ class IngestRole(StageTask):
     def load_task(self, task: IngestTask, state: dict[str, Any]) -> None:
         snapshots.load_ingest(task.stage, state)
 
-    def resumed(self, tp: Partition, task: IngestTask, offset: int) -> None:
-        """The chunks its predecessor cut past the snapshot are cut again at the same ends
-        (read from the judge topic, where every chunk's record names them), so what the
-        replay sends again has the keys merge and incidents already hold."""
-        src = f"{tp.topic}/{tp.partition}"
-        ends = sorted(e for first, e in self.store.chunks(self.t.judge_topic, src)
-                      if first >= offset)
-        task.cutter.ends = deque(ends)
-        if ends:
-            log.info("ingest: %s replays %d chunk(s) at the ends cut before", src, len(ends))
+    def resumed(self, tasks: dict[Partition, tuple[Any, int]]) -> None:
+        """The chunks their predecessors cut past the snapshots are cut again at the same ends
+        (read, in one pass, from the judge topic, where every chunk's record names them), so
+        what a replay sends again has the keys merge and incidents already hold."""
+        names = {tp: f"{tp.topic}/{tp.partition}" for tp in tasks}
+        cut = self.store.chunks(self.t.judge_topic, set(names.values()))
+        for tp, (task, offset) in tasks.items():
+            ends = sorted(e for first, e in cut[names[tp]] if first >= offset)
+            task.cutter.ends = deque(ends)
+            if ends:
+                log.info("ingest: %s replays %d chunk(s) at the ends cut before", names[tp],
+                         len(ends))
 
     def handle(self, tp: Partition, task: IngestTask, recs: list[Any]) -> None:
         for chunk in task.cutter.add(recs, self.clock()):

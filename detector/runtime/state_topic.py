@@ -61,14 +61,15 @@ class StateTopic:
         finally:
             c.close()
 
-    def chunks(self, topic: str, source: str) -> list[tuple[int, int]]:
-        """(first, end) of every chunk `source` sent its record for to the judge `topic`."""
-        out = []
-        for _, raw in self.scan(topic, {source}):
+    def chunks(self, topic: str, sources: set[str]) -> dict[str, list[tuple[int, int]]]:
+        """(first, end) of every chunk each of `sources` sent its record for to the judge
+        `topic`, read in one pass."""
+        out: dict[str, list[tuple[int, int]]] = {s: [] for s in sources}
+        for key, raw in self.scan(topic, sources):
             try:
                 rec = orjson.loads(raw)
-                if isinstance(rec, dict) and rec.get("t") == "v" and rec.get("src") == source:
-                    out.append((int(rec["first"]), int(rec["end"])))
+                if isinstance(rec, dict) and rec.get("t") == "v" and rec.get("src") == key:
+                    out[key].append((int(rec["first"]), int(rec["end"])))
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue  # not a chunk record: merge and incidents count those
         return out
