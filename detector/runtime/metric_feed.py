@@ -8,6 +8,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from detector.config import VigilConfig
 from detector.events import Anomaly
@@ -26,6 +27,7 @@ class MetricFeed:
         self.on_drop = on_drop  # told how many, as they are lost (the consumer counts them)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="vigil-metrics", daemon=True)
@@ -47,20 +49,45 @@ class MetricFeed:
             except queue.Empty:
                 return out
 
+    def abandon(self) -> None:
+        """Stop without waiting (from a rebalance callback, where nothing may block): the poll
+        in progress, if any, finishes on its own thread and what it finds is dropped with the
+        feed; the next owner goes on from the last checkpoint."""
+        self._stop.set()
+
+    def checkpoint(self) -> tuple[list[Anomaly], dict[str, Any]]:
+        """What was found and not yet taken, and the watcher's state just after finding it, taken
+        together between two polls: once the caller has folded these anomalies in and written
+        what they produced, the state is a consistent snapshot (nothing found is left out of it,
+        nothing in it is still to be found)."""
+        with self._lock:
+            return self.take(), self.watcher.state_dict()
+
+    def _queued(self, res: PollResult) -> None:
+        for a in res.anomalies:
+            try:
+                self.queue.put_nowait(a)
+            except queue.Full:
+                self.dropped += 1
+                if self.on_drop is not None:
+                    self.on_drop(1)
+
     def _run(self) -> None:
-        def queued(res: PollResult) -> None:
-            for a in res.anomalies:
-                try:
-                    self.queue.put_nowait(a)
-                except queue.Full:
-                    self.dropped += 1
-                    if self.on_drop is not None:
-                        self.on_drop(1)
+        w = self.watcher
+        interval = min((q.step_seconds for q in w.cfg.prometheus.queries), default=60.0)
         try:
-            self.watcher.run(self._stop, on_poll=queued)
+            while not self._stop.is_set():
+                with self._lock:  # a poll and the queueing of its finds, as one step
+                    if self._stop.is_set():
+                        break
+                    res = w.poll_once()
+                    self._queued(res)
+                self._stop.wait(max(0.0, interval - res.seconds))
         except Exception:  # never silently: the readiness shows the feed is gone
             log.exception("metric feed stopped")
             raise
+        finally:
+            w.alive = False
 
 
 def route(anomalies: list[Anomaly], pipelines: list[Pipeline]) -> dict[int, list[Anomaly]]:

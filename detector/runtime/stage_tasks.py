@@ -9,7 +9,10 @@
   folded in once (a chunk whose end a source has passed is a copy: dropped); each poll closes
   and scores the windows the slowest source has passed and sends them to the judge topic.
 - incidents reads the judge topic (one partition: one active owner, the others stand by) and
-  writes incident changes (and triggers, with `--triggers-topic`) as `vigil consume` does.
+  writes incident changes (and triggers, with `--triggers-topic`) as `vigil consume` does. The
+  owner also runs the Prometheus poller (`prometheus.queries`), a singleton by construction: its
+  progress and models go into the snapshot with the incidents they produced, so a new owner goes
+  on from there, warm, with no gap and no second poller.
 
 Every task snapshots its state with its position to the state topic (`topology.state_topic`)
 every `topology.snapshot_every_s` and when the process drains, then commits that position. A
@@ -35,7 +38,9 @@ from kafka.errors import KafkaError
 from detector.config import VigilConfig
 from detector.events import EventBatch
 from detector.pipeline import BatchOutcome
+from detector.runtime.metric_feed import MetricFeed
 from detector.runtime.state_topic import StateTopic
+from detector.runtime.watch import MetricWatcher
 from detector.sinks.kafka import KafkaOutputs
 from detector.sources.kafka import LogSource, Partition, log_source
 from detector.topology import records, snapshots
@@ -509,6 +514,8 @@ class JudgeTask:
     stage: IncidentStage
     applied: dict[str, int] = field(default_factory=dict)  # ingest source -> last chunk end
     done: int | None = None
+    metrics: MetricFeed | None = None  # the Prometheus poller, on the owner of partition 0
+    metric_state: dict[str, Any] | None = None  # its progress and models, as of the snapshot
 
 
 class IncidentsRole(StageTask):
@@ -524,16 +531,72 @@ class IncidentsRole(StageTask):
         self.merge_tasks = [f"{t.partials_topic}/{p}"
                             for p in range(self.source.partitions_of(t.partials_topic))]
         self.incidents: list[dict[str, Any]] = []  # every change written (tests, the bench)
+        self.metrics_restored: list[str] = []  # the queries the poller last went on with, warm
 
     def new_task(self, tp: Partition) -> JudgeTask:
         return JudgeTask(IncidentStage(self.cfg, self.merge_tasks, self.clock))
 
     def task_state(self, task: JudgeTask) -> dict[str, Any]:
-        return {"incidents": snapshots.incidents_state(task.stage), "applied": task.applied}
+        out = {"incidents": snapshots.incidents_state(task.stage), "applied": task.applied}
+        if task.metric_state is not None:
+            out["metrics"] = task.metric_state
+        return out
 
     def load_task(self, task: JudgeTask, state: dict[str, Any]) -> None:
         snapshots.load_incidents(task.stage, state["incidents"])
         task.applied = {str(s): int(e) for s, e in state["applied"].items()}
+        metrics = state.get("metrics")
+        task.metric_state = metrics if isinstance(metrics, dict) else None
+
+    # ---- the Prometheus poller: a singleton, on the owner of the judge topic's partition 0 ----
+    def _poller(self, tp: Partition, task: JudgeTask) -> None:
+        """Start the poller of a task just owned, from the snapshot's progress and models."""
+        if task.metrics is not None or not self.cfg.prometheus.queries or tp.partition != 0:
+            return
+        watcher = MetricWatcher(self.cfg)
+        restored = watcher.load_state(task.metric_state) if task.metric_state else []
+        self.metrics_restored = restored
+        log.info("incidents: polling Prometheus (%d queries; %s)", len(self.cfg.prometheus.queries),
+                 f"restored {', '.join(restored)}" if restored else "warming up from the lookback")
+        task.metrics = MetricFeed(self.cfg, watcher)
+        task.metrics.start()
+
+    def _fold_metrics(self, tp: Partition, task: JudgeTask) -> None:
+        if task.metrics is not None:
+            self._emit(tp, task.stage.add_anomalies(task.metrics.take()))
+
+    def position(self, tp: Partition, task: JudgeTask) -> int | None:
+        if task.done is None and task.metrics is not None:
+            return 0  # nothing read yet, and a poller to keep: the state covers offset 0 on
+        return task.done
+
+    def snapshot(self, tp: Partition) -> None:
+        """The poller's state goes in with the incidents it produced: what it found up to its
+        state is folded in and written first."""
+        task = self.tasks[tp]
+        if task.metrics is not None:
+            found, task.metric_state = task.metrics.checkpoint()
+            self._emit(tp, task.stage.add_anomalies(found))
+        super().snapshot(tp)
+
+    def revoked(self, tps: set[Partition]) -> None:
+        for tp in tps:
+            task = self.tasks.get(Partition(tp.topic, tp.partition))
+            if task is not None and task.metrics is not None:
+                task.metrics.abandon()  # no wait here: the new owner goes on from the snapshot
+        super().revoked(tps)
+
+    def close(self, snapshot: bool = True) -> None:
+        super().close(snapshot)
+        for task in self.tasks.values():
+            if task.metrics is not None:
+                task.metrics.stop()
+
+    def metrics_ready(self) -> tuple[bool, str] | None:
+        """The poller's readiness where this process runs it (None: it runs elsewhere, or no
+        queries are configured)."""
+        feeds = [t.metrics for t in self.tasks.values() if t.metrics is not None]
+        return feeds[0].ready() if feeds else None
 
     def handle(self, tp: Partition, task: JudgeTask, recs: list[Any]) -> None:
         found = []
@@ -563,6 +626,8 @@ class IncidentsRole(StageTask):
 
     def tick(self) -> None:
         for tp, task in self.tasks.items():
+            self._poller(tp, task)
+            self._fold_metrics(tp, task)
             self._emit(tp, task.stage.advance())
 
     def _emit(self, tp: Partition, found: list[Any]) -> None:

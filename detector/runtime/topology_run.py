@@ -78,7 +78,12 @@ class TopologyRunner:
             self._records.labels(role=t.role).set(t.counts.records)
             self._tasks.labels(role=t.role).set(len(t.tasks))
             self._dups.labels(role=t.role).set(t.counts.duplicates)
-        return True, ", ".join(f"{r}: {n} partitions" for r, n in parts.items())
+        said = ", ".join(f"{r}: {n} partitions" for r, n in parts.items())
+        for t in self.tasks:  # the Prometheus poller, where this process is the one running it
+            metrics = t.metrics_ready() if isinstance(t, IncidentsRole) else None
+            if metrics is not None and not metrics[0]:
+                return False, f"{said}; metrics: {metrics[1]}"
+        return True, said
 
     def run(self, stop: threading.Event) -> int:
         delay = 0.5

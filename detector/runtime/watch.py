@@ -8,10 +8,13 @@ reported by `ready()` and picked up where it stopped on the next poll, which bac
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -19,7 +22,9 @@ from detector.config import VigilConfig
 from detector.events import Anomaly
 from detector.runtime.telemetry import SourceCollector
 from detector.scoring.series import MetricScorer
-from detector.sources.prometheus import PrometheusSource
+from detector.sources.prometheus import PrometheusSource, SeriesIndex
+
+log = logging.getLogger("vigil.metrics")
 
 
 @dataclass
@@ -46,6 +51,58 @@ class MetricWatcher:
 
     def is_alive(self) -> bool:
         return self.alive
+
+    def state_dict(self) -> dict[str, Any]:
+        """Each query's progress (the first timestamp not read yet), series index, detector and
+        episode rule as strict JSON data: what the incidents role snapshots, so a new owner of
+        the poller goes on from there, warm, instead of re-reading the lookback."""
+        out: dict[str, Any] = {}
+        for q in self.cfg.prometheus.queries:
+            st, sc = self.source.state[q.name], self.scorers[q.name]
+            if st.next_start is None:
+                continue  # not warmed up: nothing worth keeping
+            out[q.name] = {"query": q.query, "step": q.step_seconds, "next_start": st.next_start,
+                           "index": st.index.state_dict(), "judge": sc.judge.state_dict(),
+                           "episodes": sc.episodes.state_dict()}
+        return {"queries": out}
+
+    def load_state(self, state: dict[str, Any]) -> list[str]:
+        """Load `state_dict` output, query by query: a query whose PromQL, step or detector
+        settings changed, or whose state does not load, starts cold (its warm-up read of the
+        lookback), the others go on from their progress. Returns the queries restored.
+
+        >>> from detector.config import PrometheusConfig, PromQuery, VigilConfig
+        >>> cfg = VigilConfig(prometheus=PrometheusConfig(queries=[PromQuery(name="q", query="up")]))
+        >>> MetricWatcher(cfg).load_state({"queries": {"q": {"query": "other"}}})
+        []
+        """
+        restored = []
+        saved = state.get("queries") if isinstance(state, dict) else None
+        for q in self.cfg.prometheus.queries:
+            part = saved.get(q.name) if isinstance(saved, dict) else None
+            if not isinstance(part, dict):
+                continue
+            if part.get("query") != q.query or part.get("step") != q.step_seconds:
+                log.info("metrics: %s changed since its snapshot; starting cold", q.name)
+                continue
+            index = SeriesIndex(q, self.cfg.prometheus.max_series)
+            scorer = MetricScorer(q, self.cfg.prometheus.threshold, self.cfg.prometheus.url)
+            try:
+                start = float(part["next_start"])
+                if not math.isfinite(start):
+                    raise ValueError(f"next_start {start}")
+                index.load_state(part["index"])
+                scorer.judge.load_state(part["judge"])
+                scorer.episodes.load_state(part["episodes"])
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("metrics: the snapshot of %s does not load (%s); starting cold",
+                            q.name, exc)
+                continue
+            st = self.source.state[q.name]
+            st.index, st.next_start = index, start
+            self.scorers[q.name] = scorer
+            restored.append(q.name)
+        return restored
 
     def poll_once(self) -> PollResult:
         """Poll every query and score its new points."""

@@ -123,6 +123,50 @@ class SeriesIndex:
         stats.new_series += 1
         return sid
 
+    def state_dict(self) -> dict[str, Any]:
+        """The ids, labels, services and last timestamps as strict JSON data (a free id's last
+        timestamp is null), for the incidents role's snapshot."""
+        return {"ids": [[[list(k) if isinstance(k, tuple) else k for k in key], sid]
+                        for key, sid in self.ids.items()],
+                "labels": self.labels, "service": self.service,
+                "last_ts": [float(t) if math.isfinite(t) else None
+                            for t in self.last_ts[: len(self.labels)].tolist()],
+                "free": list(self._free)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Load `state_dict` output; a state that does not hold together raises ValueError and
+        leaves the index as it was.
+
+        >>> from detector.config import PromQuery
+        >>> a = SeriesIndex(PromQuery(name="q", query="up"), 10)
+        >>> sid = a.lookup({"job": "cart"}, SourceStats())
+        >>> b = SeriesIndex(PromQuery(name="q", query="up"), 10)
+        >>> b.load_state(a.state_dict())
+        >>> b.ids == a.ids, b.service
+        (True, ['cart'])
+        """
+        try:
+            labels = [{str(k): str(v) for k, v in d.items()} for d in state["labels"]]
+            service = [str(x) for x in state["service"]]
+            last = [(-math.inf if t is None else float(t)) for t in state["last_ts"]]
+            free = [int(x) for x in state["free"]]
+            ids: dict[Any, int] = {}
+            for key, sid in state["ids"]:
+                k = tuple(tuple(str(y) for y in x) if isinstance(x, list) else str(x) for x in key)
+                ids[k] = int(sid)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"series index state: {exc!r}") from exc
+        n = len(labels)
+        if len(service) != n or len(last) != n or any(not 0 <= i < n for i in
+                                                          [*ids.values(), *free]):
+            raise ValueError("series index state: ids, labels, services and times disagree")
+        if len(ids) > self.max_series:
+            raise ValueError(f"series index state holds {len(ids)} series, over max_series")
+        grown = np.full(max(16, n), -np.inf)
+        grown[:n] = last
+        self.ids, self.labels, self.service, self._free = ids, labels, service, free
+        self.last_ts = grown
+
     def expire(self, before: float) -> IntArray:
         """Forget series whose newest point is older than `before`; their ids."""
         used = np.fromiter(self.ids.values(), dtype=np.int64, count=len(self.ids))
@@ -174,6 +218,10 @@ class PrometheusSource:
         if any(st.next_start is None for st in self.state.values()):
             return False, "warming up"
         return True, "ok"
+
+    def progress(self) -> dict[str, float | None]:
+        """Each query's first timestamp not read yet (None: its warm-up read is pending)."""
+        return {name: st.next_start for name, st in self.state.items()}
 
     def series_count(self) -> int:
         return sum(len(st.index) for st in self.state.values())
