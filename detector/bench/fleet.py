@@ -10,9 +10,11 @@ The figures (`FleetFigures`):
 - `client_cpu_us_per_record`: CPU microseconds per record of a bare loop (poll +
   orjson.loads) of the client the consumers ran with (`client`, `kafka.client`: confluent by
   default); `kafka_python_cpu_us_per_record`, `confluent_cpu_us_per_record`: each client's, over
-  the same logs topic in the same run (after the fleet stopped, so they do not compete for the
-  cores); CPU counted from before each consumer is made (`detector.bench.kafka`), so what
-  librdkafka's threads fetch ahead is in it;
+  one topic of `client_records` simulated log lines (200,000 by default, so the consumer's start
+  and group join, a fixed cost, do not stand in for a per-record one), in the same run on the
+  same broker, after the fleet stopped, so they do not compete for the cores; CPU counted from
+  before each consumer is made (`detector.bench.kafka`), so what librdkafka's threads fetch
+  ahead is in it;
 - `process_cpu_us_per_record`: the CPU (utime + stime, /proc) of the N consumer processes, the
   killed one up to its kill, per event produced (each read at least once: replays after the
   kill and the merge and incidents stages are in the numerator, that is the point);
@@ -45,7 +47,7 @@ from typing import Any
 
 import orjson
 
-from detector.bench.kafka import bare_confluent, bare_kafka_python
+from detector.bench.kafka import bench_clients
 from detector.bench.postgres import PostgresServer
 from detector.bench.servers import Broker
 from detector.config import VigilConfig
@@ -69,6 +71,7 @@ class FleetFigures:
     client_cpu_us_per_record: float
     kafka_python_cpu_us_per_record: float
     confluent_cpu_us_per_record: float
+    client_records: int  # what the bare client loops read
     process_cpu_us_per_record: float
     incidents_per_root_cause: int
     actions_per_episode_rung: int
@@ -365,6 +368,7 @@ def _servers() -> Iterator[tuple[Broker, PostgresServer, str, HookTarget]]:
 # ---- the run ---------------------------------------------------------------------------------
 def bench_fleet(consumers: int = 2, events: int = 60_000, incident_timeout_s: float = 150,
                 merge_timeout_s: float = 180, keep: Path | None = None,
+                client_records: int = 200_000,
                 say: Callable[[str], None] = lambda _: None) -> FleetFigures:
     """One fleet run (see the module docstring). `keep`: the processes' working directories
     and logs go there instead of a temporary directory removed at the end."""
@@ -418,9 +422,8 @@ def bench_fleet(consumers: int = 2, events: int = 60_000, incident_timeout_s: fl
             fleet.stop()
         actions = audit_actions(dsn)
         scored = holder["scored"]
-        say("bare client loops over the logs topic")
-        kp = bare_kafka_python(broker.addr, "logs", len(lines), "bare-kafka-python")
-        cf = bare_confluent(broker.addr, "logs", len(lines), "bare-confluent")
+        say(f"bare client loops over {client_records:,} records")
+        kp, cf = bench_clients(client_records, bootstrap=broker.addr)
         lost, doubled = lost_and_doubled(scored, lines)
         kp_us, cf_us = (1e6 * b.cpu_s / max(b.records, 1) for b in (kp, cf))
         client = VigilConfig().kafka.client  # what the consumers read from the environment
@@ -428,6 +431,7 @@ def bench_fleet(consumers: int = 2, events: int = 60_000, incident_timeout_s: fl
             consumers=consumers, events=len(lines), events_per_s=len(lines) / wall,
             client=client, client_cpu_us_per_record=cf_us if client == "confluent" else kp_us,
             kafka_python_cpu_us_per_record=kp_us, confluent_cpu_us_per_record=cf_us,
+            client_records=kp.records,
             process_cpu_us_per_record=1e6 * sum(fleet.cpu.values()) / len(lines),
             incidents_per_root_cause=incidents_per_root_cause(found),
             actions_per_episode_rung=most_per_episode_rung(actions),

@@ -358,6 +358,9 @@ def bench_fleet_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="exactly one JSON line")] = False,
     keep: Annotated[Path | None, typer.Option(help="keep the processes' directories and logs "
                                               "here")] = None,
+    client_records: Annotated[int, typer.Option(
+        min=1_000, help="records the bare client loops read (their own topic, after the fleet)")
+    ] = 200_000,
 ) -> None:
     """N `vigil consume --role all` and 2 `vigil remediate` (PostgreSQL audit, a real HTTP hook
     on loopback) on a local Tansu broker; one consumer killed -9 while an incident is open:
@@ -366,7 +369,7 @@ def bench_fleet_cmd(
     from detector.bench.fleet import bench_fleet
 
     try:
-        f = bench_fleet(consumers, events, keep=keep,
+        f = bench_fleet(consumers, events, keep=keep, client_records=client_records,
                         say=(lambda _: None) if as_json else (lambda m: err.print(m, markup=False)))
     except RuntimeError as exc:
         err.print(f"error: {exc}", markup=False)
@@ -379,7 +382,8 @@ def bench_fleet_cmd(
     t.add_column("figure")
     t.add_column("value")
     t.add_row("events/s, first produce -> last window merged", f"{f.events_per_s:,.0f}")
-    t.add_row(f"bare loop of the consumers' client ({f.client}): CPU µs per record (target <= 5)",
+    t.add_row(f"bare loop of the consumers' client ({f.client}), {f.client_records:,} records: "
+              "CPU µs per record (target <= 5)",
               f"{f.client_cpu_us_per_record:.1f}")
     t.add_row("bare kafka-python loop: CPU µs per record",
               f"{f.kafka_python_cpu_us_per_record:.1f}")

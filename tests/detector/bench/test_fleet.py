@@ -40,8 +40,8 @@ def test_bench_fleet_two_consumers_one_killed_loses_nothing_and_acts_once() -> N
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     run = subprocess.run([sys.executable, "-m", "detector", "bench", "fleet", "--consumers", "2",
-                          "--events", "30000", "--json"], capture_output=True, text=True,
-                         timeout=420, env=env, cwd=ROOT)
+                          "--events", "30000", "--client-records", "40000", "--json"],
+                         capture_output=True, text=True, timeout=420, env=env, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
     lines = run.stdout.strip().splitlines()
     assert len(lines) == 1, run.stdout
@@ -54,6 +54,7 @@ def test_bench_fleet_two_consumers_one_killed_loses_nothing_and_acts_once() -> N
                 "incidents_per_root_cause", "actions_per_episode_rung", "events_lost"):
         assert key in f
     assert f["consumers"] == 2 and f["events"] == 30000 and f["killed"] is not None
+    assert f["client_records"] == 40000
     assert f["incidents_per_root_cause"] == 1, f
     assert f["actions"] >= 1 and f["actions_per_episode_rung"] <= 1, f
     assert f["events_lost"] == 0 and f["events_doubled"] == 0, f
