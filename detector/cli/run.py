@@ -156,7 +156,7 @@ def follow(
 ) -> None:
     """Follow growing JSON log files, like tail -F (rotation-safe), through the detector; write
     anomalies, incidents and dead letters, flushed after every batch, until SIGINT or SIGTERM;
-    with --policy, act on the incidents as `vigil consume --policy` does.
+    with --policy, act on the incidents as `vigil consume --role partitions --policy` does.
 
     A stop processes what was read, closes every window, writes the open incidents, waits
     (bounded) for started remediation steps, and exits 0.
