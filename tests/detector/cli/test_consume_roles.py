@@ -68,3 +68,27 @@ def test_all_is_the_three_stages_and_remediate_only_with_an_engine(tmp_path: Pat
             TopologyRunner(cfg, ["all"], None, engine=engine)
     finally:
         engine.store.close()
+
+
+def test_a_failing_remediate_loop_stops_the_process_and_the_drain_stops_the_engine(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a broker error (those are retried): the loop's failure sets the stop, the runner
+    exits 1, its drain leaves the group and stops the engine; /readyz said why before."""
+    import threading
+
+    engine = EngineHost(parse_policy(POLICY), tmp_path / "audit.db").start()
+    run = TopologyRunner(VigilConfig(), ["remediate"], "vigil.triggers", engine=engine)
+    rem = run.remediator
+    assert rem is not None
+    run.connect()
+    assert run.ready() == (False, "remediate: not connected to the broker: connecting")
+
+    def broken() -> int:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(rem, "connect", lambda: None)  # no broker: the loop goes straight on
+    monkeypatch.setattr(rem, "poll_once", broken)
+    stop = threading.Event()
+    assert run.run(stop) == 1
+    assert stop.is_set() and run.failed and not run.is_alive() and not rem.is_alive()
+    assert not engine._thread.is_alive()  # the drain stopped it
