@@ -68,12 +68,15 @@ def _named(kind: str) -> dict[str, dict[str, Any]]:
 
 
 def _deployments() -> dict[str, dict[str, Any]]:
-    """The Deployments by the vigil command their container runs (`stages`: `vigil consume
-    --role`)."""
+    """The Deployments by the vigil command their container runs (`consume`: `vigil consume
+    --role partitions`, the whole pipeline per partition; `stages`: its other roles)."""
     out = {}
     for d in _named("Deployment").values():
         (c,) = d["spec"]["template"]["spec"]["containers"]
-        out["stages" if "--role" in c["args"] else c["args"][0]] = d
+        args = c["args"]
+        whole = args[0] == "consume" and "--role" in args \
+            and args[args.index("--role") + 1] == "partitions"
+        out["stages" if args[0] == "consume" and not whole else args[0]] = d
     return out
 
 

@@ -327,10 +327,10 @@ def load_policy_or_exit(path: Path) -> Any:
 
 
 def engine_host_or_exit(cfg: Any, policy_path: Path, audit_db: Path | None, act: bool) -> Any:
-    """The remediation engine of `vigil consume --policy` and `vigil remediate`, started: the
-    policy (problems printed, exit 2), the `serve.engine` settings with `--act` turning dry-run
-    off, the audit at `audit_db` or `serve.audit_db`. A claim an earlier run left unfinished is
-    resolved at start, as `vigil serve` does."""
+    """The remediation engine of `vigil consume --policy` (either mode) and `vigil remediate`,
+    started: the policy (problems printed, exit 2), the `serve.engine` settings with `--act`
+    turning dry-run off, the audit at `audit_db` or `serve.audit_db`. A claim an earlier run
+    left unfinished is resolved at start, as `vigil serve` does."""
     from detector.runtime.engine_host import EngineHost
 
     policy = load_policy_or_exit(policy_path)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import orjson
 import typer
@@ -156,7 +156,7 @@ def follow(
 ) -> None:
     """Follow growing JSON log files, like tail -F (rotation-safe), through the detector; write
     anomalies, incidents and dead letters, flushed after every batch, until SIGINT or SIGTERM;
-    with --policy, act on the incidents as `vigil consume --policy` does.
+    with --policy, act on the incidents as `vigil consume --role partitions --policy` does.
 
     A stop processes what was read, closes every window, writes the open incidents, waits
     (bounded) for started remediation steps, and exits 0.
@@ -296,56 +296,69 @@ def _simulate_rca_cases(out_dir: Path, per_kind: int, kinds: str | None, seed: i
               "{spans,logs}.jsonl.gz", markup=False, highlight=False)
 
 
+CONSUME_ROLES = ("ingest", "merge", "incidents", "remediate", "all", "partitions")
+
+
 def consume(
     config: ConfigOpt = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
     policy: Annotated[Path | None, typer.Option(
-        help="also remediate in-process: each incident change, once the outputs are flushed, goes "
-        "to an engine with this policy (a trigger not yet claimed is lost on a crash; use "
-        "--triggers-topic and vigil remediate for at least once)")] = None,
+        help="also remediate with this policy (dry-run unless --act): with the stages (the "
+        "default), the remediate role consumes --triggers-topic in this process (at least "
+        "once); with --role partitions, each incident change, once the outputs are flushed, "
+        "goes to an in-process engine (a trigger not yet claimed is lost on a crash)")] = None,
     audit_db: Annotated[Path | None, typer.Option(
-        help="with --policy: the audit database (default serve.audit_db)")] = None,
+        help="with --policy: the audit database (default serve.audit_dsn if set, else "
+        "serve.audit_db)")] = None,
     act: Annotated[bool, typer.Option("--act", help="with --policy: really run hooks (default: "
                                       "dry-run)")] = False,
     triggers_topic: Annotated[str | None, typer.Option(
-        help="instead: produce each incident change's trigger to this topic, keyed by its target "
-        "and flushed before the offsets are committed, for vigil remediate")] = None,
+        help="produce each incident change's trigger to this topic, keyed by its target and "
+        "flushed before the offsets are committed, for the remediate role (--policy) or "
+        "vigil remediate")] = None,
     role: Annotated[list[str] | None, typer.Option(
-        help="run these stages of the topology (ingest, merge, incidents, all; repeatable), "
-        "each a consumer group wired by topics (topology.*), state in the state topic; "
-        "without it, one whole pipeline per partition (checkpoints in kafka.checkpoint_dir)")
+        help="run these roles (repeatable; default all): ingest, merge, incidents (the stages "
+        "of the topology, each a consumer group wired by topics, topology.*, state in the state "
+        "topic), remediate (the triggers topic as group <kafka.group_id>-remediate, acting "
+        "through --policy), all (the three stages, and remediate with --policy); or partitions "
+        "alone: one whole pipeline per partition, checkpoints in kafka.checkpoint_dir")
     ] = None,
 ) -> None:
-    """Run the Kafka consumer group (topics, outputs and checkpoints from config / VIGIL_KAFKA__*).
-    SIGTERM or SIGINT drains: the batch finishes, outputs are flushed, offsets committed, state
-    checkpointed; then exit 0. With --role, the stages of the topology instead (remediation of
-    their incidents: --triggers-topic, then vigil remediate)."""
+    """Run the Kafka consumer groups (topics, outputs and state from config / VIGIL_KAFKA__*,
+    topology.*): by default every stage of the topology in this process (`--role all`), so N
+    copies scale every stage; with --policy and --triggers-topic, remediation too.
+    SIGTERM or SIGINT drains: the batches in hand finish, outputs are flushed, state is
+    snapshotted and offsets committed, decisions in flight are waited for (bounded); then
+    exit 0. A bad combination of options exits 2."""
     import logging
 
-    from detector.runtime.consume import LogConsumer
-
-    if policy is not None and triggers_topic is not None:
-        err.print("error: --policy acts in-process, --triggers-topic leaves it to vigil "
-                  "remediate: choose one", markup=False)
-        raise typer.Exit(2)
-    if (audit_db is not None or act) and policy is None:
-        err.print("error: --audit-db and --act go with --policy", markup=False)
-        raise typer.Exit(2)
-    roles = sorted(set(role or []))
-    bad = [r for r in roles if r not in ("ingest", "merge", "incidents", "all")]
+    roles = sorted(set(role or ["all"]))
+    bad = [r for r in roles if r not in CONSUME_ROLES]
     if bad:
-        err.print(f"error: --role {bad[0]}: choose ingest, merge, incidents or all "
-                  "(remediation runs as vigil remediate)", markup=False)
-        raise typer.Exit(2)
-    if roles and policy is not None:
-        err.print("error: with --role, remediation goes through --triggers-topic and vigil "
-                  "remediate", markup=False)
-        raise typer.Exit(2)
+        _usage(f"--role {bad[0]}: choose ingest, merge, incidents, remediate, all or partitions")
+    if (audit_db is not None or act) and policy is None:
+        _usage("--audit-db and --act go with --policy")
+    if "partitions" in roles and len(roles) > 1:
+        _usage("--role partitions (one whole pipeline per partition) runs alone; the other "
+               "roles are the stages of the topology")
+    if roles == ["partitions"]:
+        if policy is not None and triggers_topic is not None:
+            _usage("with --role partitions, --policy acts in-process and --triggers-topic "
+                   "leaves it to vigil remediate: choose one")
+    elif "remediate" in roles and policy is None:
+        _usage("--role remediate acts through a policy: give --policy (and --triggers-topic)")
+    elif policy is not None and not {"remediate", "all"} & set(roles):
+        _usage("--policy goes with --role remediate or all (or partitions, in-process)")
+    elif policy is not None and triggers_topic is None:
+        _usage("the remediate role (--policy) consumes the triggers the incidents role "
+               "produces: give --triggers-topic (or --role partitions for the in-process engine)")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     cfg = load_or_exit(config)
-    if roles:
-        _run_roles(cfg, roles, triggers_topic)
+    if roles != ["partitions"]:
+        _run_roles(cfg, roles, triggers_topic, policy, audit_db, act)
+    from detector.runtime.consume import LogConsumer
+
     feed = None
     if policy is not None:
         from detector.cli.remediation import engine_host_or_exit
@@ -354,7 +367,7 @@ def consume(
         feed = EngineFeed(engine_host_or_exit(cfg, policy, audit_db, act))
     consumer = LogConsumer(cfg, on_incidents=feed, triggers_topic=triggers_topic)
     try:
-        code = _run_with_probes(consumer, cfg, "vigil consume",
+        code = _run_with_probes(consumer, cfg, "vigil consume --role partitions",
                                 f"; triggers to {triggers_topic}" if triggers_topic else "")
     finally:
         if feed is not None:
@@ -362,11 +375,33 @@ def consume(
     raise typer.Exit(code)
 
 
-def _run_roles(cfg: Any, roles: list[str], triggers_topic: str | None) -> None:
-    from detector.runtime.topology_run import TopologyRunner
+def _usage(message: str) -> NoReturn:
+    """A bad combination of `vigil consume`'s options: the message, exit 2."""
+    err.print(f"error: {message}", markup=False, highlight=False)
+    raise typer.Exit(2)
 
-    runner = TopologyRunner(cfg, roles, triggers_topic)
-    raise typer.Exit(_run_with_probes(runner, cfg, f"vigil consume --role {','.join(runner.roles)}"))
+
+def _run_roles(cfg: Any, roles: list[str], triggers_topic: str | None, policy: Path | None,
+               audit_db: Path | None, act: bool) -> None:
+    """The topology's roles in this process, the remediate role's engine started from
+    `policy` when there is one; exits with the runner's code."""
+    from detector.runtime.topology_run import TopologyRunner, remediate_group
+
+    engine = None
+    if policy is not None:
+        from detector.cli.remediation import engine_host_or_exit
+
+        engine = engine_host_or_exit(cfg, policy, audit_db, act)
+    try:
+        runner = TopologyRunner(cfg, roles, triggers_topic, engine=engine)
+    except BaseException:
+        if engine is not None:
+            engine.stop(cfg.kafka.drain_timeout_s)
+        raise
+    extra = (f"; triggers to {triggers_topic}" if triggers_topic else "") + (
+        f", remediated as group {remediate_group(cfg)}" if runner.remediator is not None else "")
+    raise typer.Exit(_run_with_probes(runner, cfg, f"vigil consume --role {','.join(runner.roles)}",
+                                      extra))
 
 
 def _run_with_probes(loop: Any, cfg: Any, name: str, extra: str = "") -> int:

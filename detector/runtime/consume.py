@@ -1,4 +1,4 @@
-"""`vigil consume`: the run loop of the Kafka consumer group, at least once.
+"""`vigil consume --role partitions`: the run loop of the Kafka consumer group, at least once.
 
 One pipeline per assigned partition (logs are keyed by request id, so a partition holds whole
 requests and a sample of every service). For each polled batch: each partition's pipeline
@@ -9,9 +9,9 @@ partition's state is checkpointed; on assignment it is restored. A broker outage
 topic is retried with backoff; the process stays up and reports not ready. SIGTERM/SIGINT
 drain: finish the batch, flush, commit, checkpoint, exit 0.
 
-Remediation, either way after the flush: `on_incidents` (`vigil consume --policy`: an
-in-process engine, `runtime/engine_feed.py`) is handed the batch's incident records before the
-commit, or `triggers_topic` (`--triggers-topic`) gets each one's trigger through the same
+Remediation, either way after the flush: `on_incidents` (`vigil consume --role partitions
+--policy`: an in-process engine, `runtime/engine_feed.py`) is handed the batch's incident
+records before the commit, or `triggers_topic` (`--triggers-topic`) gets each one's trigger through the same
 producer, flushed with the other outputs before the commit (for `vigil remediate`).
 """
 

@@ -78,7 +78,7 @@ def run_demo(run_dir: Path, scenario: str = "bad_deploy", dry_run: bool = False,
                                                str(fleet.token_file)))
         policy = load_policy(policy_path)
         host = EngineHost(policy, run_dir / "audit.db", EngineSettings(dry_run=dry_run)).start()
-        feed = EngineFeed(host)  # what `vigil consume --policy` hands incidents through
+        feed = EngineFeed(host)  # as `vigil consume --role partitions --policy` hands incidents
 
         def on_outcome(out: BatchOutcome) -> None:
             now = time.time()

@@ -1,5 +1,6 @@
-"""`vigil consume --policy`: the incident records of the partition pipelines, once their outputs
-are flushed, go as triggers to an in-process remediation engine (`EngineHost`).
+"""`vigil consume --role partitions --policy`: the incident records of the partition pipelines,
+once their outputs are flushed, go as triggers to an in-process remediation engine
+(`EngineHost`).
 
 The poll loop never waits for a ladder: each trigger is submitted and the loop moves on; the
 futures are kept to log and count what failed. The guarantee is the process's: a trigger

@@ -1,5 +1,6 @@
 """Runs a remediation `Engine` on its own thread and event loop, for the detector's synchronous
-runtimes (`vigil follow --policy`, `vigil consume --policy`, `vigil remediate`, `vigil demo`):
+runtimes (`vigil follow --policy`, `vigil consume --policy` in either mode, `vigil remediate`,
+`vigil demo`):
 they hand it triggers and may wait for what each one started to finish (its audit rows written).
 
 It owns nothing the engine does not: the policy, guards, claims and audit are the engine's, so

@@ -152,7 +152,7 @@ def test_kill_9_then_restart_resumes_from_checkpoints_at_least_once(
         broker: Broker, tmp_path: Path, client: str) -> None:
     first, second = log_lines(4000, seed=1), log_lines(3000, seed=2)
     env = {**os.environ, **settings(broker, tmp_path)}
-    cmd = [sys.executable, "-m", "detector", "consume"]
+    cmd = [sys.executable, "-m", "detector", "consume", "--role", "partitions"]
     broker.produce("logs", first)
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     try:
@@ -248,8 +248,8 @@ def test_sigterm_drains_and_exits_zero_within_a_bound(
         broker: Broker, tmp_path: Path, client: str) -> None:
     broker.produce("logs", log_lines(6000, seed=7))
     env = {**os.environ, **settings(broker, tmp_path, checkpoint_every_s=3600)}
-    proc = subprocess.Popen([sys.executable, "-m", "detector", "consume"], env=env,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "detector", "consume", "--role", "partitions"],
+                            env=env, stderr=subprocess.PIPE, text=True)
     try:
         until(lambda: caught_up(broker), 60, "consumed")
     finally:

@@ -264,8 +264,8 @@ def test_consume_triggers_topic_to_vigil_remediate_end_to_end_and_sigterm_exits_
     db = tmp_path / "audit.db"
     env = {**os.environ, **settings(broker, tmp_path, drain_timeout_s=10)}
     py = [sys.executable, "-m", "detector"]
-    consume = subprocess.Popen([*py, "consume", "--triggers-topic", TOPIC], env=env,
-                               stderr=subprocess.PIPE, text=True)
+    consume = subprocess.Popen([*py, "consume", "--role", "partitions", "--triggers-topic", TOPIC],
+                               env=env, stderr=subprocess.PIPE, text=True)
     remediate = subprocess.Popen([*py, "remediate", "--topic", TOPIC, "--policy", str(pol),
                                   "--audit-db", str(db), "--group", "rem", "--http-port", "0"],
                                  env=env, stderr=subprocess.PIPE, text=True)

@@ -150,3 +150,82 @@ def _epoch(ts: object) -> float:
     from detector.decode.timestamps import epoch_seconds
 
     return epoch_seconds(ts)
+
+
+ONE_RUNG = """rules:
+  - name: one
+    match: {{}}
+    ladder:
+      - {{name: throttle, hook: http, wait_s: 0, params: {{url: "{url}/throttle/${{labels.service}}",
+          json: {{limit: 5}}}}}}
+guards: {{cooldown_s: 0, retries: {{attempts: 0}}}}
+"""
+
+
+def test_one_default_process_with_a_policy_opens_one_incident_and_acts_once(
+        broker: Broker, tmp_path: Path) -> None:
+    """`vigil consume --policy P --triggers-topic T --act` (no --role: `all`, and with the
+    policy the remediate role): the stages open one incident, the incidents role produces its
+    triggers to T, the same process's remediate role consumes them and runs the hook once
+    against a real HTTP target, audited in SQLite; /readyz covers the remediate role; SIGTERM
+    drains to exit 0."""
+    import httpx
+
+    from detector.bench.fleet import TRIGGERS, HookTarget
+    from remediation.audit_log import open_audit
+
+    broker.topics(TRIGGERS, partitions=2)
+    hook = HookTarget()
+    policy, audit = tmp_path / "policy.yaml", tmp_path / "audit.db"
+    policy.write_text(ONE_RUNG.format(url=hook.url))
+    lines, _ = simulated_lines(40_000, seed=5, scenario="error_burst")
+    log_path = tmp_path / "c0.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "detector", "consume", "--policy", str(policy),
+             "--triggers-topic", TRIGGERS, "--act", "--audit-db", str(audit)],
+            env={**env_for(broker, tmp_path, "c0"), "VIGIL_KAFKA__DRAIN_TIMEOUT_S": "10"},
+            cwd=tmp_path / "c0", stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        port = None
+        while port is None and time.monotonic() < deadline and proc.poll() is None:
+            said = [x for x in log_path.read_text().splitlines() if "/readyz /metrics on" in x]
+            port = int(said[0].rsplit(":", 1)[1].split(";")[0]) if said else None
+            time.sleep(0.2)
+        assert port is not None, log_path.read_text()[-3000:]
+        ready: dict[str, object] = {}
+        while time.monotonic() < deadline and not ready.get("ready"):
+            ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).json()
+            time.sleep(0.5)
+        assert ready.get("ready") and "remediate: " in str(ready["detail"]), ready
+        produce(broker, lines)
+        deadline = time.monotonic() + 150
+        while not hook.calls and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(1)
+        time.sleep(5)  # a second action, or another incident, would show meanwhile
+        found = incidents(broker)
+        triggers = broker.read(TRIGGERS, 10**9, timeout=3)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = None
+        hook.stop()
+    logs = log_path.read_text()
+    assert code == 0, logs[-3000:]
+    assert len({i["id"] for i in found}) == 1, ({i["id"] for i in found}, logs[-3000:])
+    assert {i["service"] for i in found} == {"payments"}
+    assert triggers, "the incidents role produced no trigger"
+    assert hook.calls == ["/throttle/payments"], (hook.calls, logs[-3000:])
+    store = open_audit(audit)
+    try:
+        acted = [r for r in store.query() if r.verdict == "acted"]
+    finally:
+        store.close()
+    assert [(r.rung_name, r.target) for r in acted] == [("throttle", acted[0].target)], acted
+    assert "remediation: acting" in logs and "remediated as group fleet-remediate" in logs
+    assert "Traceback" not in logs, logs[-3000:]
