@@ -20,7 +20,7 @@ from detector.config import VigilConfig, WindowConfig
 from detector.correlation.chains import RequestVerdict, infer_chain, judge_request
 from detector.correlation.flags import EventFlagger
 from detector.correlation.requests import RequestCorrelator, RequestTrace, id_hash
-from detector.decode.batch import BatchDecoder
+from detector.decode.batch import BatchDecoder, DecodeResult
 from detector.decode.deadletter import DeadLetter, DeadLetterCounter
 from detector.events import Anomaly, EventBatch, Incident
 from detector.incidents.rootcause import RootCauseRanker
@@ -147,18 +147,31 @@ class Pipeline:
         self.stats = PipelineStats()
         self.stage_seconds = StageSeconds()
 
+    def decode(self, lines: Sequence[bytes], source: str = "-",
+               positions: Sequence[int] | None = None) -> DecodeResult:
+        """The first stage alone: `lines` decoded (events and dead letters), for `process(...,
+        decoded=)`. It touches only the decoder, so it may run on another thread while the
+        previous batch goes through the rest (`detector.runtime.ahead`), one batch at a time
+        and in order."""
+        t0 = time.perf_counter()
+        res = self.decoder.decode(lines, source, positions)
+        self.stage_seconds.decode += time.perf_counter() - t0
+        return res
+
     def process(
-        self, lines: Sequence[bytes], source: str = "-", positions: Sequence[int] | None = None
+        self, lines: Sequence[bytes], source: str = "-", positions: Sequence[int] | None = None,
+        decoded: DecodeResult | None = None,
     ) -> BatchOutcome:
+        """One batch through every stage; `decoded`: what `decode` made of these `lines`
+        (decoded ahead), else they are decoded here."""
         clock = time.perf_counter
         took = self.stage_seconds
         t0 = clock()
         n_lines = len(lines)
-        res = self.decoder.decode(lines, source, positions)
+        res = decoded if decoded is not None else self.decode(lines, source, positions)
         batch = res.batch
         dead = res.dead
         t1 = clock()
-        took.decode += t1 - t0
         mined = self.miner.mine(batch.message, batch.ts, self.cfg.window.seconds)
         batch.template_id = mined.template_id
         t2 = clock()

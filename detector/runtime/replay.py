@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 
 from detector.config import VigilConfig
-from detector.pipeline import Pipeline, PipelineStats
+from detector.pipeline import BatchOutcome, Pipeline, PipelineStats
+from detector.runtime.ahead import Batch, DecodeAhead
 from detector.sinks.base import Outputs
 from detector.sources.files import iter_batches
 
@@ -41,16 +42,19 @@ def replay(
     outputs = Outputs.jsonl(out_dir)
     sizes = [_size(f) for f in files]
     total = sum(sizes)
-    done_before = 0
-    try:
+
+    def batches() -> Iterator[Batch]:
+        done_before = 0
         for f, size in zip(files, sizes, strict=True):
             def tick(pos: int, base: int = done_before) -> None:
                 if progress is not None:
                     progress(base + pos, total)
 
             for batch in iter_batches(f, cfg.batch_size, tick):
-                outputs.write(pipe.process(batch.lines, batch.source, batch.line_numbers))
+                yield batch.lines, batch.source, batch.line_numbers
             done_before += size
+    try:
+        DecodeAhead(pipe).run(batches(), outputs.write)  # the next batch decodes meanwhile
         outputs.write(pipe.finish())
     finally:
         outputs.close()
@@ -139,9 +143,11 @@ def replay_lines(lines: Sequence[bytes], cfg: VigilConfig) -> list[dict[str, Any
     pipe = Pipeline(cfg)
     latest: dict[str, dict[str, Any]] = {}
     bs = cfg.batch_size
-    for i in range(0, len(lines), bs):
-        for inc in pipe.process(lines[i:i + bs], "memory").incidents:
+
+    def keep(out: BatchOutcome) -> None:
+        for inc in out.incidents:
             latest[inc.id] = inc.to_dict()
-    for inc in pipe.finish().incidents:
-        latest[inc.id] = inc.to_dict()
+    DecodeAhead(pipe).run(((lines[i:i + bs], "memory", None) for i in range(0, len(lines), bs)),
+                          keep)
+    keep(pipe.finish())
     return list(latest.values())

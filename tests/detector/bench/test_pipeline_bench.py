@@ -1,5 +1,5 @@
-"""`vigil bench pipeline`: the per-stage breakdown adds up to the whole, and `--json` prints one
-line with every figure."""
+"""`vigil bench pipeline`: the per-stage breakdown (the main thread's parts) adds up to the
+whole, and `--json` prints one line with every figure."""
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ def test_the_stages_and_sinks_add_up_to_the_pipelines_time() -> None:
     lines, _ = simulated_lines(30_000, seed=3, scenario="error_burst")
     f = bench_pipeline(lines, VigilConfig())
     parts = f.stage_us_per_event
-    assert list(parts) == [*STAGES, "sinks", "other"]
+    assert list(parts) == [*STAGES, "sinks", "decode_waited", "other"]
     assert all(v >= 0 for v in parts.values())
     total = 1e6 / f.pipeline_eps
-    assert abs(sum(parts.values()) - total) <= 0.02 * total + 0.01
+    main = sum(v for k, v in parts.items() if k != "decode")  # decode: its own thread
+    assert abs(main - total) <= 0.02 * total + 0.01
     # every stage did work on this run (a stage timer that never runs reads 0)
     assert all(parts[s] > 0 for s in STAGES), parts
     assert f.incidents >= 1 and f.anomalies >= 1
