@@ -19,15 +19,21 @@ log = logging.getLogger("vigil.metrics")
 
 
 class MetricFeed:
+    """The watcher on a thread of its own and a queue of what it finds. With `keep_state`, the
+    watcher's state is also taken after every poll (on the feed's thread), so `checkpoint` never
+    waits for a poll, however slow Prometheus is."""
+
     def __init__(self, cfg: VigilConfig, watcher: MetricWatcher | None = None,
-                 max_queued: int = 100_000, on_drop: Callable[[int], None] | None = None) -> None:
+                 max_queued: int = 100_000, on_drop: Callable[[int], None] | None = None,
+                 keep_state: bool = False) -> None:
         self.watcher = watcher or MetricWatcher(cfg)
         self.queue: queue.Queue[Anomaly] = queue.Queue(maxsize=max_queued)
         self.dropped = 0  # anomalies lost to a full queue (the consumer stopped taking them)
         self.on_drop = on_drop  # told how many, as they are lost (the consumer counts them)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # a poll's finds and the state after it, as one
+        self._state = self.watcher.state_dict() if keep_state else None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="vigil-metrics", daemon=True)
@@ -39,6 +45,9 @@ class MetricFeed:
             self._thread.join(timeout=30)
 
     def ready(self) -> tuple[bool, str]:
+        t = self._thread
+        if t is not None and not t.is_alive() and not self._stop.is_set():
+            return False, "the metric feed stopped (see the log)"
         return self.watcher.ready()
 
     def take(self) -> list[Anomaly]:
@@ -56,12 +65,14 @@ class MetricFeed:
         self._stop.set()
 
     def checkpoint(self) -> tuple[list[Anomaly], dict[str, Any]]:
-        """What was found and not yet taken, and the watcher's state just after finding it, taken
-        together between two polls: once the caller has folded these anomalies in and written
-        what they produced, the state is a consistent snapshot (nothing found is left out of it,
-        nothing in it is still to be found)."""
+        """What was found and not yet taken, and the watcher's state just after the poll that
+        found the last of it (`keep_state`): once the caller has folded these anomalies in and
+        written what they produced, the state is a consistent snapshot (nothing found is left
+        out of it, nothing in it is still to be found). Never waits for a poll."""
+        if self._state is None:
+            raise RuntimeError("checkpoint needs MetricFeed(keep_state=True)")
         with self._lock:
-            return self.take(), self.watcher.state_dict()
+            return self.take(), self._state
 
     def _queued(self, res: PollResult) -> None:
         for a in res.anomalies:
@@ -77,11 +88,12 @@ class MetricFeed:
         interval = min((q.step_seconds for q in w.cfg.prometheus.queries), default=60.0)
         try:
             while not self._stop.is_set():
-                with self._lock:  # a poll and the queueing of its finds, as one step
-                    if self._stop.is_set():
-                        break
-                    res = w.poll_once()
+                res = w.poll_once()
+                state = w.state_dict() if self._state is not None else None
+                with self._lock:
                     self._queued(res)
+                    if state is not None:
+                        self._state = state
                 self._stop.wait(max(0.0, interval - res.seconds))
         except Exception:  # never silently: the readiness shows the feed is gone
             log.exception("metric feed stopped")

@@ -531,7 +531,6 @@ class IncidentsRole(StageTask):
         self.merge_tasks = [f"{t.partials_topic}/{p}"
                             for p in range(self.source.partitions_of(t.partials_topic))]
         self.incidents: list[dict[str, Any]] = []  # every change written (tests, the bench)
-        self.metrics_restored: list[str] = []  # the queries the poller last went on with, warm
 
     def new_task(self, tp: Partition) -> JudgeTask:
         return JudgeTask(IncidentStage(self.cfg, self.merge_tasks, self.clock))
@@ -555,10 +554,9 @@ class IncidentsRole(StageTask):
             return
         watcher = MetricWatcher(self.cfg)
         restored = watcher.load_state(task.metric_state) if task.metric_state else []
-        self.metrics_restored = restored
         log.info("incidents: polling Prometheus (%d queries; %s)", len(self.cfg.prometheus.queries),
                  f"restored {', '.join(restored)}" if restored else "warming up from the lookback")
-        task.metrics = MetricFeed(self.cfg, watcher)
+        task.metrics = MetricFeed(self.cfg, watcher, keep_state=True)
         task.metrics.start()
 
     def _fold_metrics(self, tp: Partition, task: JudgeTask) -> None:
@@ -595,8 +593,8 @@ class IncidentsRole(StageTask):
     def metrics_ready(self) -> tuple[bool, str] | None:
         """The poller's readiness where this process runs it (None: it runs elsewhere, or no
         queries are configured)."""
-        feeds = [t.metrics for t in self.tasks.values() if t.metrics is not None]
-        return feeds[0].ready() if feeds else None
+        feeds = [t.metrics for t in list(self.tasks.values()) if t.metrics is not None]
+        return feeds[0].ready() if feeds else None  # (the probe's thread: a copy of the tasks)
 
     def handle(self, tp: Partition, task: JudgeTask, recs: list[Any]) -> None:
         found = []
