@@ -163,7 +163,8 @@ class Pipeline:
         decoded: DecodeResult | None = None,
     ) -> BatchOutcome:
         """One batch through every stage; `decoded`: what `decode` made of these `lines`
-        (decoded ahead), else they are decoded here."""
+        (decoded ahead: its time is then not in `stats.seconds`, which the caller adds what it
+        waited for), else they are decoded here."""
         clock = time.perf_counter
         took = self.stage_seconds
         t0 = clock()

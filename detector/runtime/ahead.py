@@ -41,7 +41,9 @@ class DecodeAhead:
             while cur is not None and pending is not None:
                 t0 = time.perf_counter()
                 decoded = pending.result()  # its exception, if any, is raised here
-                self.waited_s += time.perf_counter() - t0
+                waited = time.perf_counter() - t0
+                self.waited_s += waited
+                pipe.stats.seconds += waited  # the pipeline's time, as the caller saw it
                 nxt = next(it, None)
                 pending = pool.submit(pipe.decode, *nxt) if nxt is not None else None
                 lines, source, positions = cur
