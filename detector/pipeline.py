@@ -92,9 +92,9 @@ class StageSeconds:
     windows' models), correlation (flags, requests, their judgement and the ranker), incidents
     (the tracker). Sinks are the caller's (`Outputs`), timed there.
 
-    >>> t = StageSeconds()
-    >>> t.add("decode", 0.5); t.add("decode", 0.25); t.decode
-    0.75
+    >>> t = StageSeconds(decode=0.75)
+    >>> t.as_dict()["decode"], sum(t.as_dict().values())
+    (0.75, 0.75)
     """
 
     decode: float = 0.0
@@ -103,9 +103,6 @@ class StageSeconds:
     scoring: float = 0.0
     correlation: float = 0.0
     incidents: float = 0.0
-
-    def add(self, stage: str, seconds: float) -> None:
-        setattr(self, stage, getattr(self, stage) + seconds)
 
     def as_dict(self) -> dict[str, float]:
         return {s: getattr(self, s) for s in STAGES}

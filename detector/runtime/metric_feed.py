@@ -85,7 +85,7 @@ class MetricFeed:
 
     def _run(self) -> None:
         w = self.watcher
-        interval = min((q.step_seconds for q in w.cfg.prometheus.queries), default=60.0)
+        interval = w.interval()
         try:
             while not self._stop.is_set():
                 res = w.poll_once()

@@ -104,6 +104,10 @@ class MetricWatcher:
             restored.append(q.name)
         return restored
 
+    def interval(self) -> float:
+        """Seconds between polls: the shortest query step (60 with no query)."""
+        return min((q.step_seconds for q in self.cfg.prometheus.queries), default=60.0)
+
     def poll_once(self) -> PollResult:
         """Poll every query and score its new points."""
         t0, c0 = time.perf_counter(), time.process_time()
@@ -120,7 +124,7 @@ class MetricWatcher:
     def run(self, stop: threading.Event, on_poll: Callable[[PollResult], None] | None = None,
             max_polls: int | None = None) -> int:
         """Poll at the shortest query step until `stop` is set; returns the polls made."""
-        interval = min((q.step_seconds for q in self.cfg.prometheus.queries), default=60.0)
+        interval = self.interval()
         polls = 0
         try:
             while not stop.is_set() and (max_polls is None or polls < max_polls):
