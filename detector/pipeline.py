@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from detector.config import VigilConfig, WindowConfig
-from detector.correlation.chains import RequestVerdict, infer_chain, judge_request
+from detector.correlation.chains import RequestVerdict
 from detector.correlation.flags import EventFlagger
-from detector.correlation.requests import RequestCorrelator, RequestTrace, id_hash
+from detector.correlation.requests import ClosedRequests, RequestCorrelator, id_hash
+from detector.correlation.verdicts import block_chains, judge_requests, normal_edges
 from detector.decode.batch import BatchDecoder, DecodeResult
 from detector.decode.deadletter import DeadLetter, DeadLetterCounter
 from detector.events import Anomaly, EventBatch, Incident
@@ -271,16 +272,11 @@ class Pipeline:
         self.stage_seconds.correlation += (time.perf_counter() - t0
                                            - (self.stage_seconds.incidents - before))
 
-    def _observe(self, traces: list[RequestTrace], out: BatchOutcome) -> None:
+    def _observe(self, closed: ClosedRequests, out: BatchOutcome) -> None:
         assert self.ranker is not None and self.correlator is not None
-        verdicts: list[RequestVerdict] = []
-        for t in traces:
-            if t.anomalous:
-                v = judge_request(t)
-                if v is not None:
-                    verdicts.append(v)
-            else:
-                self.ranker.learn_edges(infer_chain(t).edges)
+        chains = block_chains(closed)
+        verdicts = judge_requests(closed, chains)
+        self.ranker.learn_edges(normal_edges(closed, chains))
         self.ranker.observe(verdicts)
         out.verdicts.extend(verdicts)
         t0 = time.perf_counter()

@@ -22,6 +22,7 @@ class CorrelationFigures:
     rss_mib_steady: float  # the same at the end of the steady phase
     open_at_end: int
     events_per_open_request: float  # at the end
+    judge_us_per_request: float  # chains and verdicts of closed requests, a block at a time
 
 
 def bench_correlation(open_requests: int = 1_000_000, steady_events: int = 2_000_000,
@@ -37,8 +38,8 @@ def bench_correlation(open_requests: int = 1_000_000, steady_events: int = 2_000
     import polars as pl
 
     from detector.config import CorrelationConfig
-    from detector.correlation.chains import judge_request
     from detector.correlation.requests import RequestCorrelator, id_hash
+    from detector.correlation.verdicts import judge_requests
 
     rng = np.random.default_rng(seed)
     total_new = open_requests + steady_events // 3 + batch
@@ -50,6 +51,8 @@ def bench_correlation(open_requests: int = 1_000_000, steady_events: int = 2_000
     gc.collect()
     rss0 = rss_mib()
 
+    judged = [0.0, 0]  # seconds in judge_requests, verdicts
+
     def feed(idx: np.ndarray, ts: np.ndarray) -> int:
         n = len(idx)
         rid = ids.gather(idx)
@@ -57,9 +60,11 @@ def bench_correlation(open_requests: int = 1_000_000, steady_events: int = 2_000
         corr.add(rid, ts=ts, service=rng.integers(0, 6, n).astype(np.int32), flags=flags,
                  span=id_hash(rid), parent=np.zeros(n, dtype=np.uint64),
                  latency=rng.lognormal(2.0, 0.3, n), status=np.full(n, 200, dtype=np.int32))
-        verdicts = 0
-        for t in corr.close_due(float(ts.max())) + corr.take_evicted():
-            verdicts += judge_request(t) is not None
+        closed = corr.close_due(float(ts.max())) + corr.take_evicted()
+        t1 = time.perf_counter()
+        verdicts = len(judge_requests(closed))
+        judged[0] += time.perf_counter() - t1
+        judged[1] += verdicts
         return verdicts
 
     # Fill: first events of open_requests requests within one TTL, so none closes.
@@ -100,4 +105,5 @@ def bench_correlation(open_requests: int = 1_000_000, steady_events: int = 2_000
         rss_mib_per_million_open=rss_open * 1e6 / open_requests, rss_mib_steady=rss_end,
         open_at_end=corr.open_requests,
         events_per_open_request=int(corr._n[corr._seq >= 0].sum()) / max(corr.open_requests, 1),
+        judge_us_per_request=judged[0] * 1e6 / max(int(judged[1]), 1),
     )

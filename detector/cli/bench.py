@@ -119,6 +119,8 @@ def bench_correlation_cmd(
     t.add_row(f"steady: events/s ({f.events:,} events, 1/3 new requests)", f"{f.events_per_s:,.0f}")
     t.add_row("steady: requests opened and closed per s", f"{f.requests_per_s:,.0f}")
     t.add_row("steady: anomalous requests judged", f"{f.anomalous_requests:,}")
+    t.add_row("µs per verdict (chains and verdicts a block of closed requests at a time)",
+              f"{f.judge_us_per_request:.1f}")
     t.add_row("bytes per open request (correlator's accounting)", f"{f.bytes_per_open_request:,.0f}")
     t.add_row("resident MiB per million open requests (after fill, 1 event each)",
               f"{f.rss_mib_per_million_open:,.0f}")

@@ -12,6 +12,7 @@ Only anomalous requests (and a sample of normal ones, for the call graph) are ma
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +117,77 @@ class RequestTrace:
         return bool((self.flags > 0).any())
 
 
+_TRACE_COLUMNS = ("ts", "service", "flags", "span", "parent", "callee", "caller", "template",
+                  "latency", "status")
+
+
+@dataclass(slots=True)
+class ClosedRequests:
+    """Closed requests as columns: request i's events, in time order, are rows
+    `bounds[i]:bounds[i + 1]` of every column (those of `RequestTrace`). Judged a block at a
+    time (`correlation.verdicts`); indexing or iterating gives `RequestTrace` views.
+
+    >>> z = ClosedRequests.of([])
+    >>> len(z), list(z)
+    (0, [])
+    """
+
+    request_ids: list[str]
+    bounds: npt.NDArray[np.int64]
+    columns: dict[str, npt.NDArray[Any]]
+    evicted: npt.NDArray[np.bool_]
+
+    @classmethod
+    def of(cls, traces: list[RequestTrace]) -> ClosedRequests:
+        """A block of these traces, in this order."""
+        sizes = [len(t) for t in traces]
+        bounds = np.zeros(len(traces) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=bounds[1:])
+        columns = {k: np.concatenate([getattr(t, k) for t in traces]) if traces
+                   else np.zeros(0, dtype=_COLUMNS[k]) for k in _TRACE_COLUMNS}
+        return cls([t.request_id for t in traces], bounds, columns,
+                   np.array([t.evicted for t in traces], dtype=bool))
+
+    def __len__(self) -> int:
+        return len(self.request_ids)
+
+    def __getitem__(self, i: int) -> RequestTrace:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i %= len(self)
+        lo, hi = int(self.bounds[i]), int(self.bounds[i + 1])
+        cols = {k: v[lo:hi] for k, v in self.columns.items()}
+        return RequestTrace(self.request_ids[i], evicted=bool(self.evicted[i]), **cols)
+
+    def __iter__(self) -> Iterator[RequestTrace]:
+        return (self[i] for i in range(len(self)))
+
+    def __add__(self, other: ClosedRequests) -> ClosedRequests:
+        if not len(other):
+            return self
+        if not len(self):
+            return other
+        return ClosedRequests(
+            self.request_ids + other.request_ids,
+            np.concatenate([self.bounds, other.bounds[1:] + self.bounds[-1]]),
+            {k: np.concatenate([v, other.columns[k]]) for k, v in self.columns.items()},
+            np.concatenate([self.evicted, other.evicted]))
+
+    @property
+    def rows(self) -> int:
+        return int(self.bounds[-1])
+
+    def request_of_rows(self) -> npt.NDArray[np.int64]:
+        """Each row's request index."""
+        return np.repeat(np.arange(len(self), dtype=np.int64), np.diff(self.bounds))
+
+    def anomalous(self) -> npt.NDArray[np.bool_]:
+        """Per request: whether it holds an anomalous event."""
+        if not len(self):
+            return np.zeros(0, dtype=bool)
+        return np.bitwise_or.reduceat(self.columns["flags"], self.bounds[:-1]) > 0
+
+
 @dataclass
 class CorrelationStats:
     events: int = 0
@@ -165,7 +237,7 @@ class RequestCorrelator:
         self._rows = 0
         self._dead = 0
         self._recent = RecentIds(cfg.late_memory, max(10 * cfg.ttl_seconds, 60.0))
-        self._pending: list[RequestTrace] = []  # anomalous requests closed by eviction
+        self._pending = ClosedRequests.of([])  # anomalous requests closed by eviction
 
     @property
     def open_requests(self) -> int:
@@ -394,13 +466,13 @@ class RequestCorrelator:
         self.stats.compactions += 1
 
     # ---- closing ------------------------------------------------------------------------
-    def close_due(self, now: float) -> list[RequestTrace]:
+    def close_due(self, now: float) -> ClosedRequests:
         """Close requests quiet for the TTL at event time `now`; the anomalous ones, materialised."""
         cutoff = now - self.cfg.ttl_seconds
         slots = np.flatnonzero((self._seq >= 0) & (self._last < cutoff))
         return self._close(slots, evicted=False)
 
-    def close_all(self) -> list[RequestTrace]:
+    def close_all(self) -> ClosedRequests:
         """End of input: close every open request."""
         return self._close(np.flatnonzero(self._seq >= 0), evicted=False)
 
@@ -411,20 +483,20 @@ class RequestCorrelator:
             return
         victims = open_slots[np.argpartition(self._last[open_slots], count - 1)[:count]]
         self.stats.evicted_requests += count
-        self._pending.extend(self._close(victims, evicted=True))
+        self._pending += self._close(victims, evicted=True)
 
-    def take_evicted(self) -> list[RequestTrace]:
+    def take_evicted(self) -> ClosedRequests:
         """Anomalous requests closed early by eviction since the last call."""
-        out, self._pending = self._pending, []
+        out, self._pending = self._pending, ClosedRequests.of([])
         return out
 
-    def _close(self, slots: npt.NDArray[np.int64], evicted: bool) -> list[RequestTrace]:
+    def _close(self, slots: npt.NDArray[np.int64], evicted: bool) -> ClosedRequests:
         if not len(slots):
-            return []
+            return ClosedRequests.of([])
         anomalous = slots[self._anom[slots] > 0]
         every = self.cfg.graph_sample
         pick = (self._anom[slots] > 0) | ((self._seq[slots] % every == 0) if every else False)
-        out = self._materialise(slots[pick], evicted) if pick.any() else []
+        out = self._materialise(slots[pick], evicted) if pick.any() else ClosedRequests.of([])
         self._table.delete(self._key[slots])
         self._recent.add(self._key[slots], self._last[slots])
         self._dead += int(self._n[slots].sum())
@@ -434,7 +506,7 @@ class RequestCorrelator:
         self.stats.anomalous_requests += len(anomalous)
         return out
 
-    def _materialise(self, slots: npt.NDArray[np.int64], evicted: bool) -> list[RequestTrace]:
+    def _materialise(self, slots: npt.NDArray[np.int64], evicted: bool) -> ClosedRequests:
         a = self._arena
         r = self._rows
         mark = np.zeros(len(self._seq), dtype=bool)
@@ -442,15 +514,10 @@ class RequestCorrelator:
         rs = a["slot"][:r]
         rows = np.flatnonzero(mark[rs] & self._alive(rs, a["seq"][:r]))
         rows = rows[np.lexsort((a["ts"][rows], a["slot"][rows]))]
-        bounds = np.flatnonzero(np.r_[True, a["slot"][rows][1:] != a["slot"][rows][:-1], True])
-        out = []
-        for i in range(len(bounds) - 1):
-            sel = rows[bounds[i]: bounds[i + 1]]
-            seq = int(self._seq[a["slot"][sel[0]]])
-            out.append(RequestTrace(
-                request_id=self._rid.pop(seq, "?"), ts=a["ts"][sel], service=a["service"][sel],
-                flags=a["flags"][sel], span=a["span"][sel], parent=a["parent"][sel],
-                callee=a["callee"][sel], caller=a["caller"][sel], template=a["template"][sel],
-                latency=a["latency"][sel], status=a["status"][sel], evicted=evicted,
-            ))
-        return out
+        if not len(rows):
+            return ClosedRequests.of([])
+        starts = np.flatnonzero(np.r_[True, a["slot"][rows][1:] != a["slot"][rows][:-1]])
+        seqs = self._seq[a["slot"][rows[starts]]].tolist()
+        return ClosedRequests(
+            [self._rid.pop(int(q), "?") for q in seqs], np.r_[starts, len(rows)].astype(np.int64),
+            {k: a[k][rows] for k in _TRACE_COLUMNS}, np.full(len(starts), evicted))

@@ -1,7 +1,7 @@
 """Root cause across requests: which incident a window anomaly belongs to, and the ranked list of
 candidate services an incident carries.
 
-Evidence comes in two kinds. Request verdicts (`correlation.chains.judge_request`) say, per
+Evidence comes in two kinds. Request verdicts (`correlation.verdicts.judge_requests`) say, per
 anomalous request, which service was the deepest to fail first and which only propagated it.
 Window anomalies (`scoring.windows`) say which (service, feature) series moved. A window anomaly of a
 service whose recent anomalous requests are mostly rooted elsewhere joins that root's incident;
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,7 +70,8 @@ class RootCauseRanker:
         self._depth: tuple[int, dict[int, int]] | None = None  # (edges when computed, depths)
 
     # ---- learning ---------------------------------------------------------------------
-    def learn_edges(self, edges: Edges) -> None:
+    def learn_edges(self, edges: Edges | Mapping[tuple[int, int], int]) -> None:
+        """Count call edges: each edge of a set once, a mapping's edges its count of times."""
         self.edges.update(edges)
 
     def observe(self, verdicts: list[RequestVerdict]) -> None:

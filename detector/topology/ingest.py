@@ -11,7 +11,6 @@ folded in). Nothing here is scored or opens an incident.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from detector.config import VigilConfig
-from detector.correlation.chains import infer_chain, judge_request
 from detector.correlation.flags import EventFlagger
-from detector.correlation.requests import RequestCorrelator, RequestTrace
+from detector.correlation.requests import ClosedRequests, RequestCorrelator
+from detector.correlation.verdicts import block_chains, judge_requests, normal_edges
 from detector.decode.batch import BatchDecoder
 from detector.decode.deadletter import DeadLetter
 from detector.events import EventBatch
@@ -112,14 +111,10 @@ class IngestStage:
         closed = self.correlator.close_due(self._now) + self.correlator.take_evicted()
         self._observe(closed, out)
 
-    def _observe(self, traces: list[RequestTrace], out: IngestOutcome) -> None:
+    def _observe(self, closed: ClosedRequests, out: IngestOutcome) -> None:
         names = self.services.names
-        edges: Counter[tuple[int, int]] = Counter()
-        for t in traces:
-            if t.anomalous:
-                v = judge_request(t)
-                if v is not None:
-                    out.verdicts.append(verdict_record(v, names, self.miner.text))
-            else:
-                edges.update(infer_chain(t).edges)
+        chains = block_chains(closed)
+        out.verdicts.extend(verdict_record(v, names, self.miner.text)
+                            for v in judge_requests(closed, chains))
+        edges = normal_edges(closed, chains)
         out.edges.extend(edge_records(dict(edges), names))

@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 
 from detector.config import CorrelationConfig, VigilConfig
-from detector.correlation.chains import infer_chain, judge_request
 from detector.correlation.flags import ERROR, SLOW
 from detector.correlation.requests import RequestCorrelator, RequestTrace, id_hash
+from detector.correlation.verdicts import infer_chain, judge_request
 from detector.eval.detection import root_cause_rank
 from detector.runtime.replay import replay_lines
 from detector.simulate.fleet import START_EPOCH, Fault, Fleet, render
@@ -110,8 +110,8 @@ def test_requests_close_a_ttl_after_their_last_event_not_before() -> None:
     c = RequestCorrelator(CorrelationConfig(ttl_seconds=5.0, graph_sample=0))
     add(c, ["a", "a", "b", None], [0.0, 4.0, 1.0, 1.0], flags=[0, 1, 0, 0], services=[0, 1, 0, 0])
     assert c.stats.no_request_id == 1
-    assert c.close_due(now=5.5) == [] and c.open_requests == 2  # a: last event at 4.0, b at 1.0
-    assert c.close_due(now=7.0) == [] and c.open_requests == 1  # b (normal) closed quietly
+    assert len(c.close_due(now=5.5)) == 0 and c.open_requests == 2  # a: last event at 4.0, b at 1.0
+    assert len(c.close_due(now=7.0)) == 0 and c.open_requests == 1  # b (normal) closed quietly
     closed = c.close_due(now=9.5)
     assert [t.request_id for t in closed] == ["a"] and closed[0].service.tolist() == [0, 1]
     assert c.open_requests == 0 and c.stats.anomalous_requests == 1
@@ -134,7 +134,7 @@ def test_open_requests_are_capped_by_evicting_the_least_recent() -> None:
     assert c.stats.evicted_requests == 150
     evicted = c.take_evicted()
     assert sorted(t.request_id for t in evicted) == ["r0-0", "r1-0", "r2-0"]  # the anomalous ones
-    assert all(t.evicted for t in evicted) and c.take_evicted() == []
+    assert all(t.evicted for t in evicted) and len(c.take_evicted()) == 0
 
 
 def test_events_per_request_are_capped_and_the_rest_counted() -> None:
