@@ -5,7 +5,7 @@ Plain data only; no parsing, scoring or I/O lives here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +67,51 @@ class LogEvent:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
+class ColumnAttrs(Sequence[dict[str, str] | None]):
+    """Per-event extra keys (`EventBatch.attrs`) read from text columns (null: absent) only
+    when asked for: the columnar decoder builds no per-event dict on the hot path.
+
+    >>> a = ColumnAttrs({"pod": pl.Series([None, "p1"]), "kind": pl.Series(["k", None])}, 2)
+    >>> list(a), a[-1], len(a)
+    ([{'kind': 'k'}, {'pod': 'p1'}], {'pod': 'p1'}, 2)
+    """
+
+    def __init__(self, columns: dict[str, pl.Series], n: int) -> None:
+        self._columns = {k: c for k, c in columns.items() if c.null_count() < n}
+        self._n = n
+        self._rows: list[dict[str, str] | None] | None = None
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._materialised()[i]
+
+    def __iter__(self) -> Iterator[dict[str, str] | None]:
+        return iter(self._materialised())
+
+    def __eq__(self, other: object) -> bool:  # as the list it stands for
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ColumnAttrs({self._materialised()!r})"
+
+    def _materialised(self) -> list[dict[str, str] | None]:
+        if self._rows is None:
+            rows: list[dict[str, str] | None] = [None] * self._n
+            for key, col in self._columns.items():
+                values = col.to_list()
+                for i in np.flatnonzero(col.is_not_null().to_numpy()).tolist():
+                    d = rows[i]
+                    if d is None:
+                        d = rows[i] = {}
+                    d[key] = values[i]
+            self._rows = rows
+        return self._rows
+
+
 @dataclass(slots=True)
 class EventBatch:
     """Decoded events as columns, the shape the pipeline works on.
@@ -84,7 +129,7 @@ class EventBatch:
     parent_id: pl.Series
     latency_ms: npt.NDArray[np.float64]
     status: npt.NDArray[np.int32]
-    attrs: list[dict[str, str] | None]
+    attrs: Sequence[dict[str, str] | None]  # per event; `ColumnAttrs` builds them on demand
     template_id: npt.NDArray[np.int64] = field(
         default_factory=lambda: np.empty(0, dtype=np.int64)
     )

@@ -20,7 +20,7 @@ import polars as pl
 from detector.config import ParsingConfig
 from detector.decode.fields import FieldPlan
 from detector.decode.isotime import fixed_rfc3339
-from detector.events import LEVEL_UNKNOWN, EventBatch, level_code
+from detector.events import LEVEL_UNKNOWN, ColumnAttrs, EventBatch, level_code
 
 # An escaped UTF-16 surrogate that is not half of a pair: not a character, so not valid text.
 _LONE_SURROGATE = re.compile(
@@ -277,11 +277,9 @@ class ColumnarDecoder:
         out = s.replace_strict(distinct, codes, default=LEVEL_UNKNOWN, return_dtype=pl.Int16)
         return out.fill_null(LEVEL_UNKNOWN).to_numpy().astype(np.int16)
 
-    def _attrs(self, df: pl.DataFrame, n: int) -> tuple[list[dict[str, str] | None],
-                                                        dict[str, pl.Series]]:
-        """Configured extra keys with scalar values, as text (objects and arrays are left out):
-        per event, and as columns."""
-        out: list[dict[str, str] | None] = [None] * n
+    def _attrs(self, df: pl.DataFrame, n: int) -> tuple[ColumnAttrs, dict[str, pl.Series]]:
+        """Configured extra keys with scalar values, as text columns (objects and arrays are
+        left out), and per event, built from those columns only when asked for."""
         columns: dict[str, pl.Series] = {}
         for key in self._plan.attr_keys:
             col = df[key]
@@ -289,15 +287,9 @@ class ColumnarDecoder:
                 if col.null_count() == n:
                     columns[key] = _nulls(key, n)
                 continue
-            values = col.to_list()
             scalar = col.is_not_null() & ~_container_series(col)
             columns[key] = col.zip_with(scalar, _nulls(key, n))
-            for i in np.flatnonzero(scalar.to_numpy()).tolist():
-                d = out[i]
-                if d is None:
-                    d = out[i] = {}
-                d[key] = values[i]
-        return out, columns
+        return ColumnAttrs(columns, n), columns
 
 
 class _NeedStructs(Exception):

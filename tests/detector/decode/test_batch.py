@@ -277,6 +277,19 @@ def test_attrs_keep_scalar_extra_keys_on_both_paths() -> None:
     assert batch.attrs[0] == rows.attrs[0] == {"event": "deploy", "version": "3"}
 
 
+def test_per_event_attrs_built_from_columns_are_the_per_line_decoders() -> None:
+    lines = [line(ts=T0 + i, service="a", msg="m", **({"callee": "db"} if i % 3 else {}),
+                  **({"pod": f"p{i}"} if i % 2 else {"pod": None}),
+                  **({"kind": ["x"]} if i % 5 == 0 else {"kind": "server"}))
+             for i in range(300)]
+    res = BatchDecoder(ParsingConfig()).decode(lines)
+    assert res.batch.attr_columns  # the columnar path, which builds no dict per event up front
+    rows, _, _ = RowDecoder(ParsingConfig()).decode(lines)
+    assert list(res.batch.attrs) == list(rows.attrs)
+    assert [e.attrs for e in res.batch.events()] == [a or {} for a in rows.attrs]
+    assert res.batch.attrs == rows.attrs and len(res.batch.attrs) == 300
+
+
 def test_a_bad_line_in_a_nested_shape_batch_costs_only_itself() -> None:
     nested = line(ts=T0, service={"name": "db"}, msg="b")
     lines = [nested] * 600 + [b"{broken"] + [nested] * 600
