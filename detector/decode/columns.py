@@ -281,14 +281,15 @@ class ColumnarDecoder:
         """Configured extra keys with scalar values, as text columns (objects and arrays are
         left out), and per event, built from those columns only when asked for."""
         columns: dict[str, pl.Series] = {}
+        nulls = _nulls("", n)  # one column of nulls, named anew for each key (no copy)
         for key in self._plan.attr_keys:
             col = df[key]
             if col.dtype != pl.String or col.null_count() == n:
                 if col.null_count() == n:
-                    columns[key] = _nulls(key, n)
+                    columns[key] = nulls.alias(key)
                 continue
             scalar = col.is_not_null() & ~_container_series(col)
-            columns[key] = col.zip_with(scalar, _nulls(key, n))
+            columns[key] = col.zip_with(scalar, nulls)
         return ColumnAttrs(columns, n), columns
 
 
