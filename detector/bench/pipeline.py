@@ -50,6 +50,12 @@ class PipelineFigures:
     # outputs), "decode_waited" and "other" (the rest of the loop); all but decode add up to
     # the pipeline's µs per event
     stage_us_per_event: dict[str, float] = field(default_factory=dict)
+    # decode alone, on the caller's thread with nothing beside it (best of 2 passes): Vigil's
+    # decoder (`BatchDecoder`, warm), and polars' own NDJSON read of the same batches (joined
+    # as the decoder joins them) without a schema and with the decoder's
+    decode_lines_per_s: float = 0.0
+    polars_read_lines_per_s: float = 0.0
+    polars_read_schema_lines_per_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,6 +114,7 @@ def bench_pipeline(lines: list[bytes], cfg: VigilConfig) -> PipelineFigures:
     gc.enable()
     parse_eps, parse_discard_eps = n / keep, n / discard
 
+    decode_lps, read_lps, read_schema_lps = _decode_alone(lines, cfg)
     series = max(pipe.scorer.series_count, 1)
     breakdown = {
         "baselines and series index": pipe.scorer.state_nbytes(),
@@ -129,7 +136,37 @@ def bench_pipeline(lines: list[bytes], cfg: VigilConfig) -> PipelineFigures:
         anomalies=pipe.stats.anomalies,
         incidents=pipe.stats.incidents_opened,
         stage_us_per_event={k: round(v, 3) for k, v in stages.items()},
+        decode_lines_per_s=decode_lps,
+        polars_read_lines_per_s=read_lps,
+        polars_read_schema_lines_per_s=read_schema_lps,
     )
+
+
+def _decode_alone(lines: list[bytes], cfg: VigilConfig) -> tuple[float, float, float]:
+    """Lines/s of Vigil's decoder, of polars' schema-less NDJSON read and of that read with the
+    columnar decoder's schema, each over the same batches, best of 2 passes after a warm one."""
+    import polars as pl
+
+    from detector.decode.batch import BatchDecoder
+
+    bs = cfg.batch_size
+    batches = [lines[i:i + bs] for i in range(0, len(lines), bs)]
+    decoder = BatchDecoder(cfg.parsing)
+    for b in batches[:1]:
+        decoder.decode(b)  # learns the keys this source uses
+    schema = decoder.read_schema()
+
+    def best(work: Any) -> float:
+        took = float("inf")
+        for _ in range(2):
+            t0 = time.perf_counter()
+            for b in batches:
+                work(b)
+            took = min(took, time.perf_counter() - t0)
+        return len(lines) / took if took > 0 else 0.0
+
+    return (best(decoder.decode), best(lambda b: pl.read_ndjson(b"\n".join(b))),
+            best(lambda b: pl.read_ndjson(b"\n".join(b), schema=schema)))
 
 
 def file_lines(path: Path, batch_size: int = 65536) -> list[bytes]:

@@ -50,6 +50,14 @@ def bench_pipeline_cmd(
         name = "decode, on its own thread beside the rest" if k == "decode" else k
         t.add_row(f"  {name} (µs per event, share)",
                   f"{v:.2f}  ({v / total:.0%})" if total else "-")
+    t.add_row("decode alone, lines/s (target >= 1,000,000)", f"{f.decode_lines_per_s:,.0f}")
+    t.add_row("  polars' NDJSON read alone, no schema (lines/s)", f"{f.polars_read_lines_per_s:,.0f}")
+    t.add_row("  polars' NDJSON read alone, the decoder's schema (lines/s)",
+              f"{f.polars_read_schema_lines_per_s:,.0f}")
+    if f.decode_lines_per_s:
+        t.add_row("  decode ÷ polars' read time (target <= 1.5)",
+                  f"{f.polars_read_lines_per_s / f.decode_lines_per_s:.2f} "
+                  f"(with its schema {f.polars_read_schema_lines_per_s / f.decode_lines_per_s:.2f})")
     t.add_row("RSS before the pipeline (MiB: the lines held in memory)", f"{f.rss_before_mib:,.0f}")
     t.add_row("peak RSS during the pipeline (MiB)", f"{f.peak_rss_mib:,.0f}")
     t.add_row("tracked (service, feature) series", str(f.series))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 from polars.exceptions import PanicException
 
 from detector.config import ParsingConfig
@@ -60,6 +61,10 @@ class BatchDecoder:
         self._text = TextDecoder(cfg, plan) if cfg.format != "json" else None
         self._skip = 0
         self.stats = DecoderStats()
+
+    def read_schema(self) -> dict[str, pl.DataType]:
+        """The schema the columnar decoder hands polars' NDJSON read now (for benchmarks)."""
+        return self._columnar.read_schema
 
     def decode(
         self, lines: Sequence[bytes], source: str = "-", positions: Sequence[int] | None = None

@@ -67,6 +67,11 @@ class ColumnarDecoder:
             for f, alts in plan.alternatives.items()
         }
 
+    @property
+    def read_schema(self) -> dict[str, pl.DataType]:
+        """The schema a batch is read with first: the keys seen so far, the rest as Null."""
+        return dict(self._schema)
+
     def decode(self, lines: Sequence[bytes]) -> EventBatch:
         try:
             try:

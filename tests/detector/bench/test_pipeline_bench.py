@@ -1,5 +1,6 @@
 """`vigil bench pipeline`: the per-stage breakdown (the main thread's parts) adds up to the
-whole, and `--json` prints one line with every figure."""
+whole, decode alone is timed beside polars' bare read, and `--json` prints one line with every
+figure."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ def test_the_stages_and_sinks_add_up_to_the_pipelines_time() -> None:
     # every stage did work on this run (a stage timer that never runs reads 0)
     assert all(parts[s] > 0 for s in STAGES), parts
     assert f.incidents >= 1 and f.anomalies >= 1
+    # decode alone and polars' bare read were timed on the same lines
+    assert f.decode_lines_per_s > 0 and f.polars_read_lines_per_s > 0
+    assert f.polars_read_schema_lines_per_s > 0
 
 
 def test_json_is_one_line_with_every_figure() -> None:
