@@ -10,7 +10,7 @@ lines to the per-line decoder, which explains them.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ _LONE_SURROGATE = re.compile(
     rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 _TEXT_FIELDS = ("service", "level", "request_id", "span_id", "parent_id")
 _F = "\x00field:"  # prefix of the decoded fields' column names, apart from any JSON key
+_A = "\x00attr:"  # and of the extra keys' raw columns
 
 
 class ColumnarMiss(Exception):
@@ -96,10 +97,15 @@ class ColumnarDecoder:
         if data.find(b"\\") != -1 and b"\\u" in data and _LONE_SURROGATE.search(data):
             # polars reads an escaped lone surrogate as NUL; the per-line decoder refuses it.
             raise ColumnarMiss("an escaped lone surrogate", bisect=True)
-        df = self._read(data)
-        if df.height != n:
+        try:  # one query: polars' read of the batch, then every field and check on it
+            cols, chk = self._columns_and_checks(pl.scan_ndjson(data, schema=self._schema),
+                                                 self._schema)
+        except (pl.exceptions.PolarsError, ValueError):
+            # perhaps a key this source had not used before: read it eagerly, and learn it
+            df = self._read(data)
+            cols, chk = self._columns_and_checks(df.lazy(), df.schema)
+        if chk["rows"] != n:
             raise ColumnarMiss("blank or partial lines", bisect=True)
-        cols, chk = self._columns_and_checks(df)
         if any(chk[f"array:{f}"] for f in self._leaf):
             raise ColumnarMiss("a field inside an array: a nested shape", bisect=False)
         objects = {k for f in self._leaf for k in chk[f"object:{f}"]}
@@ -123,7 +129,7 @@ class ColumnarDecoder:
         if (chk["maxlen:message"] or 0) > cap:
             message = message.str.slice(0, cap)
         service = cols["service"] if "service" in required else cols["service"].fill_null("unknown")
-        attrs, attr_columns = self._attrs(df, n)
+        attrs, attr_columns = self._attrs(cols, n)
         return EventBatch(
             ts=self._timestamps(cols["timestamp"], chk["null:timestamp"]),
             service=service,
@@ -139,10 +145,11 @@ class ColumnarDecoder:
             attr_columns=attr_columns,
         )
 
-    def _columns_and_checks(self, df: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, Any]]:
-        """The coalesced fields, and every validity check as one row, from one parallel query."""
+    def _columns_and_checks(self, lf: pl.LazyFrame, schema: Mapping[str, pl.DataType]
+                            ) -> tuple[pl.DataFrame, dict[str, Any]]:
+        """The coalesced fields and the extra keys' raw columns, and every validity check as
+        one row, from one parallel query over `lf` (the batch read with `schema`)."""
         c = pl.col
-        schema = df.schema  # built anew on every access
         text_keys = {k for k in self._seen if schema[k] == pl.String}
         struct_keys = {k for k in self._seen if isinstance(schema[k], pl.Struct)}
 
@@ -185,7 +192,7 @@ class ColumnarDecoder:
 
         fields = [*[field(f, pl.String()) for f in ("timestamp", "message", *_TEXT_FIELDS)],
                   field("latency_ms", pl.Float64()), field("status", pl.Int64())]
-        base = df.lazy().with_columns(fields)
+        base = lf.with_columns(fields)
         names = list(self._leaf)
         v = {f: c(_F + f) for f in names}
         checks = [
@@ -195,20 +202,22 @@ class ColumnarDecoder:
             ((v["latency_ms"] < 0) | v["latency_ms"].is_infinite()).any().alias("bad:latency_ms"),
             ((v["status"] < 0) | (v["status"] > 999)).any().alias("bad:status"),
             v["message"].str.len_chars().max().alias("maxlen:message"),
+            pl.len().alias("rows"),
+            # Every key declared Null is read (not projected away), so that a value under it
+            # fails the read and is learnt (`_read`)
+            *[c(k).null_count().alias(f"unseen:{k}") for k in schema if k not in self._seen],
+            # Only a field missing somewhere can be hiding inside an object (each check asks
+            # about the rows where it is missing), and only below a key read as text.
+            *[e for f in names if any(k in text_keys for k in self._prefix[f])
+              for e in nested_needed(f)],
         ]
-        cols, chk = pl.collect_all([base.select([v[f].alias(f) for f in names]),
+        extras = [c(k).alias(_A + k) for k in self._plan.attr_keys if k in schema]
+        cols, chk = pl.collect_all([base.select([*[v[f].alias(f) for f in names], *extras]),
                                     base.select(checks)])
         row = chk.row(0, named=True)
-        # Only a field missing somewhere can be hiding inside an object: ask only about those.
-        maybe = [f for f in names if row[f"null:{f}"] and any(k in text_keys
-                                                             for k in self._prefix[f])]
         for f in names:
-            row[f"object:{f}"], row[f"array:{f}"] = [], []
-        if maybe:
-            both = pl.concat([df, cols.select([c(f).alias(_F + f) for f in maybe])],
-                             how="horizontal")
-            nested = both.select([e for f in maybe for e in nested_needed(f)])
-            row.update(nested.row(0, named=True))
+            row.setdefault(f"object:{f}", [])
+            row.setdefault(f"array:{f}", [])
         return cols, row
 
     def _read(self, data: bytes) -> pl.DataFrame:
@@ -282,13 +291,13 @@ class ColumnarDecoder:
         out = s.replace_strict(distinct, codes, default=LEVEL_UNKNOWN, return_dtype=pl.Int16)
         return out.fill_null(LEVEL_UNKNOWN).to_numpy().astype(np.int16)
 
-    def _attrs(self, df: pl.DataFrame, n: int) -> tuple[ColumnAttrs, dict[str, pl.Series]]:
+    def _attrs(self, cols: pl.DataFrame, n: int) -> tuple[ColumnAttrs, dict[str, pl.Series]]:
         """Configured extra keys with scalar values, as text columns (objects and arrays are
         left out), and per event, built from those columns only when asked for."""
         columns: dict[str, pl.Series] = {}
         nulls = _nulls("", n)  # one column of nulls, named anew for each key (no copy)
         for key in self._plan.attr_keys:
-            col = df[key]
+            col = cols[_A + key].alias(key)
             if col.dtype != pl.String or col.null_count() == n:
                 if col.null_count() == n:
                     columns[key] = nulls.alias(key)
