@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from detector.config import VigilConfig
+from detector.decode.batch import DecodeResult
 from detector.decode.deadletter import DeadLetter
 from detector.events import EventBatch
 from detector.pipeline import BatchOutcome, Pipeline
@@ -76,6 +78,7 @@ class LogConsumer:
                                             self.on_partitions_revoked)
         self.outputs: KafkaOutputs | None = None
         self._last_checkpoint = clock()
+        self._pool: ThreadPoolExecutor | None = None  # decodes ahead (`handle`), made on demand
         self.restored: dict[Partition, int] = {}  # partition -> events in its checkpoint
         self.trouble = BrokerTrouble(self.state, self.metrics, self.k.session_timeout_ms,
                                      clock, log)
@@ -119,6 +122,9 @@ class LogConsumer:
         finally:
             if self.metric_feed is not None:
                 self.metric_feed.stop()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
             self.state.alive = False
 
     def connect(self) -> None:
@@ -156,15 +162,33 @@ class LogConsumer:
         return n
 
     def handle(self, batch: Records) -> None:
-        """Process, produce, flush, then commit: offsets never run ahead of their effects."""
+        """Process, produce, flush, then commit: offsets never run ahead of their effects.
+
+        With records of several partitions, the next partition's lines are decoded on a worker
+        thread while this one's go through the rest of its pipeline (each pipeline decodes its
+        own batches, in order)."""
         assert self.outputs is not None
         offsets: dict[Partition, int] = {}
+        jobs = []
         for tp, records in batch.items():
             pipe = self.pipelines.get(tp) or self._pipeline(tp)
             lines = [r.value if r.value is not None else b"" for r in records]
+            jobs.append((tp, records, pipe, lines, f"{tp.topic}/{tp.partition}",
+                         [r.offset for r in records]))
+        ahead = self._decoder_pool() if len(jobs) > 1 else None
+        pending = ahead.submit(jobs[0][2].decode, *jobs[0][3:]) if ahead and jobs else None
+        for i, (tp, records, pipe, lines, source, positions) in enumerate(jobs):
+            decoded: DecodeResult | Exception | None
             try:
-                out = pipe.process(lines, source=f"{tp.topic}/{tp.partition}",
-                                   positions=[r.offset for r in records])
+                decoded = pending.result() if pending is not None else None
+            except Exception as exc:  # the decode's own failure, handled as process's below
+                decoded = exc
+            nxt = jobs[i + 1] if ahead and i + 1 < len(jobs) else None
+            pending = ahead.submit(nxt[2].decode, *nxt[3:]) if ahead and nxt else None
+            try:
+                if isinstance(decoded, Exception):
+                    raise decoded
+                out = pipe.process(lines, source=source, positions=positions, decoded=decoded)
             except Exception as exc:  # a bug must not stall the partition
                 out = self._pipeline_failed(tp, lines, records, exc)
             self._send(tp, out, {r.offset: r.key for r in records})
@@ -174,6 +198,11 @@ class LogConsumer:
         self._hand_incidents()
         self.source.commit(offsets)
         self.metrics.batches.inc()
+
+    def _decoder_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="vigil-decode")
+        return self._pool
 
     def _hand_incidents(self) -> None:
         """The flushed batch's incident records to `on_incidents` (it must not block)."""

@@ -376,6 +376,40 @@ def test_a_batch_the_pipeline_fails_on_is_dead_lettered_and_the_partition_goes_o
     assert any(b"trigger a bug" in r.value for r in dlq)
 
 
+def test_a_decode_that_fails_ahead_of_its_partition_is_dead_lettered_and_the_rest_goes_on(
+        broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A poll holding several partitions decodes the next one's lines on a worker thread; a
+    decode that raises there is that partition's pipeline error, as one raised inline is."""
+    from detector.pipeline import Pipeline
+
+    decode = Pipeline.decode
+    ahead: list[str] = []
+
+    def failing(self: Pipeline, lines: Any, *args: Any, **kw: Any) -> Any:
+        ahead.append(threading.current_thread().name)
+        if any(b"trigger a decode bug" in x for x in lines):
+            raise RuntimeError("injected")
+        return decode(self, lines, *args, **kw)
+
+    monkeypatch.setattr(Pipeline, "decode", failing)
+    good = [(k, v) for k, v in log_lines(3000, seed=6) if v.startswith(b'{"ts":"')]
+    bug = (b"k", b'{"ts": 1795435300, "service": "a", "msg": "trigger a decode bug"}')
+    broker.produce("logs", [*good[:1500], bug, *good[1500:]])
+    run = Running(config(broker, tmp_path))
+    try:
+        until(lambda: caught_up(broker), 60, "all offsets committed")
+        assert run.consumer.metrics.pipeline_errors._value.get() >= 1
+        events = run.consumer.metrics.events.labels(topic="logs")._value.get()
+    finally:
+        run.close()
+    assert run.code == [0]
+    assert events == len(good) + 1  # every record counted once, the bug's batch dead-lettered
+    assert any(name.startswith("vigil-decode") for name in ahead)  # the ahead path ran
+    dlq = broker.read("vigil.dead-letters", len(good), timeout=5)
+    assert {dict(r.headers)["vigil.reason"].decode() for r in dlq} == {"pipeline_error"}
+    assert any(b"trigger a decode bug" in r.value for r in dlq)
+
+
 def test_offsets_are_committed_only_after_the_flush_and_a_failed_flush_commits_nothing(
         broker: Broker, tmp_path: Path, client: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every commit follows a flush of the same batch's outputs; when the flush of a batch fails
