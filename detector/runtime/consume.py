@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,16 +175,21 @@ class LogConsumer:
             lines = [r.value if r.value is not None else b"" for r in records]
             jobs.append((tp, records, pipe, lines, f"{tp.topic}/{tp.partition}",
                          [r.offset for r in records]))
-        ahead = self._decoder_pool() if len(jobs) > 1 else None
-        pending = ahead.submit(jobs[0][2].decode, *jobs[0][3:]) if ahead and jobs else None
+        ahead = self._decoder_pool() if len(jobs) > 1 else None  # one partition: inline
+
+        def submit(i: int) -> Future[DecodeResult] | None:
+            if ahead is None or i >= len(jobs):
+                return None
+            return ahead.submit(jobs[i][2].decode, *jobs[i][3:])
+
+        pending = submit(0)
         for i, (tp, records, pipe, lines, source, positions) in enumerate(jobs):
             decoded: DecodeResult | Exception | None
             try:
                 decoded = pending.result() if pending is not None else None
             except Exception as exc:  # the decode's own failure, handled as process's below
                 decoded = exc
-            nxt = jobs[i + 1] if ahead and i + 1 < len(jobs) else None
-            pending = ahead.submit(nxt[2].decode, *nxt[3:]) if ahead and nxt else None
+            pending = submit(i + 1)
             try:
                 if isinstance(decoded, Exception):
                     raise decoded

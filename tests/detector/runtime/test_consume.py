@@ -348,19 +348,28 @@ def test_poison_records_of_every_class_in_one_poll_are_dead_lettered_and_committ
     assert len(broker.read("vigil.dead-letters", 2 * len(POISON) + 1, timeout=3)) == len(dlq)
 
 
+def inject_fault(monkeypatch: pytest.MonkeyPatch, method: str, marker: bytes) -> list[str]:
+    """`Pipeline.<method>` raises on a batch holding `marker`; returns the names of the
+    threads it was called on."""
+    from detector.pipeline import Pipeline
+
+    real = getattr(Pipeline, method)
+    threads: list[str] = []
+
+    def failing(self: Pipeline, lines: Any, *args: Any, **kw: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        if any(marker in x for x in lines):
+            raise RuntimeError("injected")
+        return real(self, lines, *args, **kw)
+
+    monkeypatch.setattr(Pipeline, method, failing)
+    return threads
+
+
 def test_a_batch_the_pipeline_fails_on_is_dead_lettered_and_the_partition_goes_on(
         broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The last resort for a bug: fault injected into the real pipeline for one record."""
-    from detector.pipeline import Pipeline
-
-    process = Pipeline.process
-
-    def failing(self: Pipeline, lines: Any, *args: Any, **kw: Any) -> Any:
-        if any(b"trigger a bug" in x for x in lines):
-            raise RuntimeError("injected")
-        return process(self, lines, *args, **kw)
-
-    monkeypatch.setattr(Pipeline, "process", failing)
+    inject_fault(monkeypatch, "process", b"trigger a bug")
     good = [(k, v) for k, v in log_lines(1500, seed=5) if v.startswith(b'{"ts":"')]
     bug = (b"k", b'{"ts": 1795435300, "service": "a", "msg": "trigger a bug"}')
     broker.produce("logs", [*good[:600], bug, *good[600:]])
@@ -380,18 +389,7 @@ def test_a_decode_that_fails_ahead_of_its_partition_is_dead_lettered_and_the_res
         broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A poll holding several partitions decodes the next one's lines on a worker thread; a
     decode that raises there is that partition's pipeline error, as one raised inline is."""
-    from detector.pipeline import Pipeline
-
-    decode = Pipeline.decode
-    ahead: list[str] = []
-
-    def failing(self: Pipeline, lines: Any, *args: Any, **kw: Any) -> Any:
-        ahead.append(threading.current_thread().name)
-        if any(b"trigger a decode bug" in x for x in lines):
-            raise RuntimeError("injected")
-        return decode(self, lines, *args, **kw)
-
-    monkeypatch.setattr(Pipeline, "decode", failing)
+    ahead = inject_fault(monkeypatch, "decode", b"trigger a decode bug")
     good = [(k, v) for k, v in log_lines(3000, seed=6) if v.startswith(b'{"ts":"')]
     bug = (b"k", b'{"ts": 1795435300, "service": "a", "msg": "trigger a decode bug"}')
     broker.produce("logs", [*good[:1500], bug, *good[1500:]])
