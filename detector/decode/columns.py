@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,10 @@ _LONE_SURROGATE = re.compile(
 _TEXT_FIELDS = ("service", "level", "request_id", "span_id", "parent_id")
 _F = "\x00field:"  # prefix of the decoded fields' column names, apart from any JSON key
 _A = "\x00attr:"  # and of the extra keys' raw columns
+_LEVEL = "\x00level"  # the level codes the query maps from the level texts it knows
+_NULLS = "\x00nulls"  # one column of nulls, for the extra keys a batch does not use
+_LEVEL_NEW = -32768  # a level text the query does not know yet: mapped after it
+_MAX_LEVEL_TEXTS = 256  # level texts the query maps (more are mapped after it, batch by batch)
 
 
 class ColumnarMiss(Exception):
@@ -67,6 +72,11 @@ class ColumnarDecoder:
             f: list(dict.fromkeys(k for k, rest in alts if rest))
             for f, alts in plan.alternatives.items()
         }
+        # Level texts met so far and their codes, which the query maps itself
+        self._level_codes: dict[str, int] = {}
+        # The query's expressions for the current schema and level texts: built once, not per
+        # batch (building them costs about as much as reading a small batch)
+        self._query: _Query | None = None
 
     @property
     def read_schema(self) -> dict[str, pl.DataType]:
@@ -124,31 +134,44 @@ class ColumnarDecoder:
             raise ColumnarMiss("a negative or infinite latency", bisect=True)
         if chk["bad:status"]:
             raise ColumnarMiss("a status out of range", bisect=True)
-        message = cols["message"].fill_null("")
+        message = cols["message"]
         cap = self.cfg.max_message_chars
         if (chk["maxlen:message"] or 0) > cap:
             message = message.str.slice(0, cap)
-        service = cols["service"] if "service" in required else cols["service"].fill_null("unknown")
         attrs, attr_columns = self._attrs(cols, n)
         return EventBatch(
-            ts=self._timestamps(cols["timestamp"], chk["null:timestamp"]),
-            service=service,
-            level=self._levels(cols["level"]),
+            ts=self._timestamps(cols["timestamp"], chk["null:timestamp"], chk["first:timestamp"],
+                                (chk["minlen:timestamp"], chk["maxlen:timestamp"])),
+            service=cols["service"],
+            level=self._levels(cols),
             message=message,
             request_id=cols["request_id"],
             span_id=cols["span_id"],
             parent_id=cols["parent_id"],
-            latency_ms=cols["latency_ms"].fill_null(float("nan")).to_numpy().astype(
-                np.float64, copy=False),
-            status=cols["status"].fill_null(-1).to_numpy().astype(np.int32),
+            latency_ms=cols["latency_ms"].to_numpy().astype(np.float64, copy=False),
+            status=cols["status"].to_numpy().astype(np.int32),
             attrs=attrs,
             attr_columns=attr_columns,
         )
 
     def _columns_and_checks(self, lf: pl.LazyFrame, schema: Mapping[str, pl.DataType]
                             ) -> tuple[pl.DataFrame, dict[str, Any]]:
-        """The coalesced fields and the extra keys' raw columns, and every validity check as
-        one row, from one parallel query over `lf` (the batch read with `schema`)."""
+        """The fields (nulls filled, levels mapped), the extra keys' columns, and every validity
+        check as one row, from one parallel query over `lf` (the batch read with `schema`)."""
+        q = self._query
+        if q is None or q.schema is not schema:
+            q = self._build_query(schema)
+            if schema is self._schema:  # the eager read's schema is a batch's, not kept
+                self._query = q
+        base = lf.with_columns(q.fields)
+        cols, chk = pl.collect_all([base.select(q.columns), base.select(q.checks)])
+        row = chk.row(0, named=True)
+        for f in self._leaf:
+            row.setdefault(f"object:{f}", [])
+            row.setdefault(f"array:{f}", [])
+        return cols, row
+
+    def _build_query(self, schema: Mapping[str, pl.DataType]) -> _Query:
         c = pl.col
         text_keys = {k for k in self._seen if schema[k] == pl.String}
         struct_keys = {k for k in self._seen if isinstance(schema[k], pl.Struct)}
@@ -192,9 +215,9 @@ class ColumnarDecoder:
 
         fields = [*[field(f, pl.String()) for f in ("timestamp", "message", *_TEXT_FIELDS)],
                   field("latency_ms", pl.Float64()), field("status", pl.Int64())]
-        base = lf.with_columns(fields)
         names = list(self._leaf)
         v = {f: c(_F + f) for f in names}
+        ts_bytes = v["timestamp"].str.len_bytes()
         checks = [
             *[v[f].null_count().alias(f"null:{f}") for f in names],
             *[_container_expr(v[f]).any().alias(f"container:{f}") for f in _TEXT_FIELDS],
@@ -202,6 +225,9 @@ class ColumnarDecoder:
             ((v["latency_ms"] < 0) | v["latency_ms"].is_infinite()).any().alias("bad:latency_ms"),
             ((v["status"] < 0) | (v["status"] > 999)).any().alias("bad:status"),
             v["message"].str.len_chars().max().alias("maxlen:message"),
+            v["timestamp"].drop_nulls().first().alias("first:timestamp"),
+            ts_bytes.min().alias("minlen:timestamp"),
+            ts_bytes.max().alias("maxlen:timestamp"),
             pl.len().alias("rows"),
             # Every key declared Null is read (not projected away), so that a value under it
             # fails the read and is learnt (`_read`)
@@ -211,14 +237,29 @@ class ColumnarDecoder:
             *[e for f in names if any(k in text_keys for k in self._prefix[f])
               for e in nested_needed(f)],
         ]
-        extras = [c(k).alias(_A + k) for k in self._plan.attr_keys if k in schema]
-        cols, chk = pl.collect_all([base.select([*[v[f].alias(f) for f in names], *extras]),
-                                    base.select(checks)])
-        row = chk.row(0, named=True)
-        for f in names:
-            row.setdefault(f"object:{f}", [])
-            row.setdefault(f"array:{f}", [])
-        return cols, row
+        # What the EventBatch takes, converted here rather than a Series call at a time after
+        service = v["service"]
+        if "service" not in self.cfg.required:
+            service = service.fill_null("unknown")
+        level = v["level"]
+        known = self._level_codes
+        codes = (level.replace_strict(list(known), list(known.values()), default=_LEVEL_NEW,
+                                      return_dtype=pl.Int16)
+                 if known else pl.lit(_LEVEL_NEW, dtype=pl.Int16))
+        columns = [
+            *[v[f].alias(f) for f in names
+              if f not in ("message", "service", "latency_ms", "status")],
+            v["message"].fill_null("").alias("message"),
+            service.alias("service"),
+            v["latency_ms"].fill_null(float("nan")).alias("latency_ms"),
+            v["status"].fill_null(-1).alias("status"),
+            pl.when(level.is_null()).then(pl.lit(LEVEL_UNKNOWN, dtype=pl.Int16))
+            .otherwise(codes).alias(_LEVEL),
+            pl.lit(None, dtype=pl.String).alias(_NULLS),
+            *[_scalar_text(c(k)).alias(_A + k) if schema[k] == pl.String else c(k).alias(_A + k)
+              for k in self._plan.attr_keys if k in schema],
+        ]
+        return _Query(schema, fields, columns, checks)
 
     def _read(self, data: bytes) -> pl.DataFrame:
         """The batch as a frame of the keys this source uses, learning new keys as they come."""
@@ -254,12 +295,15 @@ class ColumnarDecoder:
 
     # ---- fields -------------------------------------------------------------------------
     @staticmethod
-    def _timestamps(s: pl.Series, missing: int) -> npt.NDArray[np.float64]:
-        if missing == len(s):
+    def _timestamps(s: pl.Series, missing: int, first: str | None,
+                    widths: tuple[int | None, int | None]) -> npt.NDArray[np.float64]:
+        """Epoch seconds; `first`: the first timestamp present, `widths`: the fewest and most
+        bytes of one (the query's)."""
+        if missing == len(s) or first is None:
             return np.zeros(len(s), dtype=np.float64)
-        first = s.drop_nulls()[0]
         if "-" in first[1:] or "T" in first:  # RFC 3339 first; epoch numbers only if some fail
-            fast = fixed_rfc3339(s)  # the common layouts, in numpy; None sends all to polars
+            # the common layouts, in numpy; None sends all to polars
+            fast = fixed_rfc3339(s, widths if not missing else None)
             if fast is not None:
                 return fast
             dt = s.str.to_datetime("%+", time_unit="us", time_zone="UTC", strict=False)
@@ -278,33 +322,51 @@ class ColumnarDecoder:
             raise ColumnarMiss("a timestamp is not finite", bisect=True)
         return arr
 
-    def _levels(self, s: pl.Series) -> npt.NDArray[np.int16]:
-        if s.null_count() == len(s):
-            return np.full(len(s), LEVEL_UNKNOWN, dtype=np.int16)
-        distinct = s.drop_nulls().unique().to_list()  # a handful: map them in Python
-        codes = []
+    def _levels(self, cols: pl.DataFrame) -> npt.NDArray[np.int16]:
+        """The query's level codes; texts it did not know yet are checked and mapped here, and
+        learnt (up to `_MAX_LEVEL_TEXTS`) so that the next batch's query maps them."""
+        codes = cols[_LEVEL].to_numpy()
+        new = codes == _LEVEL_NEW
+        if not new.any():
+            return codes.astype(np.int16, copy=False)
+        texts = cols["level"].filter(pl.Series(new))
+        distinct = texts.unique().to_list()  # a handful: map them in Python
+        mapped = []
         for text in distinct:
             code = level_code(text)
             if code is None or text in ("true", "false"):  # polars writes a JSON boolean as text
                 raise ColumnarMiss(f"level {text!r} is not a level", bisect=True)
-            codes.append(code)
-        out = s.replace_strict(distinct, codes, default=LEVEL_UNKNOWN, return_dtype=pl.Int16)
-        return out.fill_null(LEVEL_UNKNOWN).to_numpy().astype(np.int16)
+            mapped.append(code)
+        out = codes.astype(np.int16)
+        out[new] = texts.replace_strict(distinct, mapped, return_dtype=pl.Int16).to_numpy()
+        room = _MAX_LEVEL_TEXTS - len(self._level_codes)
+        if room > 0:
+            self._level_codes.update(list(zip(distinct, mapped, strict=True))[:room])
+            self._query = None  # the next query maps them
+        return out
 
     def _attrs(self, cols: pl.DataFrame, n: int) -> tuple[ColumnAttrs, dict[str, pl.Series]]:
         """Configured extra keys with scalar values, as text columns (objects and arrays are
-        left out), and per event, built from those columns only when asked for."""
+        left out by the query), and per event, built from those columns only when asked for."""
         columns: dict[str, pl.Series] = {}
-        nulls = _nulls("", n)  # one column of nulls, named anew for each key (no copy)
+        nulls = cols[_NULLS]  # one column of nulls, named anew for each key (no copy)
         for key in self._plan.attr_keys:
-            col = cols[_A + key].alias(key)
-            if col.dtype != pl.String or col.null_count() == n:
-                if col.null_count() == n:
-                    columns[key] = nulls.alias(key)
-                continue
-            scalar = col.is_not_null() & ~_container_series(col)
-            columns[key] = col.zip_with(scalar, nulls)
+            col = cols[_A + key]
+            if col.null_count() == n:
+                columns[key] = nulls.alias(key)
+            elif col.dtype == pl.String:
+                columns[key] = col.alias(key)
         return ColumnAttrs(columns, n), columns
+
+
+@dataclass(frozen=True, slots=True)
+class _Query:
+    """The expressions of one decode query, for batches read with `schema`."""
+
+    schema: Mapping[str, pl.DataType]
+    fields: list[pl.Expr]  # the coalesced fields, added to the read
+    columns: list[pl.Expr]  # what the EventBatch is made of
+    checks: list[pl.Expr]  # one row of validity checks
 
 
 class _NeedStructs(Exception):
@@ -364,17 +426,9 @@ def _struct_paths(e: pl.Expr, dtype: pl.DataType, rest: tuple[str, ...]) -> list
     return out
 
 
-def _nulls(name: str, n: int) -> pl.Series:
-    """A String column of `n` nulls, made in Rust (not from a Python list of `n` Nones).
-
-    >>> _nulls("pod", 3).to_list()
-    [None, None, None]
-    """
-    return pl.repeat(None, n, dtype=pl.String, eager=True).alias(name)
-
-
-def _container_series(s: pl.Series) -> pl.Series:
-    return s.str.starts_with("{") | s.str.starts_with("[")
+def _scalar_text(e: pl.Expr) -> pl.Expr:
+    """A text column's values that are not objects or arrays (null for those)."""
+    return pl.when(e.is_not_null() & ~_container_expr(e)).then(e)
 
 
 def _container_expr(e: pl.Expr) -> pl.Expr:

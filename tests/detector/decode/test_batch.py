@@ -219,6 +219,28 @@ def test_levels_read_the_same_on_both_paths(level: object, code: int) -> None:
     assert set(batch.level.tolist()) == set(rows.level.tolist()) == {code}
 
 
+def test_level_texts_learnt_by_the_query_read_as_the_per_line_decoder_reads_them() -> None:
+    """The columnar query maps the level texts it has met; new ones, more than it keeps, and a
+    boolean after many good batches are each still read (or refused) as line by line."""
+    from detector.decode import columns
+
+    dec = BatchDecoder(ParsingConfig())
+    texts = [f"custom{i}" for i in range(columns._MAX_LEVEL_TEXTS + 40)]
+    for start in range(0, len(texts), 60):  # batches of new texts, then mixed with known ones
+        chunk = [*texts[start:start + 60], "warn", None, "ERROR", *texts[:5]]
+        lines = [line(ts=T0, service="a", msg="m", **({"level": t} if t else {}))
+                 for t in chunk for _ in range(2)]
+        batch = dec.decode(lines).batch
+        rows, errors, _ = RowDecoder(ParsingConfig()).decode(lines)
+        assert not errors
+        assert batch.level.tolist() == rows.level.tolist()
+    assert dec.stats.row_lines == 0
+    bad = [line(ts=T0, service="a", level="warn", msg="m")] * 99 + [
+        line(ts=T0, service="a", level=True, msg="m")]
+    res = dec.decode(bad)
+    assert len(res.batch) == 99 and reasons(res.dead) == ["wrong_type"]
+
+
 def test_ecs_logging_output_stays_on_the_columnar_path() -> None:
     """ecs-logging libraries write `log.level` flat beside a `log` object (logger, origin); the
     object holds nothing Vigil needs, so the batch need not leave the fast path."""
