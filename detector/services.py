@@ -31,7 +31,10 @@ class ServiceIndex:
         self.cap = cap
         self._id: dict[str, int] = {}
         self.names: list[str] = []
-        self.overflow = 0  # lookups of names past the cap (they share OTHER_SERVICES' id)
+        self.overflow = 0  # events whose names are past the cap (they share OTHER_SERVICES' id)
+        # The last column mapped and its ids: the windows and the correlator both map a batch's
+        # services, and the second asks for the same column (each mapping is a polars query)
+        self._last: tuple[pl.Series, npt.NDArray[np.int32]] | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -63,7 +66,23 @@ class ServiceIndex:
         return self._id.get(name)
 
     def ids(self, names: pl.Series) -> npt.NDArray[np.int32]:
-        """Ids of a batch's names (-1 for null)."""
+        """Ids of a batch's names (-1 for null), read-only; asked again for the same column
+        object, the same array (its events past the cap counted once).
+
+        >>> idx, names = ServiceIndex(cap=2), pl.Series(["a", "b", "b"])
+        >>> first = idx.ids(names)
+        >>> idx.ids(names) is first, idx.overflow
+        (True, 2)
+        """
+        last = self._last
+        if last is not None and last[0] is names:
+            return last[1]
+        out = self._ids(names)
+        out.flags.writeable = False
+        self._last = (names, out)
+        return out
+
+    def _ids(self, names: pl.Series) -> npt.NDArray[np.int32]:
         if len(names) == 0:
             return np.zeros(0, dtype=np.int32)
         n = len(names)
@@ -73,7 +92,7 @@ class ServiceIndex:
         if nulls > n // 2:  # a sparse column (callee, caller): map only the values present
             at = np.flatnonzero(names.is_not_null().to_numpy())
             out = np.full(n, -1, dtype=np.int32)
-            out[at] = self.ids(names.gather(at))
+            out[at] = self._ids(names.gather(at))
             return out
         distinct = [v for v in names.unique(maintain_order=True).to_list() if v is not None]
         before = self.overflow

@@ -137,8 +137,8 @@ class WindowAggregator:
         if not ok.any():
             return verdict
         idx = np.flatnonzero(ok)
-        services = batch.service if len(idx) == n else batch.service.gather(idx)
-        sk = self._service_ids(services)
+        # the whole column's ids (the correlator asks for the same column: mapped once)
+        sk = self._service_ids(batch.service)[idx]
         wk, tk = w[ok], batch.ts[ok]
         w0 = int(wk.min())
         nserv = len(self.services)
