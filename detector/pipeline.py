@@ -83,14 +83,15 @@ class PipelineStats:
         }
 
 
-STAGES = ("decode", "templates", "windows", "scoring", "correlation", "incidents")
+STAGES = ("decode", "templates", "windows", "capture", "scoring", "correlation", "incidents")
 
 
 @dataclass
 class StageSeconds:
     """Wall seconds each stage of `Pipeline.process` took so far (`vigil bench pipeline`'s
-    breakdown): decode, templates, windows (folding, lateness, closing), scoring (the closed
-    windows' models), correlation (flags, requests, their judgement and the ranker), incidents
+    breakdown): decode, templates, windows (folding, lateness, closing), capture (the recent
+    spans and logs kept for root cause, `rca.enabled`), scoring (the closed windows' models),
+    correlation (flags, requests, their judgement and the ranker), incidents
     (the tracker). Sinks are the caller's (`Outputs`), timed there.
 
     >>> t = StageSeconds(decode=0.75)
@@ -101,6 +102,7 @@ class StageSeconds:
     decode: float = 0.0
     templates: float = 0.0
     windows: float = 0.0
+    capture: float = 0.0
     scoring: float = 0.0
     correlation: float = 0.0
     incidents: float = 0.0
@@ -177,7 +179,11 @@ class Pipeline:
         took.templates += t2 - t1
         verdict = self.windows.add(batch, mined)
         if self.recent is not None:
+            t4 = clock()
             self.recent.add(batch)
+            kept = clock() - t4  # counted as capture, not in the windows' span around it
+            took.capture += kept
+            took.windows -= kept
         unfolded = verdict != 0
         if unfolded.any():
             dead = dead + unfolded_letters(self.cfg.window, lines, source, positions,

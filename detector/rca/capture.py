@@ -116,10 +116,13 @@ def tables_of(batch: EventBatch) -> tuple[pl.DataFrame, pl.DataFrame]:
     ).select(list(SPAN_SCHEMA))
     # A log line that is also a failed span (status >= 500) counts as an error log.
     # A record with no level says it in its text often enough ("ERROR", "...Exception").
+    # (polars runs both sides of a when, so the texts are searched only in a batch that has
+    # records with no level: most have none, and the search costs more than the rest)
     unknown = pl.col("level") == LEVEL_UNKNOWN
     guessed = (pl.when(unknown & pl.col("message").str.contains(_ERROR_TEXT)).then(LEVEL_ERROR)
                .when(unknown & pl.col("message").str.contains(_WARN_TEXT)).then(LEVEL_WARN)
-               .otherwise(pl.col("level")))
+               .otherwise(pl.col("level"))
+               if bool((batch.level == LEVEL_UNKNOWN).any()) else pl.col("level"))
     logs = df.lazy().filter(pl.col("message").is_not_null() & (pl.col("message") != "")).with_columns(
         level=pl.when(pl.col("status") >= 500).then(pl.max_horizontal(
             guessed, pl.lit(LEVEL_ERROR))).otherwise(guessed).cast(pl.Int16),
