@@ -74,9 +74,20 @@ class ColumnarDecoder:
         }
         # Level texts met so far and their codes, which the query maps itself
         self._level_codes: dict[str, int] = {}
-        # The query's expressions for the current schema and level texts: built once, not per
-        # batch (building them costs about as much as reading a small batch)
-        self._query: _Query | None = None
+        # The query's expressions for the current schema and level texts, by the fields taken
+        # to be dense: built once, not per batch (building them costs about as much as reading
+        # a small batch)
+        self._queries: dict[frozenset[str], _Query] = {}
+        # Fields whose first key this source uses was in every record of the last batch. The
+        # keys ranked below it cannot change such a field, so the next batch's query does not
+        # read them if they are unseen (each costs polars a lookup per record), and checks
+        # that it was right: where a record lacks that key, the batch is read again in full.
+        self._dense: frozenset[str] = frozenset()
+        # where each key stands among each field's alternatives
+        self._ranks: dict[str, list[tuple[str, int]]] = {}
+        for f, alts in plan.alternatives.items():
+            for i, (k, _rest) in enumerate(alts):
+                self._ranks.setdefault(k, []).append((f, i))
 
     @property
     def read_schema(self) -> dict[str, pl.DataType]:
@@ -107,13 +118,7 @@ class ColumnarDecoder:
         if data.find(b"\\") != -1 and b"\\u" in data and _LONE_SURROGATE.search(data):
             # polars reads an escaped lone surrogate as NUL; the per-line decoder refuses it.
             raise ColumnarMiss("an escaped lone surrogate", bisect=True)
-        try:  # one query: polars' read of the batch, then every field and check on it
-            cols, chk = self._columns_and_checks(pl.scan_ndjson(data, schema=self._schema),
-                                                 self._schema)
-        except (pl.exceptions.PolarsError, ValueError):
-            # perhaps a key this source had not used before: read it eagerly, and learn it
-            df = self._read(data)
-            cols, chk = self._columns_and_checks(df.lazy(), df.schema)
+        cols, chk = self._query_batch(data)
         if chk["rows"] != n:
             raise ColumnarMiss("blank or partial lines", bisect=True)
         if any(chk[f"array:{f}"] for f in self._leaf):
@@ -154,27 +159,59 @@ class ColumnarDecoder:
             attr_columns=attr_columns,
         )
 
-    def _columns_and_checks(self, lf: pl.LazyFrame, schema: Mapping[str, pl.DataType]
-                            ) -> tuple[pl.DataFrame, dict[str, Any]]:
+    def _query_batch(self, data: bytes) -> tuple[pl.DataFrame, dict[str, Any]]:
+        """One query: polars' read of the batch, then every field and check on it; again with
+        every key if a field taken to be dense was not, or eagerly to learn a new key."""
+        try:
+            cols, chk, q = self._columns_and_checks(pl.scan_ndjson(data, schema=self._schema),
+                                                    self._schema, self._dense)
+            if any(chk[f"sparse:{f}"] for f in q.dense):
+                cols, chk, q = self._columns_and_checks(
+                    pl.scan_ndjson(data, schema=self._schema), self._schema, frozenset())
+        except (pl.exceptions.PolarsError, ValueError):
+            # perhaps a key this source had not used before: read it eagerly, and learn it
+            df = self._read(data)
+            cols, chk, q = self._columns_and_checks(df.lazy(), df.schema, frozenset())
+        self._dense = frozenset(f for f in q.tops if not chk[f"sparse:{f}"])
+        return cols, chk
+
+    def _columns_and_checks(self, lf: pl.LazyFrame, schema: Mapping[str, pl.DataType],
+                            dense: frozenset[str]) -> tuple[pl.DataFrame, dict[str, Any], _Query]:
         """The fields (nulls filled, levels mapped), the extra keys' columns, and every validity
-        check as one row, from one parallel query over `lf` (the batch read with `schema`)."""
-        q = self._query
+        check as one row, from one parallel query over `lf` (the batch read with `schema`;
+        the unseen keys that cannot change the `dense` fields left unread)."""
+        q = self._queries.get(dense)
         if q is None or q.schema is not schema:
-            q = self._build_query(schema)
+            if q is not None:
+                self._queries.clear()  # the schema changed: every query is stale
+            q = self._build_query(schema, dense)
             if schema is self._schema:  # the eager read's schema is a batch's, not kept
-                self._query = q
+                self._queries[dense] = q
         base = lf.with_columns(q.fields)
         cols, chk = pl.collect_all([base.select(q.columns), base.select(q.checks)])
         row = chk.row(0, named=True)
         for f in self._leaf:
             row.setdefault(f"object:{f}", [])
             row.setdefault(f"array:{f}", [])
-        return cols, row
+        return cols, row, q
 
-    def _build_query(self, schema: Mapping[str, pl.DataType]) -> _Query:
+    def _build_query(self, schema: Mapping[str, pl.DataType], dense: frozenset[str]) -> _Query:
         c = pl.col
         text_keys = {k for k in self._seen if schema[k] == pl.String}
         struct_keys = {k for k in self._seen if isinstance(schema[k], pl.Struct)}
+        # each field's first key read as a value (not as a struct), and where it ranks
+        tops: dict[str, tuple[str, int]] = {}
+        for f, alts in self._plan.alternatives.items():
+            for i, (k, rest) in enumerate(alts):
+                if not rest and k in self._seen and k not in struct_keys:
+                    tops[f] = (k, i)
+                    break
+        dense = frozenset(f for f in dense if f in tops)
+
+        def unread(k: str) -> bool:
+            """An unseen key that only ranks below the first key of dense fields."""
+            return (k not in self._seen and k not in self._plan.attr_keys
+                    and all(f in dense and i > tops[f][1] for f, i in self._ranks.get(k, [])))
 
         def leaf(k: str) -> pl.Expr:
             # A key that may also hold an object to dig into ("service": {"name": ...}) gives
@@ -230,8 +267,11 @@ class ColumnarDecoder:
             ts_bytes.max().alias("maxlen:timestamp"),
             pl.len().alias("rows"),
             # Every key declared Null is read (not projected away), so that a value under it
-            # fails the read and is learnt (`_read`)
-            *[c(k).null_count().alias(f"unseen:{k}") for k in schema if k not in self._seen],
+            # fails the read and is learnt (`_read`), but those that cannot change a field
+            *[c(k).null_count().alias(f"unseen:{k}") for k in schema
+              if k not in self._seen and not unread(k)],
+            # which fields' first keys are missing (or objects) somewhere
+            *[(leaf(k).null_count() > 0).alias(f"sparse:{f}") for f, (k, _) in tops.items()],
             # Only a field missing somewhere can be hiding inside an object (each check asks
             # about the rows where it is missing), and only below a key read as text.
             *[e for f in names if any(k in text_keys for k in self._prefix[f])
@@ -259,7 +299,7 @@ class ColumnarDecoder:
             *[_scalar_text(c(k)).alias(_A + k) if schema[k] == pl.String else c(k).alias(_A + k)
               for k in self._plan.attr_keys if k in schema],
         ]
-        return _Query(schema, fields, columns, checks)
+        return _Query(schema, dense, frozenset(tops), fields, columns, checks)
 
     def _read(self, data: bytes) -> pl.DataFrame:
         """The batch as a frame of the keys this source uses, learning new keys as they come."""
@@ -342,7 +382,7 @@ class ColumnarDecoder:
         room = _MAX_LEVEL_TEXTS - len(self._level_codes)
         if room > 0:
             self._level_codes.update(list(zip(distinct, mapped, strict=True))[:room])
-            self._query = None  # the next query maps them
+            self._queries.clear()  # the next query maps them
         return out
 
     def _attrs(self, cols: pl.DataFrame, n: int) -> tuple[ColumnAttrs, dict[str, pl.Series]]:
@@ -364,6 +404,8 @@ class _Query:
     """The expressions of one decode query, for batches read with `schema`."""
 
     schema: Mapping[str, pl.DataType]
+    dense: frozenset[str]  # fields taken to be in every record (unseen keys below them unread)
+    tops: frozenset[str]  # fields with a key this source uses, checked for being dense
     fields: list[pl.Expr]  # the coalesced fields, added to the read
     columns: list[pl.Expr]  # what the EventBatch is made of
     checks: list[pl.Expr]  # one row of validity checks

@@ -241,6 +241,33 @@ def test_level_texts_learnt_by_the_query_read_as_the_per_line_decoder_reads_them
     assert len(res.batch) == 99 and reasons(res.dead) == ["wrong_type"]
 
 
+@pytest.mark.parametrize("odd", [
+    {"@timestamp": "2026-11-23T12:00:05Z", "service": "b", "msg": "late key"},
+    {"ts": T0 + 1, "time": "2020-01-01T00:00:00Z", "service": "c", "msg": "both"},
+    {"ts": T0 + 2, "service": "d", "message": "no msg key"},
+])
+def test_keys_left_unread_below_a_dense_field_are_read_when_a_record_needs_them(
+        odd: dict[str, object]) -> None:
+    """After batches where every record has `ts` and `msg`, the query stops reading the unseen
+    keys ranked below them (`time`, `@timestamp`, `message`...). A record that then carries
+    only `@timestamp`, or its message only under `message`, is still read as the per-line
+    decoder reads it, on the columnar path; one with both `ts` and `time` keeps `ts`."""
+    dec = BatchDecoder(ParsingConfig())
+    plain = [line(ts=T0 + i, service="a", msg=f"m {i}") for i in range(200)]
+    dec.decode(plain)
+    dec.decode(plain)
+    assert {"timestamp", "message"} <= dec._columnar._dense
+    lines = [*plain[:100], line(**odd), *plain[100:]]
+    got = dec.decode(lines)
+    rows, errors, _ = RowDecoder(ParsingConfig()).decode(lines)
+    assert not errors and not got.dead
+    assert got.batch.ts.tolist() == rows.ts.tolist()
+    assert got.batch.message.to_list() == rows.message.to_list()
+    assert dec.stats.row_lines == 0
+    dec.decode(plain)
+    assert {"timestamp", "message"} <= dec._columnar._dense
+
+
 def test_ecs_logging_output_stays_on_the_columnar_path() -> None:
     """ecs-logging libraries write `log.level` flat beside a `log` object (logger, origin); the
     object holds nothing Vigil needs, so the batch need not leave the fast path."""
