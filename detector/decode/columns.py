@@ -34,6 +34,8 @@ _LEVEL = "\x00level"  # the level codes the query maps from the level texts it k
 _NULLS = "\x00nulls"  # one column of nulls, for the extra keys a batch does not use
 _LEVEL_NEW = -32768  # a level text the query does not know yet: mapped after it
 _MAX_LEVEL_TEXTS = 256  # level texts the query maps (more are mapped after it, batch by batch)
+_DENSE_AFTER = 2  # batches a field's first key is in every record before it is taken as dense
+_DENSE_AFTER_MAX = 1024  # the most, after the assumption has failed again and again
 
 
 class ColumnarMiss(Exception):
@@ -78,11 +80,15 @@ class ColumnarDecoder:
         # to be dense: built once, not per batch (building them costs about as much as reading
         # a small batch)
         self._queries: dict[frozenset[str], _Query] = {}
-        # Fields whose first key this source uses was in every record of the last batch. The
-        # keys ranked below it cannot change such a field, so the next batch's query does not
-        # read them if they are unseen (each costs polars a lookup per record), and checks
-        # that it was right: where a record lacks that key, the batch is read again in full.
+        # Fields taken to be dense: their first key this source uses has been in every record
+        # of the last `_need[f]` batches. The keys ranked below it cannot change such a field,
+        # so the query does not read them if they are unseen (each costs polars a lookup per
+        # record), and checks that it was right: where a record lacks that key, the batch is
+        # read again in full, and the field waits twice as many batches before it is trusted
+        # again (a source that often lacks the key costs few second reads).
         self._dense: frozenset[str] = frozenset()
+        self._streak: dict[str, int] = {}
+        self._need: dict[str, int] = {}
         # where each key stands among each field's alternatives
         self._ranks: dict[str, list[tuple[str, int]]] = {}
         for f, alts in plan.alternatives.items():
@@ -165,14 +171,20 @@ class ColumnarDecoder:
         try:
             cols, chk, q = self._columns_and_checks(pl.scan_ndjson(data, schema=self._schema),
                                                     self._schema, self._dense)
-            if any(chk[f"sparse:{f}"] for f in q.dense):
+            wrong = [f for f in q.dense if chk[f"sparse:{f}"]]
+            if wrong:
+                for f in wrong:
+                    self._need[f] = min(2 * self._need.get(f, _DENSE_AFTER), _DENSE_AFTER_MAX)
                 cols, chk, q = self._columns_and_checks(
                     pl.scan_ndjson(data, schema=self._schema), self._schema, frozenset())
         except (pl.exceptions.PolarsError, ValueError):
             # perhaps a key this source had not used before: read it eagerly, and learn it
             df = self._read(data)
             cols, chk, q = self._columns_and_checks(df.lazy(), df.schema, frozenset())
-        self._dense = frozenset(f for f in q.tops if not chk[f"sparse:{f}"])
+        for f in q.tops:
+            self._streak[f] = 0 if chk[f"sparse:{f}"] else self._streak.get(f, 0) + 1
+        self._dense = frozenset(f for f in q.tops
+                                if self._streak[f] >= self._need.get(f, _DENSE_AFTER))
         return cols, chk
 
     def _columns_and_checks(self, lf: pl.LazyFrame, schema: Mapping[str, pl.DataType],

@@ -264,8 +264,35 @@ def test_keys_left_unread_below_a_dense_field_are_read_when_a_record_needs_them(
     assert got.batch.ts.tolist() == rows.ts.tolist()
     assert got.batch.message.to_list() == rows.message.to_list()
     assert dec.stats.row_lines == 0
-    dec.decode(plain)
+    # trusted again only after twice as many batches with the key everywhere
+    for _ in range(4):
+        dec.decode(plain)
     assert {"timestamp", "message"} <= dec._columnar._dense
+
+
+def test_a_source_that_often_lacks_a_fields_first_key_costs_few_second_reads() -> None:
+    """A field's first key missing from every third batch: each failed assumption doubles the
+    batches before the next, so of 64 batches only a handful are read twice."""
+    from detector.decode import columns
+
+    dec = BatchDecoder(ParsingConfig())
+    reads = 0
+    real = columns.ColumnarDecoder._columns_and_checks
+
+    def counted(self: columns.ColumnarDecoder, *a: object) -> object:
+        nonlocal reads
+        reads += 1
+        return real(self, *a)  # type: ignore[arg-type]
+
+    plain = [line(ts=T0 + i, service="a", msg=f"m {i}") for i in range(100)]
+    holed = [*plain[:50], line(time=T0, service="a", msg="no ts"), *plain[50:]]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(columns.ColumnarDecoder, "_columns_and_checks", counted)
+        for i in range(64):
+            got = dec.decode(holed if i % 3 == 2 else plain)
+            assert not got.dead
+    assert dec.stats.row_lines == 0
+    assert 64 < reads <= 64 + 8, reads
 
 
 def test_ecs_logging_output_stays_on_the_columnar_path() -> None:
