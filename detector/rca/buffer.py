@@ -2,7 +2,9 @@
 
 Bounded twice: by event time (`keep_seconds` behind the newest record) and by count
 (`max_records`; the oldest batches go first and are counted in `dropped`). Adding a batch costs
-its own size; nothing here grows with the input beyond those bounds.
+its own size; nothing here grows with the input beyond those bounds. A batch is kept as its own
+columns (no copies) and made into span and log tables only when an incident asks for them,
+which is rare next to batches coming in.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ import polars as pl
 
 from detector.config import RcaConfig
 from detector.events import EventBatch
-from detector.rca.capture import LOG_SCHEMA, SPAN_SCHEMA, Capture, tables_of
+from detector.rca.capture import (
+    LOG_SCHEMA,
+    SPAN_SCHEMA,
+    Capture,
+    frame_of,
+    records_in,
+    tables_of_frame,
+)
 
 
 class CaptureBuffer:
@@ -32,7 +41,7 @@ class CaptureBuffer:
 
     def __init__(self, cfg: RcaConfig) -> None:
         self.cfg = cfg
-        self._parts: deque[tuple[float, pl.DataFrame, pl.DataFrame]] = deque()
+        self._parts: deque[tuple[float, pl.DataFrame, int]] = deque()  # newest, frame, records
         self._rows = 0
         self.latest = float("-inf")
         self.dropped = 0  # records that left before their time because of max_records
@@ -42,29 +51,29 @@ class CaptureBuffer:
         """Keep the spans and log records of a decoded batch (template ids set)."""
         if len(batch) == 0:
             return
-        spans, logs = tables_of(batch)
-        n = spans.height + logs.height
+        frame = frame_of(batch)
+        n = records_in(frame)
         if n == 0:
             return
         newest = float(batch.ts.max())
         self.latest = max(self.latest, newest)
-        self._parts.append((newest, spans, logs))
+        self._parts.append((newest, frame, n))
         self._rows += n
         horizon = self.latest - self.cfg.keep_seconds
         while self._parts and (self._parts[0][0] < horizon or self._rows > self.cfg.max_records):
-            t, s, lg = self._parts.popleft()
-            self._rows -= s.height + lg.height
+            t, _, gone = self._parts.popleft()
+            self._rows -= gone
             if t < horizon:
-                self.expired += s.height + lg.height
+                self.expired += gone
             else:
-                self.dropped += s.height + lg.height
+                self.dropped += gone
 
     def __len__(self) -> int:
         return self._rows
 
     def capture(self, since: float = float("-inf")) -> Capture:
         """The kept records from `since` on, as a `Capture`."""
-        kept = [(s, lg) for t, s, lg in self._parts if t >= since]
+        kept = [tables_of_frame(f) for t, f, _ in self._parts if t >= since]
 
         def joined(parts: list[pl.DataFrame], schema: dict[str, Any]) -> pl.DataFrame:
             parts = [p for p in parts if p.height]

@@ -97,33 +97,53 @@ def tables_of(batch: EventBatch) -> tuple[pl.DataFrame, pl.DataFrame]:
     >>> tables_of(b)[1]["level"].to_list()
     [17, 13, 0]
     """
+    return tables_of_frame(frame_of(batch))
+
+
+def frame_of(batch: EventBatch) -> pl.DataFrame:
+    """The columns of a decoded batch that `tables_of_frame` reads, as one frame: the batch's
+    own text columns, not copies (what `CaptureBuffer` keeps until an incident asks)."""
     n = len(batch)
-    if n == 0:
-        return pl.DataFrame(schema=SPAN_SCHEMA), pl.DataFrame(schema=LOG_SCHEMA)
     tids = batch.template_id if len(batch.template_id) == n else np.full(n, -1, dtype=np.int64)
-    # One frame, filtered twice: per-column filters cost a tenth of the pipeline's time.
-    df = pl.DataFrame({
+    return pl.DataFrame({
         "t": batch.ts, "service": batch.service, "trace": batch.request_id,
         "span": batch.span_id, "parent": batch.parent_id, "message": batch.message,
         "dur_ms": batch.latency_ms, "status": batch.status, "level": batch.level,
         "template": tids, "pod": batch.attr_column("pod"), "name": batch.attr_column("name"),
         "kind": batch.attr_column("kind"), "callee_hint": batch.attr_column("callee"),
     })
-    is_span = pl.col("span").is_not_null() & (pl.col("span") != "") & pl.col("dur_ms").is_finite()
-    spans = df.lazy().filter(is_span).with_columns(
+
+
+_IS_SPAN = pl.col("span").is_not_null() & (pl.col("span") != "") & pl.col("dur_ms").is_finite()
+_IS_LOG = pl.col("message").is_not_null() & (pl.col("message") != "")
+
+
+def records_in(df: pl.DataFrame) -> int:
+    """How many spans and log records `tables_of_frame(df)` holds, without making them."""
+    if df.height == 0:
+        return 0
+    return int(df.select(_IS_SPAN.sum() + _IS_LOG.sum()).item())
+
+
+def tables_of_frame(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(spans, logs) of a `frame_of` frame."""
+    if df.height == 0:
+        return pl.DataFrame(schema=SPAN_SCHEMA), pl.DataFrame(schema=LOG_SCHEMA)
+    # One frame, filtered twice: per-column filters cost a tenth of the pipeline's time.
+    spans = df.lazy().filter(_IS_SPAN).with_columns(
         parent=pl.col("parent").fill_null(""), name=pl.col("name").fill_null(""),
         kind=pl.col("kind").str.to_uppercase(), error=pl.col("status") >= 500,
     ).select(list(SPAN_SCHEMA))
     # A log line that is also a failed span (status >= 500) counts as an error log.
     # A record with no level says it in its text often enough ("ERROR", "...Exception").
-    # (polars runs both sides of a when, so the texts are searched only in a batch that has
+    # (polars runs both sides of a when, so the texts are searched only in a frame that has
     # records with no level: most have none, and the search costs more than the rest)
     unknown = pl.col("level") == LEVEL_UNKNOWN
     guessed = (pl.when(unknown & pl.col("message").str.contains(_ERROR_TEXT)).then(LEVEL_ERROR)
                .when(unknown & pl.col("message").str.contains(_WARN_TEXT)).then(LEVEL_WARN)
                .otherwise(pl.col("level"))
-               if bool((batch.level == LEVEL_UNKNOWN).any()) else pl.col("level"))
-    logs = df.lazy().filter(pl.col("message").is_not_null() & (pl.col("message") != "")).with_columns(
+               if bool((df["level"] == LEVEL_UNKNOWN).any()) else pl.col("level"))
+    logs = df.lazy().filter(_IS_LOG).with_columns(
         level=pl.when(pl.col("status") >= 500).then(pl.max_horizontal(
             guessed, pl.lit(LEVEL_ERROR))).otherwise(guessed).cast(pl.Int16),
     ).select(list(LOG_SCHEMA))
