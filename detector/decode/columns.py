@@ -222,8 +222,9 @@ class ColumnarDecoder:
 
         def unread(k: str) -> bool:
             """An unseen key that only ranks below the first key of dense fields."""
-            return (k not in self._seen and k not in self._plan.attr_keys
-                    and all(f in dense and i > tops[f][1] for f, i in self._ranks.get(k, [])))
+            ranks = self._ranks.get(k)
+            return (bool(ranks) and k not in self._seen and k not in self._plan.attr_keys
+                    and all(f in dense and i > tops[f][1] for f, i in ranks or ()))
 
         def leaf(k: str) -> pl.Expr:
             # A key that may also hold an object to dig into ("service": {"name": ...}) gives
