@@ -39,7 +39,7 @@ class PipelineFigures:
     pipeline_eps: float  # whole pipeline, one pass
     ratio: float  # pipeline / parse
     ratio_discard: float  # pipeline / parse_discard
-    rss_before_mib: float  # resident set before the pipeline ran (the lines held in memory)
+    rss_before_mib: float  # resident set before the pipeline ran (imports and the lines held)
     peak_rss_mib: float
     series: int
     state_bytes_per_series: float

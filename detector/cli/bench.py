@@ -58,7 +58,7 @@ def bench_pipeline_cmd(
         t.add_row("  decode ÷ polars' read time (target <= 1.5)",
                   f"{f.polars_read_lines_per_s / f.decode_lines_per_s:.2f} "
                   f"(with its schema {f.polars_read_schema_lines_per_s / f.decode_lines_per_s:.2f})")
-    t.add_row("RSS before the pipeline (MiB: the lines held in memory)", f"{f.rss_before_mib:,.0f}")
+    t.add_row("RSS before the pipeline (MiB: imports and the lines held)", f"{f.rss_before_mib:,.0f}")
     t.add_row("peak RSS during the pipeline (MiB)", f"{f.peak_rss_mib:,.0f}")
     t.add_row("tracked (service, feature) series", str(f.series))
     t.add_row("state bytes per series (target <= 2048)", f"{f.state_bytes_per_series:,.0f}")
