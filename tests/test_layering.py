@@ -80,9 +80,11 @@ def test_help_imports_no_heavy_library() -> None:
 
 
 def test_the_default_pipeline_imports_no_unused_heavy_library() -> None:
+    # a batch in and the run finished, so its windows are closed and scored
     code = ("import sys; from detector.config import VigilConfig; from detector.pipeline import "
-            "Pipeline; Pipeline(VigilConfig()).process([b'{\"ts\": 1, \"service\": \"a\", "
-            "\"msg\": \"x\"}']); heavy = ('sklearn', 'river', 'pandas', 'scipy.stats'); "
+            "Pipeline; p = Pipeline(VigilConfig()); p.process([b'{\"ts\": 1, \"service\": "
+            "\"a\", \"msg\": \"x\"}']); p.finish(); "
+            "heavy = ('sklearn', 'river', 'pandas', 'scipy.stats'); "
             "print(','.join(m for m in heavy if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "", f"the default pipeline imports {out.stdout.strip()}"
